@@ -1,0 +1,133 @@
+"""`rulegen build`: knowledge -> model -> plan per target -> lock -> render -> out/ (one direction)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from rulegen import __version__
+from rulegen.errors import LockChangedError, RulegenError
+from rulegen.ids import LOCK_NAME, Lock, LockChanges
+from rulegen.knowledge import load_knowledge
+from rulegen.model import KnowledgeBase
+from rulegen.output import manifest, write_file_atomic, write_tree
+from rulegen.render import make_environment, render_errors, templates_digest
+from rulegen.targets import TARGETS, Artifact, Plan
+from rulegen.targets import iptables, nftables, sigma, suricata
+
+MODULES = {"suricata": suricata, "sigma": sigma, "iptables": iptables, "nftables": nftables}
+
+
+@dataclass
+class BuildResult:
+    kb: KnowledgeBase
+    targets: list[str]
+    artifacts: list[Artifact]
+    plans: dict[str, list[Plan]]
+    changes: LockChanges
+    lock_path: Path
+    lock_written: bool
+    out_dir: Path | None
+
+
+def today() -> str:
+    """The build date for new or revised rules; SOURCE_DATE_EPOCH pins it for reproducible builds."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        return dt.datetime.fromtimestamp(int(epoch), dt.UTC).date().isoformat()
+    return dt.datetime.now(dt.UTC).date().isoformat()
+
+
+def lock_path_for(knowledge: Sequence[Path]) -> Path:
+    """The lock lives with the last knowledge folder given (a site's own folder, when it has one)."""
+    last = Path(knowledge[-1])
+    return (last if last.is_dir() else last.parent) / LOCK_NAME
+
+
+def plan_all(kb: KnowledgeBase) -> dict[str, list[Plan]]:
+    return {name: [MODULES[name].plan(p, kb) for p in kb.patterns] for name in TARGETS}
+
+
+def fingerprints(plans: dict[str, list[Plan]], template_hash: str) -> dict[str, str]:
+    """A pattern's fingerprint covers what every target makes of it, and the templates."""
+    per_pattern: dict[str, dict] = {}
+    for target, target_plans in plans.items():
+        for p in target_plans:
+            per_pattern.setdefault(p.pattern.id, {})[target] = p.context if p.expressed else {"gap": p.reason}
+    return {pid: hashlib.sha256((json.dumps(data, sort_keys=True) + template_hash).encode()).hexdigest()
+            for pid, data in per_pattern.items()}
+
+
+def coverage(plans: dict[str, list[Plan]], artifacts: list[Artifact], lock: Lock, kb: KnowledgeBase,
+             targets: list[str]) -> list[dict]:
+    by_pattern: dict[str, list[str]] = {}
+    for artifact in artifacts:
+        for pid in artifact.patterns:
+            by_pattern.setdefault(pid, []).append(artifact.path)
+    rows = []
+    for pattern in kb.patterns:
+        locked = lock.patterns[pattern.id]
+        row = {"id": pattern.id, "entry": pattern.entry_id, "sid": locked.sid, "uuid": locked.uuid,
+               "rev": locked.rev, "severity": pattern.severity.value, "coverage": {}}
+        for target in TARGETS:
+            plan = next(p for p in plans[target] if p.pattern.id == pattern.id)
+            paths = sorted(a for a in by_pattern.get(pattern.id, []) if a.startswith(_folder(target)))
+            row["coverage"][target] = {
+                "expressed": plan.expressed,
+                "built": plan.expressed and target in targets,
+                "reason": plan.reason,
+                "artifacts": paths,
+            }
+        rows.append(row)
+    return rows
+
+
+def _folder(target: str) -> str:
+    return f"{target}/"
+
+
+def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path | None, targets: Sequence[str],
+          frozen: bool = False, write: bool = True) -> BuildResult:
+    """Run the whole build. Nothing is written unless every step before writing succeeded."""
+    kb = load_knowledge(knowledge)
+    env = make_environment(templates_dir)
+    plans = plan_all(kb)
+    lock_path = lock_path_for(knowledge)
+    lock = Lock.load(lock_path)
+    before = lock.dumps()
+    changes = lock.update([p.id for p in kb.patterns],
+                          fingerprints(plans, templates_digest(templates_dir)), today())
+    lock_text = lock.dumps()
+    if frozen and lock_text != before:
+        detail = ", ".join(f"{len(v)} {k}" for k, v in
+                           (("added", changes.added), ("retired", changes.retired), ("revised", changes.revised)) if v)
+        raise LockChangedError(f"{lock_path}: --frozen: the build would change the lock file ({detail or 'format'})")
+    stamps = lock.stamps()
+    selected = [t for t in TARGETS if t in targets]
+    artifacts: list[Artifact] = []
+    try:
+        for target in selected:
+            expressed = [p for p in plans[target] if p.expressed]
+            artifacts += MODULES[target].render(expressed, stamps, env, kb)
+    except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
+        raise render_errors(exc, templates_dir) from None
+    rows = coverage(plans, artifacts, lock, kb, selected)
+    files = {a.path: a.text for a in artifacts}
+    files["manifest.json"] = manifest(artifacts, rows, selected, __version__)
+    lock_written = False
+    if write and out_dir is not None:
+        if lock_text != before:  # reserve the IDs first: an out/ never carries SIDs the lock lacks
+            try:
+                write_file_atomic(lock_path, lock_text)
+            except OSError as exc:
+                raise RulegenError(f"{lock_path}: cannot write the lock file: {exc.strerror}") from None
+            lock_written = True
+        write_tree(out_dir, files)
+    return BuildResult(kb, selected, artifacts, plans, changes, lock_path, lock_written, out_dir)

@@ -1,0 +1,674 @@
+"""Load the YAML knowledge base strictly into the typed model, with `file:line` on every error."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rulegen.errors import KnowledgeError, Problem
+from rulegen.model import (
+    CATEGORIES,
+    TRANSPORTS,
+    Attack,
+    ContentMatch,
+    Correction,
+    Detect,
+    Direction,
+    Entry,
+    IpList,
+    KnowledgeBase,
+    Location,
+    Match,
+    Net,
+    Pattern,
+    PortClass,
+    PortRange,
+    Response,
+    Severity,
+    Sweep,
+)
+from rulegen.targets.suricata import CLASSTYPES
+
+MAX_FILE_BYTES = 5 * 1024 * 1024
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
+CVE = re.compile(r"^CVE-\d{4}-\d{4,}$")
+URL = re.compile(r"^https?://[^\s\"'<>]+$")
+TACTICS = (
+    "reconnaissance", "resource-development", "initial-access", "execution", "persistence",
+    "privilege-escalation", "defense-evasion", "credential-access", "discovery", "lateral-movement",
+    "collection", "command-and-control", "exfiltration", "impact",
+)
+DNS_QTYPES = ("AXFR", "IXFR", "ANY")
+MATCH_KINDS = ("content", "dns", "snmp", "ftp", "tftp", "dhcp", "login", "rpc", "netbios", "shell")
+# Transport each match kind can use: the knowledge may not ask for what the protocol cannot carry.
+MATCH_TRANSPORTS = {
+    "content": TRANSPORTS, "dns": TRANSPORTS, "snmp": ("udp",), "ftp": ("tcp",), "tftp": ("udp",),
+    "dhcp": ("udp",), "login": ("tcp",), "rpc": TRANSPORTS, "netbios": ("udp",), "shell": ("tcp",),
+}
+TARGET_NAMES = ("suricata", "sigma", "iptables", "nftables")
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+class _Map(dict):
+    line: int
+    key_lines: dict[str, int]
+
+
+class _Seq(list):
+    line: int
+    item_lines: list[int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A safe loader that remembers the line of every mapping, key and list item, and refuses aliases."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(None, None, "YAML aliases are not allowed in knowledge files",
+                                       event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001
+        self.flatten_mapping(node)
+        result = _Map()
+        result.line = node.start_mark.line + 1
+        result.key_lines = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise yaml.MarkedYAMLError(None, None, f"mapping keys must be strings, not {key!r}",
+                                           key_node.start_mark)
+            if key in result:
+                raise yaml.MarkedYAMLError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            result[key] = self.construct_object(value_node, deep=True)
+            result.key_lines[key] = key_node.start_mark.line + 1
+        return result
+
+    def construct_sequence(self, node, deep=False):  # noqa: ANN001
+        result = _Seq(self.construct_object(child, deep=True) for child in node.value)
+        result.line = node.start_mark.line + 1
+        result.item_lines = [child.start_mark.line + 1 for child in node.value]
+        return result
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _LineLoader.construct_mapping)
+_LineLoader.add_constructor("tag:yaml.org,2002:seq", _LineLoader.construct_sequence)
+
+
+class _Invalid(Exception):
+    """One problem at a line; collected by the loader, never shown as a traceback."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def default_knowledge_dir() -> Path:
+    """The knowledge shipped with the package (wheel) or the checkout's `knowledge/` (editable)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_data" / "knowledge", here.parent / "knowledge"):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "knowledge"
+
+
+def knowledge_files(root: Path) -> list[Path]:
+    if not root.exists():
+        raise KnowledgeError([Problem(str(root), 0, None, "knowledge folder does not exist")])
+    if root.is_file():
+        return [root]
+    files: list[Path] = []
+    seen: set[Path] = set()
+
+    def walk(folder: Path, depth: int) -> None:
+        real = folder.resolve()
+        if real in seen or depth > 16:
+            raise KnowledgeError([Problem(str(folder), 0, None, "symlink loop in the knowledge folder")])
+        seen.add(real)
+        for child in sorted(folder.iterdir()):
+            if child.is_dir():
+                walk(child, depth + 1)
+            elif child.suffix in (".yaml", ".yml"):
+                files.append(child)
+
+    try:
+        walk(root, 0)
+    except OSError as exc:
+        raise KnowledgeError([Problem(str(root), 0, None, f"cannot read knowledge folder: {exc.strerror}")]) from None
+    if not files:
+        raise KnowledgeError([Problem(str(root), 0, None, "no knowledge files (*.yaml) found")])
+    return files
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise _Invalid(1, f"file is {size} bytes; knowledge files are limited to {MAX_FILE_BYTES}")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise _Invalid(0, f"cannot read file: {exc.strerror}") from None
+    if b"\x00" in raw:
+        raise _Invalid(1, "binary file (contains NUL bytes), not YAML")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise _Invalid(line, "not valid UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise _Invalid(line, f"YAML syntax error: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise _Invalid(1, f"YAML error: {exc}") from None
+    except RecursionError:
+        raise _Invalid(1, "YAML nesting too deep") from None
+
+
+# --------------------------------------------------------------------------- field checks
+
+class _Fields:
+    """Typed access to one YAML mapping that reports unknown, missing and mistyped keys by line."""
+
+    def __init__(self, data: Any, line: int, what: str, allowed: Iterable[str], required: Iterable[str]):
+        if not isinstance(data, dict):
+            raise _Invalid(line, f"{what} must be a mapping, not {_type_name(data)}")
+        self.data = data
+        self.line = getattr(data, "line", line)
+        self.key_lines = getattr(data, "key_lines", {})
+        allowed = tuple(allowed)
+        for key in data:
+            if key not in allowed:
+                raise _Invalid(self.line_of(key), f"unknown key {key!r} in {what} (allowed: {', '.join(allowed)})")
+        for key in required:
+            if key not in data:
+                raise _Invalid(self.line, f"{what} is missing the required key {key!r}")
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) and kind is not bool and bool not in _as_tuple(kind):
+            raise _Invalid(self.line_of(key), f"{key!r} must be {_kind_name(kind)}, not a boolean")
+        if not isinstance(value, kind):
+            raise _Invalid(self.line_of(key), f"{key!r} must be {_kind_name(kind)}, not {_type_name(value)}")
+        return value
+
+    def text(self, key: str, default: str | None = None, max_len: int = 4000) -> str:
+        value = self.get(key, str, default)
+        if value is None:
+            raise _Invalid(self.line, f"missing {key!r}")
+        if not value.strip():
+            raise _Invalid(self.line_of(key), f"{key!r} must not be empty")
+        if len(value) > max_len:
+            raise _Invalid(self.line_of(key), f"{key!r} is longer than {max_len} characters")
+        return value.strip()
+
+    def slug(self, key: str) -> str:
+        value = self.text(key)
+        if not SLUG.match(value):
+            raise _Invalid(self.line_of(key), f"{key!r} must be a slug (a-z, 0-9, '-'), not {value!r}")
+        return value
+
+    def choice(self, key: str, choices: Iterable[str], default: str | None = None) -> str:
+        choices = tuple(choices)
+        value = self.get(key, str, default)
+        if value not in choices:
+            raise _Invalid(self.line_of(key), f"{key!r} must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+    def items(self, key: str, required: bool = False) -> list[tuple[Any, int]]:
+        value = self.get(key, list, None)
+        if value is None:
+            if required:
+                raise _Invalid(self.line, f"missing {key!r}")
+            return []
+        lines = getattr(value, "item_lines", [self.line_of(key)] * len(value))
+        return list(zip(value, lines, strict=True))
+
+    def int_in(self, key: str, low: int, high: int, default: int | None = None) -> int | None:
+        value = self.get(key, int, default)
+        if value is not None and not low <= value <= high:
+            raise _Invalid(self.line_of(key), f"{key!r} must be between {low} and {high}, not {value}")
+        return value
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", list: "a list", dict: "a mapping", bool: "true or false"}
+    return " or ".join(names.get(k, k.__name__) for k in _as_tuple(kind))
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "empty"
+    return {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list",
+            _Seq: "a list", dict: "a mapping", _Map: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def parse_port_spec(value: Any, line: int) -> PortRange:
+    if isinstance(value, bool):
+        raise _Invalid(line, f"port must be an integer or 'low-high' range, not {value!r}")
+    if isinstance(value, int):
+        low = high = value
+    elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*-\s*-?\d+\s*", value):
+        low_text, high_text = re.fullmatch(r"\s*(-?\d+)\s*-\s*(-?\d+)\s*", value).groups()
+        low, high = int(low_text), int(high_text)
+        if low >= high:
+            raise _Invalid(line, f"port range {value!r} is empty or inverted (low must be below high)")
+    elif isinstance(value, str) and value.strip().isdigit():
+        low = high = int(value)
+    else:
+        raise _Invalid(line, f"port must be an integer or 'low-high' range, not {value!r}")
+    for port in (low, high):
+        if not 0 <= port <= 65535:
+            raise _Invalid(line, f"port {port} is outside 0-65535")
+    return PortRange(low, high)
+
+
+def _ports(fields: _Fields, key: str, required: bool = False) -> tuple[PortRange, ...]:
+    items = fields.items(key, required)
+    if fields.has(key) and not items:
+        raise _Invalid(fields.line_of(key), f"{key!r} must not be an empty list (leave it out for any port)")
+    ranges = [parse_port_spec(value, line) for value, line in items]
+    return tuple(sorted(set(ranges)))
+
+
+def _strings(fields: _Fields, key: str, check: Callable[[str], bool] | None = None,
+             what: str = "value") -> tuple[str, ...]:
+    out = []
+    for value, line in fields.items(key):
+        if not isinstance(value, str) or not value.strip():
+            raise _Invalid(line, f"each item of {key!r} must be a non-empty string, not {value!r}")
+        if check and not check(value):
+            raise _Invalid(line, f"{value!r} in {key!r} is not a valid {what}")
+        out.append(value.strip())
+    return tuple(out)
+
+
+def _bilingual(fields: _Fields, key: str) -> tuple[str, str]:
+    inner = _Fields(fields.data.get(key), fields.line_of(key), key, ("en", "zh"), ("en", "zh"))
+    return inner.text("en", max_len=8000), inner.text("zh", max_len=8000)
+
+
+# --------------------------------------------------------------------------- objects
+
+def _net(value: str, line: int, deferred: list) -> Net:
+    if value in ("home", "external", "any", "broadcast"):
+        return Net(value)
+    m = re.fullmatch(r"(not-)?list:([a-z0-9][a-z0-9-]*)", value)
+    if not m:
+        raise _Invalid(line, f"network must be home, external, any, broadcast, list:ID or not-list:ID, not {value!r}")
+    deferred.append((m.group(2), line))
+    return Net("list", m.group(2), negated=bool(m.group(1)))
+
+
+DEFAULT_NETS = {
+    Direction.INBOUND: ("external", "home"),
+    Direction.OUTBOUND: ("home", "external"),
+    Direction.INTERNAL: ("home", "home"),
+    Direction.BROADCAST: ("any", "broadcast"),
+    Direction.ANY: ("any", "any"),
+}
+
+
+def _content(item: Any, line: int) -> ContentMatch:
+    f = _Fields(item, line, "content item", ("text", "hex", "offset", "depth", "nocase"), ())
+    if f.has("text") == f.has("hex"):
+        raise _Invalid(f.line, "a content item needs exactly one of 'text' or 'hex'")
+    if f.has("text"):
+        data = f.get("text", str).encode("utf-8")
+    else:
+        hex_text = f.get("hex", str)
+        if not re.fullmatch(r"\s*([0-9a-fA-F]{2}\s*)+", hex_text):
+            raise _Invalid(f.line_of("hex"), f"'hex' must be pairs of hex digits, not {hex_text!r}")
+        data = bytes.fromhex(hex_text)
+    if not data:
+        raise _Invalid(f.line, "content must not be empty")
+    depth = f.int_in("depth", 1, 65535)
+    if depth is not None and depth < len(data):
+        raise _Invalid(f.line_of("depth"), f"depth {depth} is shorter than the content ({len(data)} bytes)")
+    return ContentMatch(data, f.int_in("offset", 0, 65535), depth, bool(f.get("nocase", bool, False)))
+
+
+def _match(value: Any, line: int, transport: str) -> Match:
+    if not isinstance(value, dict) or len(value) != 1:
+        raise _Invalid(getattr(value, "line", line), f"'match' must hold exactly one of: {', '.join(MATCH_KINDS)}")
+    kind = next(iter(value))
+    if kind not in MATCH_KINDS:
+        raise _Invalid(value.key_lines.get(kind, line), f"unknown match kind {kind!r} (allowed: {', '.join(MATCH_KINDS)})")
+    body_line = value.key_lines.get(kind, line)
+    if transport not in MATCH_TRANSPORTS[kind]:
+        raise _Invalid(body_line, f"a {kind} match cannot use transport {transport} "
+                                  f"(it needs {' or '.join(MATCH_TRANSPORTS[kind])})")
+    body = value[kind]
+    if kind == "content":
+        if not isinstance(body, list) or not body:
+            raise _Invalid(body_line, "'content' must be a non-empty list")
+        lines = getattr(body, "item_lines", [body_line] * len(body))
+        return Match("content", contents=tuple(_content(i, ln) for i, ln in zip(body, lines, strict=True)))
+    specs = {
+        "dns": (("query", "qtype"), ()), "snmp": (("community",), ("community",)),
+        "ftp": (("user",), ("user",)), "tftp": (("opcode", "filename"), ("opcode",)),
+        "dhcp": (("message_type",), ("message_type",)), "login": (("users",), ("users",)),
+        "rpc": (("program",), ("program",)), "netbios": (("query",), ("query",)),
+        "shell": (("response",), ("response",)),
+    }
+    allowed, required = specs[kind]
+    f = _Fields(body, body_line, f"{kind} match", allowed, required)
+    if kind == "dns":
+        if f.has("query") == f.has("qtype"):
+            raise _Invalid(f.line, "a dns match needs exactly one of 'query' or 'qtype'")
+        if f.has("qtype"):
+            qtype = f.choice("qtype", DNS_QTYPES)
+            if qtype in ("AXFR", "IXFR") and transport != "tcp":
+                raise _Invalid(f.line_of("qtype"), f"{qtype} zone transfers run over tcp, not {transport}")
+            return Match("dns", dns_qtype=qtype)
+        query = f.text("query", max_len=253).lower().rstrip(".")
+        if not re.fullmatch(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*", query):
+            raise _Invalid(f.line_of("query"), f"{query!r} is not a DNS name")
+        return Match("dns", dns_query=query)
+    if kind == "snmp":
+        return Match("snmp", snmp_community=f.text("community", max_len=255))
+    if kind == "ftp":
+        return Match("ftp", ftp_user=_token(f, "user"))
+    if kind == "tftp":
+        filename = f.text("filename", max_len=255) if f.has("filename") else None
+        return Match("tftp", tftp_opcode=f.choice("opcode", ("read", "write")), tftp_filename=filename)
+    if kind == "dhcp":
+        return Match("dhcp", dhcp_message_type=f.choice(
+            "message_type", ("discover", "offer", "request", "decline", "ack", "nak", "release", "inform")))
+    if kind == "login":
+        users = [(u, ln) for u, ln in f.items("users", required=True)]
+        if not users:
+            raise _Invalid(f.line_of("users"), "'users' must not be empty")
+        for user, ln in users:
+            if not isinstance(user, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", user):
+                raise _Invalid(ln, f"login user {user!r} must be 1-32 letters, digits, '.', '_' or '-'")
+        return Match("login", login_users=tuple(u for u, _ in users))
+    if kind == "rpc":
+        return Match("rpc", rpc_program=f.int_in("program", 0, 2**32 - 1))
+    if kind == "netbios":
+        return Match("netbios", netbios_query=f.choice("query", ("nbstat",)))
+    return Match("shell", shell_response=f.text("response", max_len=200))
+
+
+def _token(f: _Fields, key: str) -> str:
+    value = f.text(key, max_len=64)
+    if not re.fullmatch(r"[\x21-\x7e]+", value):
+        raise _Invalid(f.line_of(key), f"{key!r} must be printable ASCII without spaces, not {value!r}")
+    return value
+
+
+PATTERN_KEYS = (
+    "id", "title", "category", "direction", "transport", "src_ports", "dst_ports", "dst_ports_except",
+    "src_net", "dst_net", "detect", "flow", "match", "sweep", "severity", "classtype", "attack", "cves",
+    "response", "false_positives", "not_expressed",
+)
+PATTERN_REQUIRED = ("id", "title", "category", "direction", "transport", "detect", "severity", "classtype",
+                    "response", "false_positives")
+
+
+def _pattern(data: Any, line: int, entry_id: str, entry_protocols: tuple[str, ...], file: str,
+             list_refs: list) -> Pattern:
+    f = _Fields(data, line, "pattern", PATTERN_KEYS, PATTERN_REQUIRED)
+    pid = f.slug("id")
+    try:
+        return _pattern_fields(f, pid, entry_id, entry_protocols, file, list_refs)
+    except _Invalid as exc:
+        raise _Invalid(exc.line, f"pattern {pid}: {exc.message}") from None
+
+
+def _pattern_fields(f: _Fields, pid: str, entry_id: str, entry_protocols: tuple[str, ...], file: str,
+                    list_refs: list) -> Pattern:
+    transport = f.choice("transport", TRANSPORTS)
+    if transport not in entry_protocols:
+        raise _Invalid(f.line_of("transport"),
+                       f"transport {transport} is not among the entry's protocols ({', '.join(entry_protocols)})")
+    direction = Direction(f.choice("direction", [d.value for d in Direction]))
+    detect = Detect(f.choice("detect", [d.value for d in Detect]))
+    default_src, default_dst = DEFAULT_NETS[direction]
+    src_net = _net(f.get("src_net", str, default_src), f.line_of("src_net"), list_refs)
+    dst_net = _net(f.get("dst_net", str, default_dst), f.line_of("dst_net"), list_refs)
+    for net, key in ((src_net, "src_net"), (dst_net, "dst_net")):
+        if net.kind == "broadcast" and key == "src_net":
+            raise _Invalid(f.line_of(key), "a broadcast address cannot be a source")
+    dst_ports = _ports(f, "dst_ports")
+    dst_except = _ports(f, "dst_ports_except")
+    if dst_ports and dst_except:
+        raise _Invalid(f.line_of("dst_ports_except"), "give either 'dst_ports' or 'dst_ports_except', not both")
+    match = None
+    if f.has("match"):
+        match = _match(f.data["match"], f.line_of("match"), transport)
+    if (detect is Detect.PAYLOAD) != (match is not None):
+        raise _Invalid(f.line_of("detect"), "'match' is required when detect is payload, and only then")
+    sweep = None
+    if f.has("sweep"):
+        s = _Fields(f.data["sweep"], f.line_of("sweep"), "sweep", ("distinct", "count", "seconds"),
+                    ("distinct", "count", "seconds"))
+        sweep = Sweep(s.choice("distinct", ("dst_port", "dst_ip")), s.int_in("count", 2, 100000),
+                      s.int_in("seconds", 1, 86400))
+    if (detect is Detect.SWEEP) != (sweep is not None):
+        raise _Invalid(f.line_of("detect"), "'sweep' is required when detect is sweep, and only then")
+    flow = f.choice("flow", ("to_server", "to_client"), "to_server")
+    if match is not None and match.kind == "shell":
+        flow = "to_client"
+    category = f.choice("category", CATEGORIES)
+    classtype = f.choice("classtype", sorted(CLASSTYPES))
+    attack = None
+    if f.has("attack"):
+        a = _Fields(f.data["attack"], f.line_of("attack"), "attack", ("tactic", "technique"), ("tactic", "technique"))
+        technique = a.text("technique")
+        if not TECHNIQUE.match(technique):
+            raise _Invalid(a.line_of("technique"), f"technique must look like T1046 or T1595.001, not {technique!r}")
+        attack = Attack(a.choice("tactic", TACTICS), technique)
+    not_expressed = ()
+    if f.has("not_expressed"):
+        ne = _Fields(f.data["not_expressed"], f.line_of("not_expressed"), "not_expressed",
+                     (*TARGET_NAMES, "firewall"), ())
+        # `firewall` is shorthand for both packet filters (iptables and nftables)
+        reasons = {t: ne.text(t, max_len=500) for t in (*TARGET_NAMES, "firewall") if ne.has(t)}
+        for packet_filter in ("iptables", "nftables"):
+            if "firewall" in reasons:
+                reasons.setdefault(packet_filter, reasons["firewall"])
+        not_expressed = tuple((t, reasons[t]) for t in TARGET_NAMES if t in reasons)
+    severity = Severity(f.choice("severity", [s.value for s in Severity]))
+    response = Response(f.choice("response", [r.value for r in Response]))
+    return Pattern(
+        id=pid, entry_id=entry_id, title=f.text("title", max_len=200), category=category,
+        direction=direction, transport=transport, src_ports=_ports(f, "src_ports"), dst_ports=dst_ports,
+        dst_ports_except=dst_except, src_net=src_net, dst_net=dst_net, detect=detect, flow=flow, match=match,
+        sweep=sweep, severity=severity, classtype=classtype, attack=attack,
+        cves=_strings(f, "cves", lambda v: bool(CVE.match(v)), "CVE id"), response=response,
+        false_positives=f.text("false_positives"), not_expressed=not_expressed,
+        location=Location(file, f.line),
+    )
+
+
+def _port_class_of(ports: tuple[PortRange, ...], classes: list[PortClass]) -> str:
+    first = ports[0].low
+    for cls in classes:
+        if cls.ports.low <= first <= cls.ports.high:
+            return cls.id
+    return "unclassified"
+
+
+class _Collector:
+    """Gathers problems across every file so one run reports all of them."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def run(self, file: str, entry: str | None, line: int, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except _Invalid as exc:
+            self.problems.append(Problem(file, exc.line or line, entry, exc.message))
+            return None
+
+
+def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
+    """Load every knowledge file under the given roots; raise KnowledgeError with all problems found."""
+    collector = _Collector()
+    raw_classes: list[tuple[str, Any, int]] = []
+    raw_lists: list[tuple[str, Any, int]] = []
+    raw_entries: list[tuple[str, Any, int]] = []
+    files: list[Path] = []
+    for root in roots:
+        files.extend(knowledge_files(Path(root)))
+    for path in files:
+        name = str(path)
+        data = collector.run(name, None, 1, lambda p=path: _read_yaml(p))
+        if data is None:
+            if not any(pr.file == name for pr in collector.problems):
+                collector.problems.append(Problem(name, 1, None, "empty knowledge file"))
+            continue
+
+        def top(d=data) -> _Fields:
+            return _Fields(d, 1, "knowledge file", ("port_classes", "ip_lists", "entries"), ())
+
+        fields = collector.run(name, None, 1, top)
+        if fields is None:
+            continue
+        for key, bucket in (("port_classes", raw_classes), ("ip_lists", raw_lists), ("entries", raw_entries)):
+            items = collector.run(name, None, 1, lambda k=key, f=fields: f.items(k))
+            for value, line in items or []:
+                bucket.append((name, value, line))
+
+    classes = [c for c in (collector.run(f, None, ln, lambda v=v, ln=ln, f=f: _port_class(v, ln, f))
+                           for f, v, ln in raw_classes) if c]
+    ip_lists: dict[str, IpList] = {}
+    for file, value, line in raw_lists:
+        ip_list = collector.run(file, None, line, lambda v=value, ln=line, f=file: _ip_list(v, ln, f))
+        if ip_list:
+            _unique(collector, ip_lists, ip_list.id, ip_list, file, ip_list.location.line, "ip list")
+    entries: dict[str, Entry] = {}
+    pattern_ids: dict[str, Pattern] = {}
+    list_refs: list[tuple[str, str, int, str]] = []
+    for file, value, line in raw_entries:
+        entry_id = value.get("id") if isinstance(value, dict) and isinstance(value.get("id"), str) else None
+        refs: list = []
+        entry = collector.run(file, entry_id, line,
+                              lambda v=value, ln=line, f=file, r=refs: _entry(v, ln, f, classes, r, collector))
+        list_refs.extend((file, entry_id, ln, ref) for ref, ln in refs)
+        if entry is None:
+            continue
+        _unique(collector, entries, entry.id, entry, file, entry.location.line, "entry")
+        for pattern in entry.patterns:
+            _unique(collector, pattern_ids, pattern.id, pattern, file, pattern.location.line, "pattern", entry.id)
+    for file, entry_id, line, ref in list_refs:
+        if ref not in ip_lists:
+            collector.problems.append(Problem(file, line, entry_id, f"unknown ip list {ref!r}"))
+    for pattern in pattern_ids.values():
+        for net in (pattern.src_net, pattern.dst_net):
+            if net.kind == "list" and net.list_id in ip_lists and not ip_lists[net.list_id].addresses \
+                    and not net.negated:
+                collector.problems.append(Problem(pattern.location.file, pattern.location.line, pattern.entry_id,
+                                                  f"pattern {pattern.id}: ip list {net.list_id!r} is empty"))
+    _unique_classes(collector, classes)
+    if collector.problems:
+        raise KnowledgeError(collector.problems)
+    ordered = tuple(sorted(entries.values(), key=lambda e: (e.table != "destination", e.ports[0], e.id)))
+    return KnowledgeBase(tuple(sorted(classes, key=lambda c: c.ports)), dict(sorted(ip_lists.items())), ordered,
+                         tuple(str(f) for f in files))
+
+
+def _unique(collector: _Collector, seen: dict, key: str, value: Any, file: str, line: int, what: str,
+            entry: str | None = None) -> None:
+    if key in seen:
+        first = seen[key].location
+        collector.problems.append(Problem(file, line, entry or key,
+                                          f"duplicate {what} id {key!r} (first defined at {first.file}:{first.line})"))
+    else:
+        seen[key] = value
+
+
+def _unique_classes(collector: _Collector, classes: list[PortClass]) -> None:
+    seen: dict[str, PortClass] = {}
+    for cls in classes:
+        _unique(collector, seen, cls.id, cls, cls.location.file, cls.location.line, "port class")
+
+
+def _port_class(value: Any, line: int, file: str) -> PortClass:
+    f = _Fields(value, line, "port class", ("id", "ports", "title", "description"),
+                ("id", "ports", "title", "description"))
+    en, zh = _bilingual(f, "description")
+    ports = parse_port_spec(f.data["ports"], f.line_of("ports"))
+    return PortClass(f.slug("id"), ports, f.text("title", max_len=200), en, zh, Location(file, f.line))
+
+
+def _ip_list(value: Any, line: int, file: str) -> IpList:
+    f = _Fields(value, line, "ip list", ("id", "title", "addresses"), ("id", "title", "addresses"))
+    addresses = []
+    for item, ln in f.items("addresses", required=True):
+        try:
+            addresses.append(str(ipaddress.ip_network(str(item), strict=False)) if isinstance(item, str) else None)
+        except ValueError:
+            addresses.append(None)
+        if addresses[-1] is None:
+            raise _Invalid(ln, f"{item!r} is not an IP address or CIDR block")
+    return IpList(f.slug("id"), f.text("title", max_len=200), tuple(sorted(set(addresses))), Location(file, f.line))
+
+
+ENTRY_KEYS = ("id", "table", "ports", "protocols", "service", "title", "description", "references",
+              "corrections", "tags", "patterns")
+ENTRY_REQUIRED = ("id", "table", "ports", "protocols", "service", "title", "description", "references",
+                  "patterns")
+
+
+def _entry(value: Any, line: int, file: str, classes: list[PortClass], list_refs: list,
+           collector: _Collector) -> Entry | None:
+    f = _Fields(value, line, "entry", ENTRY_KEYS, ENTRY_REQUIRED)
+    entry_id = f.slug("id")
+    protocols = _strings(f, "protocols", lambda v: v in TRANSPORTS, "protocol (tcp or udp)")
+    if not protocols:
+        raise _Invalid(f.line_of("protocols"), "'protocols' must list tcp and/or udp")
+    en, zh = _bilingual(f, "description")
+    corrections = []
+    for item, ln in f.items("corrections"):
+        c = _Fields(item, ln, "correction", ("seed", "fixed", "note"), ("seed", "fixed", "note"))
+        corrections.append(Correction(c.text("seed"), c.text("fixed"), c.text("note")))
+    pattern_items = f.items("patterns", required=True)
+    if not pattern_items:
+        raise _Invalid(f.line_of("patterns"), "an entry needs at least one pattern")
+    ports = _ports(f, "ports", required=True)
+    references = _strings(f, "references", lambda v: bool(URL.match(v)), "http(s) URL")
+    if not references:
+        raise _Invalid(f.line_of("references"), "'references' needs at least one URL")
+    patterns = []
+    failed = False
+    for item, ln in pattern_items:
+        pattern = collector.run(file, entry_id, ln,
+                                lambda i=item, ln=ln: _pattern(i, ln, entry_id, protocols, file, list_refs))
+        failed = failed or pattern is None
+        if pattern:
+            patterns.append(pattern)
+    if failed:
+        return None
+    return Entry(
+        id=entry_id, table=f.choice("table", ("destination", "source")), ports=ports,
+        protocols=tuple(sorted(set(protocols))), service=f.text("service", max_len=100),
+        title=f.text("title", max_len=200), description_en=en, description_zh=zh, references=references,
+        corrections=tuple(corrections), tags=_strings(f, "tags", lambda v: bool(SLUG.match(v)), "tag slug"),
+        patterns=tuple(patterns), port_class=_port_class_of(ports, classes), location=Location(file, f.line),
+    )

@@ -1,0 +1,203 @@
+"""The typed, frozen model of the knowledge base. Targets read only these objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Direction(str, Enum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    INTERNAL = "internal"
+    BROADCAST = "broadcast"
+    ANY = "any"
+
+
+class Detect(str, Enum):
+    PROBE = "probe"
+    TRAFFIC = "traffic"
+    PAYLOAD = "payload"
+    SWEEP = "sweep"
+
+
+class Severity(str, Enum):
+    INFORMATIONAL = "informational"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class Response(str, Enum):
+    ALERT = "alert"
+    LOG = "log"
+    DROP = "drop"
+    REJECT = "reject"
+
+
+CATEGORIES = ("SCAN", "DOS", "MALWARE", "POLICY", "INFO", "EXPLOIT", "ADWARE")
+TRANSPORTS = ("tcp", "udp")
+
+
+@dataclass(frozen=True, order=True)
+class PortRange:
+    low: int
+    high: int
+
+    @property
+    def is_single(self) -> bool:
+        return self.low == self.high
+
+    def __str__(self) -> str:
+        return str(self.low) if self.is_single else f"{self.low}-{self.high}"
+
+
+@dataclass(frozen=True)
+class Net:
+    """One side of a flow: `home`, `external`, `any`, `broadcast`, or an IP list (maybe negated)."""
+
+    kind: str  # home | external | any | broadcast | list
+    list_id: str | None = None
+    negated: bool = False
+
+    def __str__(self) -> str:
+        if self.kind != "list":
+            return self.kind
+        return f"{'not-' if self.negated else ''}list:{self.list_id}"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a knowledge object was defined, for error messages and the manifest."""
+
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class ContentMatch:
+    data: bytes
+    offset: int | None = None
+    depth: int | None = None
+    nocase: bool = False
+
+
+@dataclass(frozen=True)
+class Match:
+    """Exactly one kind of application fact; `kind` names it, the other fields hold its values."""
+
+    kind: str  # content | dns | snmp | ftp | tftp | dhcp | login | rpc | netbios | shell
+    contents: tuple[ContentMatch, ...] = ()
+    dns_query: str | None = None
+    dns_qtype: str | None = None
+    snmp_community: str | None = None
+    ftp_user: str | None = None
+    tftp_opcode: str | None = None
+    tftp_filename: str | None = None
+    dhcp_message_type: str | None = None
+    login_users: tuple[str, ...] = ()
+    rpc_program: int | None = None
+    netbios_query: str | None = None
+    shell_response: str | None = None
+
+
+@dataclass(frozen=True)
+class Sweep:
+    distinct: str  # dst_port | dst_ip
+    count: int
+    seconds: int
+
+
+@dataclass(frozen=True)
+class Attack:
+    tactic: str
+    technique: str
+
+
+@dataclass(frozen=True)
+class Pattern:
+    id: str
+    entry_id: str
+    title: str
+    category: str
+    direction: Direction
+    transport: str
+    src_ports: tuple[PortRange, ...]
+    dst_ports: tuple[PortRange, ...]
+    dst_ports_except: tuple[PortRange, ...]
+    src_net: Net
+    dst_net: Net
+    detect: Detect
+    flow: str
+    match: Match | None
+    sweep: Sweep | None
+    severity: Severity
+    classtype: str
+    attack: Attack | None
+    cves: tuple[str, ...]
+    response: Response
+    false_positives: str
+    not_expressed: tuple[tuple[str, str], ...]
+    location: Location
+
+    def declared_gap(self, target: str) -> str | None:
+        return dict(self.not_expressed).get(target)
+
+
+@dataclass(frozen=True)
+class Correction:
+    seed: str
+    fixed: str
+    note: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    table: str  # destination | source
+    ports: tuple[PortRange, ...]
+    protocols: tuple[str, ...]
+    service: str
+    title: str
+    description_en: str
+    description_zh: str
+    references: tuple[str, ...]
+    corrections: tuple[Correction, ...]
+    tags: tuple[str, ...]
+    patterns: tuple[Pattern, ...]
+    port_class: str
+    location: Location
+
+
+@dataclass(frozen=True)
+class PortClass:
+    id: str
+    ports: PortRange
+    title: str
+    description_en: str
+    description_zh: str
+    location: Location
+
+
+@dataclass(frozen=True)
+class IpList:
+    id: str
+    title: str
+    addresses: tuple[str, ...]
+    location: Location
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    port_classes: tuple[PortClass, ...]
+    ip_lists: dict[str, IpList]
+    entries: tuple[Entry, ...]
+    sources: tuple[str, ...] = field(default=())
+
+    @property
+    def patterns(self) -> tuple[Pattern, ...]:
+        return tuple(p for e in self.entries for p in e.patterns)
+
+    def entry(self, entry_id: str) -> Entry:
+        return next(e for e in self.entries if e.id == entry_id)

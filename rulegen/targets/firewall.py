@@ -1,0 +1,79 @@
+"""What iptables and nftables share: which patterns a packet filter carries, and in which hooks."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from rulegen.model import Detect, Direction, KnowledgeBase, Net, Pattern, PortRange
+from rulegen.targets import Plan, gap
+
+HOOKS = {
+    Direction.INBOUND: ("input", "forward"),
+    Direction.OUTBOUND: ("output", "forward"),
+    Direction.INTERNAL: ("input", "forward"),
+    Direction.BROADCAST: ("input", "forward"),
+    Direction.ANY: ("input", "forward", "output"),
+}
+LOG_RATE = "5/minute"
+LOG_BURST = 10
+MULTIPORT_MAX = 15  # ports per multiport rule; a range counts two
+
+
+def log_prefix(sid: int, action: str) -> str:
+    """The kernel keeps 29 characters of a LOG prefix; this one is at most 24."""
+    return f"rulegen:{sid}:{action} "
+
+
+def comment(sid: int, pattern_id: str, title: str, limit: int = 255) -> str:
+    """A comment both firewalls accept unquoted-safe: no quotes, backslashes or line breaks."""
+    safe_title = re.sub(r"[^A-Za-z0-9 ._:/()+-]+", " ", title)
+    text = " ".join(f"rulegen {sid} {pattern_id} {safe_title}".split())
+    return text[:limit].rstrip()
+
+
+def addresses(net: Net, kb: KnowledgeBase) -> dict[str, Any]:
+    """The address side for a filter: broadcast, a list (maybe negated) split by family, or nothing."""
+    if net.kind == "broadcast":
+        return {"broadcast": True}
+    if net.kind == "list":
+        items = kb.ip_lists[net.list_id].addresses
+        v4 = [a for a in items if ipaddress.ip_network(a).version == 4]
+        v6 = [a for a in items if ipaddress.ip_network(a).version == 6]
+        if not items:
+            return {}
+        return {"list": net.list_id.replace("-", "_"), "v4": v4, "v6": v6, "negated": net.negated}
+    return {}
+
+
+def port_list(ranges: tuple[PortRange, ...]) -> list[list[int]]:
+    return [[r.low, r.high] for r in ranges]
+
+
+def plan(pattern: Pattern, kb: KnowledgeBase, target: str) -> Plan:
+    declared = pattern.declared_gap(target)
+    if declared:
+        return gap(pattern, declared)
+    if pattern.response.value == "alert":
+        return gap(pattern, "response is alert: the knowledge asks for detection only, nothing to block or log")
+    if pattern.match is not None:
+        return gap(pattern, f"needs application data (a {pattern.match.kind} match) that a packet filter "
+                            "does not inspect")
+    if pattern.sweep is not None:
+        return gap(pattern, "a sweep counts many ports or hosts per source; the snippet acts on single packets")
+    src, dst = addresses(pattern.src_net, kb), addresses(pattern.dst_net, kb)
+    context = {
+        "pattern_id": pattern.id,
+        "title": pattern.title,
+        "transport": pattern.transport,
+        "hooks": list(HOOKS[pattern.direction]),
+        "src_ports": port_list(pattern.src_ports),
+        "dst_ports": port_list(pattern.dst_ports),
+        "dst_ports_except": port_list(pattern.dst_ports_except),
+        "src": src,
+        "dst": dst,
+        "new_only": pattern.detect is Detect.PROBE,
+        "action": pattern.response.value,
+    }
+    return Plan(pattern, context=context)

@@ -1,0 +1,115 @@
+"""iptables-restore files (IPv4 and IPv6) with rulegen's own chains and the jumps into them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rulegen.model import KnowledgeBase, Pattern
+from rulegen.targets import Artifact, Plan, Stamp, firewall, gap
+
+NAME = "iptables"
+CHAINS = {"input": ("INPUT", "RULEGEN-INPUT"), "forward": ("FORWARD", "RULEGEN-FORWARD"),
+          "output": ("OUTPUT", "RULEGEN-OUTPUT")}
+HOOK_COMMENT = "rulegen hook"
+FILES = {4: "iptables/rulegen.rules", 6: "iptables/rulegen6.rules"}
+
+
+def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
+    result = firewall.plan(pattern, kb, NAME)
+    if result.expressed:
+        for side in ("src", "dst"):
+            listed = result.context[side]
+            if listed.get("negated") and len(listed["v4"]) + len(listed["v6"]) > 1:
+                return gap(pattern, "iptables cannot negate a list of several addresses without an ipset")
+    return result
+
+
+def _multiport_chunks(ranges: list[list[int]]) -> list[list[list[int]]]:
+    """Split ports into groups multiport accepts: at most 15 ports, a range counting two."""
+    chunks: list[list[list[int]]] = [[]]
+    used = 0
+    for low, high in ranges:
+        cost = 1 if low == high else 2
+        if used + cost > firewall.MULTIPORT_MAX:
+            chunks.append([])
+            used = 0
+        chunks[-1].append([low, high])
+        used += cost
+    return [c for c in chunks if c]
+
+
+def _port_text(ranges: list[list[int]]) -> str:
+    return ",".join(str(lo) if lo == hi else f"{lo}:{hi}" for lo, hi in ranges)
+
+
+def _port_args(side: str, ranges: list[list[int]], negate: bool = False) -> list[str]:
+    """Alternative argument strings for one side's ports (one per multiport chunk)."""
+    if not ranges:
+        return [""]
+    bang = "! " if negate else ""
+    if len(ranges) == 1 and not negate:
+        return [f"--{side}port {_port_text(ranges)}"]
+    return [f"-m multiport {bang}--{side}ports {_port_text(chunk)}" for chunk in _multiport_chunks(ranges)]
+
+
+def _address_args(side: str, spec: dict[str, Any], family: int) -> str | None:
+    """Arguments for one address side, '' for none, or None when the family cannot carry the rule."""
+    flag = "-s" if side == "src" else "-d"
+    if spec.get("broadcast"):
+        if family == 6:
+            return None
+        return f"-m addrtype --{side}-type BROADCAST"
+    if "list" in spec:
+        items = spec["v4"] if family == 4 else spec["v6"]
+        if not items:
+            return "" if spec["negated"] else None
+        return f"{'! ' if spec['negated'] else ''}{flag} {','.join(items)}"
+    return ""
+
+
+def _rules_for(context: dict[str, Any], sid: int, family: int) -> list[str]:
+    src = _address_args("src", context["src"], family)
+    dst = _address_args("dst", context["dst"], family)
+    if src is None or dst is None:
+        return []
+    action = context["action"]
+    comment = firewall.comment(sid, context["pattern_id"], context["title"])
+    rules = []
+    for sport in _port_args("s", context["src_ports"]):
+        dports = (_port_args("d", context["dst_ports_except"], negate=True) if context["dst_ports_except"]
+                  else _port_args("d", context["dst_ports"]))
+        for dport in dports:
+            parts = [f"-p {context['transport']}", src, dst, sport, dport]
+            if context["new_only"]:
+                parts.append("-m conntrack --ctstate NEW")
+            match = " ".join(p for p in parts if p)
+            rules.append(f"{match} -m limit --limit {firewall.LOG_RATE} --limit-burst {firewall.LOG_BURST} "
+                         f'-m comment --comment "{comment}" -j LOG --log-prefix "{firewall.log_prefix(sid, action)}"')
+            if action == "drop":
+                rules.append(f'{match} -m comment --comment "{comment}" -j DROP')
+            elif action == "reject":
+                with_ = ("tcp-reset" if context["transport"] == "tcp"
+                         else ("icmp-port-unreachable" if family == 4 else "icmp6-port-unreachable"))
+                rules.append(f'{match} -m comment --comment "{comment}" -j REJECT --reject-with {with_}')
+    return rules
+
+
+def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeBase) -> list[Artifact]:
+    ordered = sorted(plans, key=lambda p: stamps[p.pattern.id].sid)
+    ids = [p.pattern.id for p in ordered]
+    artifacts = []
+    for family, path in FILES.items():
+        chains = []
+        for hook, (builtin, chain) in CHAINS.items():
+            rules = []
+            for p in ordered:
+                if hook in p.context["hooks"]:
+                    rules.extend(_rules_for(p.context, stamps[p.pattern.id].sid, family))
+            chains.append({"name": chain, "builtin": builtin, "rules": rules})
+        text = env.get_template("iptables/rulegen.rules.j2").render(
+            chains=chains, family=family, hook_comment=HOOK_COMMENT)
+        artifacts.append(Artifact(path, text, ids))
+    script = env.get_template("iptables/install.sh.j2").render(chains=list(CHAINS.values()),
+                                                                hook_comment=HOOK_COMMENT)
+    artifacts.append(Artifact("iptables/install.sh", script, ids))
+    return artifacts

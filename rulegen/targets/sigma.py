@@ -1,0 +1,186 @@
+"""Sigma rules in SigmaHQ's conventions, with the log sources and field names of DESIGN.md."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from rulegen.model import Detect, KnowledgeBase, Net, Pattern, PortRange, Severity
+from rulegen.targets import Artifact, Plan, Stamp, gap, sanitize_line
+
+NAME = "sigma"
+FOLDER = "sigma"
+# Fixed namespace: a pattern id always maps to the same Sigma rule id, on every machine.
+NAMESPACE = uuid.UUID("6f1c3f0e-5d2a-5b7e-9a41-72756c656765")
+AUTHOR = "rulegen (from Robert Graham's Firewall Forensics FAQ)"
+LEVEL = {Severity.INFORMATIONAL: "informational", Severity.LOW: "low", Severity.MEDIUM: "medium",
+         Severity.HIGH: "high", Severity.CRITICAL: "critical"}
+ZEEK_FIELDS = {"snmp": ("snmp", "community"), "ftp": ("ftp", "user"), "dhcp": ("dhcp", "msg_types")}
+
+
+def rule_uuid(pattern_id: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, pattern_id))
+
+
+def correlation_uuid(pattern_id: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"correlation:{pattern_id}"))
+
+
+def yaml_scalar(value: Any) -> str:
+    """A YAML scalar that cannot break out of its line: ints plain, text single-quoted on one line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return "'" + sanitize_line(str(value)).replace("'", "''") + "'"
+
+
+def _field(key: str, values: list[Any]) -> dict[str, Any]:
+    return {"key": key, "value_list": [yaml_scalar(v) for v in values]}
+
+
+def _port_selections(side: str, ranges: tuple[PortRange, ...]) -> list[dict[str, Any]]:
+    selections = []
+    singles = [r.low for r in ranges if r.is_single]
+    if singles:
+        selections.append({"name": f"selection_{side}_port", "fields": [_field(f"{side}_port", singles)]})
+    for index, r in enumerate(r for r in ranges if not r.is_single):
+        selections.append({"name": f"selection_{side}_range_{index + 1}",
+                           "fields": [_field(f"{side}_port|gte", [r.low]), _field(f"{side}_port|lte", [r.high])]})
+    return selections
+
+
+def _net_fields(net: Net, side: str, kb: KnowledgeBase) -> tuple[list[dict], list[dict]]:
+    """Selection fields and filters that an address side adds (home/external have no Sigma form)."""
+    if net.kind == "broadcast":
+        return [_field(f"{side}_ip|endswith", [".255"])], []
+    if net.kind == "list":
+        addresses = list(kb.ip_lists[net.list_id].addresses)
+        if not addresses:
+            return [], []
+        if net.negated:
+            name = f"filter_main_{net.list_id.replace('-', '_')}"
+            return [], [{"name": name, "fields": [_field(f"{side}_ip|cidr", addresses)]}]
+        return [_field(f"{side}_ip|cidr", addresses)], []
+    return [], []
+
+
+def _firewall_detection(pattern: Pattern, kb: KnowledgeBase) -> tuple[list[dict], str]:
+    base = [_field("protocol", [pattern.transport])]
+    filters: list[dict] = []
+    for net, side in ((pattern.src_net, "src"), (pattern.dst_net, "dst")):
+        fields, side_filters = _net_fields(net, side, kb)
+        base += fields
+        filters += side_filters
+    selections = [{"name": "selection", "fields": base}]
+    condition = ["selection"]
+    for side, ranges in (("src", pattern.src_ports), ("dst", pattern.dst_ports)):
+        port_sel = _port_selections(side, ranges)
+        selections += port_sel
+        if len(port_sel) == 1:
+            condition.append(port_sel[0]["name"])
+        elif port_sel:
+            condition.append(f"1 of selection_{side}_*")
+    if pattern.dst_ports_except:
+        singles = [r.low for r in pattern.dst_ports_except if r.is_single]
+        filters.append({"name": "filter_main_dst_port", "fields": [_field("dst_port", singles)]})
+    selections += filters
+    text = " and ".join(condition) + "".join(f" and not {f['name']}" for f in filters)
+    return selections, text
+
+
+def _logsource_and_detection(pattern: Pattern, kb: KnowledgeBase) -> tuple[str, dict, list[dict], str] | str:
+    """(file prefix, logsource, selections, condition), or the reason there is no Sigma form."""
+    match = pattern.match
+    if match is None:
+        if any(not r.is_single for r in pattern.dst_ports_except):
+            return "a port range as an exception has no Sigma filter form here"
+        selections, condition = _firewall_detection(pattern, kb)
+        return "net_firewall", {"category": "firewall"}, selections, condition
+    if match.kind == "dns":
+        field = _field("query", [match.dns_query]) if match.dns_query else _field("record_type", [match.dns_qtype])
+        return "net_dns", {"category": "dns"}, [{"name": "selection", "fields": [field]}], "selection"
+    if match.kind in ZEEK_FIELDS:
+        service, key = ZEEK_FIELDS[match.kind]
+        value = {"snmp": match.snmp_community, "ftp": match.ftp_user,
+                 "dhcp": (match.dhcp_message_type or "").upper()}[match.kind]
+        selections = [{"name": "selection", "fields": [_field(key, [value])]}]
+        condition = "selection"
+        if match.kind == "dhcp" and pattern.src_net.kind == "list" and pattern.src_net.negated:
+            addresses = list(kb.ip_lists[pattern.src_net.list_id].addresses)
+            if addresses:
+                selections.append({"name": "filter_main_known_servers",
+                                   "fields": [_field("server_addr|cidr", addresses)]})
+                condition += " and not filter_main_known_servers"
+        return f"zeek_{service}", {"product": "zeek", "service": service}, selections, condition
+    return (f"a {match.kind} match needs payload bytes, which firewall, DNS and Zeek logs "
+            "(the log sources the Sigma output uses) do not record")
+
+
+def _slug(pattern_id: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", pattern_id.lower())
+
+
+def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
+    declared = pattern.declared_gap(NAME)
+    if declared:
+        return gap(pattern, declared)
+    result = _logsource_and_detection(pattern, kb)
+    if isinstance(result, str):
+        return gap(pattern, result)
+    prefix, logsource, selections, condition = result
+    entry = kb.entry(pattern.entry_id)
+    tags = []
+    if pattern.attack:
+        tags += [f"attack.{pattern.attack.tactic}", f"attack.{pattern.attack.technique.lower()}"]
+    tags += [f"cve.{c.removeprefix('CVE-').lower()}" for c in pattern.cves]
+    slug = _slug(pattern.id)
+    context: dict[str, Any] = {
+        "pattern_id": pattern.id,
+        "file": f"{FOLDER}/{prefix}_{slug}.yml",
+        "title": yaml_scalar(pattern.title),
+        "description": yaml_scalar(f"{pattern.title}. {entry.description_en}"),
+        "references": [yaml_scalar(u) for u in entry.references],
+        "tags": [yaml_scalar(t) for t in tags],
+        "logsource": [{"key": k, "value": yaml_scalar(v)} for k, v in logsource.items()],
+        "selections": selections,
+        "condition": condition,
+        "falsepositives": [yaml_scalar(pattern.false_positives)],
+        "level": LEVEL[pattern.severity],
+        "name": None,
+        "correlation": None,
+    }
+    if pattern.detect is Detect.SWEEP:
+        rule_name = f"rulegen_{slug}"
+        context["name"] = rule_name
+        context["correlation"] = {
+            "file": f"{FOLDER}/correlation_{slug}.yml",
+            "title": yaml_scalar(f"{pattern.title} (many {pattern.sweep.distinct} from one source)"),
+            "description": yaml_scalar(
+                f"One source reached at least {pattern.sweep.count} distinct values of {pattern.sweep.distinct} "
+                f"within {pattern.sweep.seconds} seconds. {entry.description_en}"),
+            "rule": rule_name,
+            "timespan": f"{pattern.sweep.seconds}s",
+            "field": pattern.sweep.distinct,
+            "count": pattern.sweep.count,
+        }
+    return Plan(pattern, context=context)
+
+
+def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeBase) -> list[Artifact]:
+    rule_template = env.get_template("sigma/rule.yml.j2")
+    correlation_template = env.get_template("sigma/correlation.yml.j2")
+    artifacts = []
+    for p in plans:
+        stamp = stamps[p.pattern.id]
+        dates = {"date": stamp.created, "modified": stamp.updated if stamp.updated != stamp.created else None}
+        rule = {**p.context, "id": rule_uuid(p.pattern.id), "author": yaml_scalar(AUTHOR), **dates}
+        artifacts.append(Artifact(p.context["file"], rule_template.render(rule=rule), [p.pattern.id]))
+        correlation = p.context["correlation"]
+        if correlation:
+            corr = {**correlation, "id": correlation_uuid(p.pattern.id), "tags": p.context["tags"],
+                    "references": p.context["references"], "falsepositives": p.context["falsepositives"],
+                    "level": p.context["level"], "author": yaml_scalar(AUTHOR), **dates}
+            artifacts.append(Artifact(correlation["file"], correlation_template.render(rule=corr), [p.pattern.id]))
+    return sorted(artifacts, key=lambda a: a.path)

@@ -1,0 +1,250 @@
+"""Suricata 7 rules in ET Open's conventions: what a pattern becomes, and the escaping of values."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rulegen.attack import TACTIC_IDS, TECHNIQUE_NAMES
+from rulegen.model import ContentMatch, Detect, Direction, KnowledgeBase, Match, Net, Pattern, PortRange, Severity
+from rulegen.targets import Artifact, Plan, Stamp, gap, sanitize_line
+
+NAME = "suricata"
+RULES_PATH = "suricata/rulegen.rules"
+SID_MAP_PATH = "suricata/sid-msg.map"
+SID_RANGE = (1000000, 1999999)
+
+# Suricata 7.0.10's default classification.config: classtype -> priority.
+CLASSTYPES = {
+    "not-suspicious": 3, "unknown": 3, "bad-unknown": 2, "attempted-recon": 2,
+    "successful-recon-limited": 2, "successful-recon-largescale": 2, "attempted-dos": 2,
+    "successful-dos": 2, "attempted-user": 1, "unsuccessful-user": 1, "successful-user": 1,
+    "attempted-admin": 1, "successful-admin": 1, "rpc-portmap-decode": 2, "shellcode-detect": 1,
+    "string-detect": 3, "suspicious-filename-detect": 2, "suspicious-login": 2, "system-call-detect": 2,
+    "tcp-connection": 4, "trojan-activity": 1, "unusual-client-port-connection": 2, "network-scan": 3,
+    "denial-of-service": 2, "non-standard-protocol": 2, "protocol-command-decode": 3,
+    "web-application-activity": 2, "web-application-attack": 1, "misc-activity": 3, "misc-attack": 2,
+    "icmp-event": 3, "inappropriate-content": 1, "policy-violation": 1, "default-login-attempt": 2,
+    "targeted-activity": 1, "exploit-kit": 1, "external-ip-check": 2, "domain-c2": 1, "pup-activity": 2,
+    "credential-theft": 1, "social-engineering": 2, "coin-mining": 2, "command-and-control": 1,
+}
+PRIORITY = {Severity.INFORMATIONAL: 4, Severity.LOW: 3, Severity.MEDIUM: 2, Severity.HIGH: 1, Severity.CRITICAL: 1}
+SIGNATURE_SEVERITY = {Severity.INFORMATIONAL: "Informational", Severity.LOW: "Minor", Severity.MEDIUM: "Major",
+                      Severity.HIGH: "Major", Severity.CRITICAL: "Critical"}
+ATTACK_TARGET = {Direction.INBOUND: "Server", Direction.OUTBOUND: "Client_Endpoint",
+                 Direction.INTERNAL: "Client_and_Server", Direction.BROADCAST: "Client_and_Server",
+                 Direction.ANY: "Client_and_Server"}
+DEPLOYMENT = {Direction.INBOUND: ("Perimeter",), Direction.OUTBOUND: ("Perimeter",),
+              Direction.INTERNAL: ("Internal",), Direction.BROADCAST: ("Internal",),
+              Direction.ANY: ("Perimeter", "Internal")}
+DNS_QTYPE_CODES = {"AXFR": 252, "IXFR": 251, "ANY": 255}
+DHCP_TYPES = {"discover": 1, "offer": 2, "request": 3, "decline": 4, "ack": 5, "nak": 6, "release": 7, "inform": 8}
+PROBE_LIMIT_SECONDS = 3600
+
+# Bytes that may stand literally inside a content string; everything else goes into |hex|.
+_SAFE_CONTENT = re.compile(rb"[A-Za-z0-9 !#$%&'*+,./:<=>?@\[\]^_`{}~-]")
+
+
+# --------------------------------------------------------------------------- escaping
+
+def escape_msg(text: str) -> str:
+    """A msg string: one line, with `\\`, `"` and `;` escaped the way Suricata's parser expects."""
+    line = sanitize_line(text)
+    return line.replace("\\", "\\\\").replace('"', '\\"').replace(";", "\\;")
+
+
+def content_string(data: bytes) -> str:
+    """Bytes as a Suricata content string: printable runs literal, the rest as lowercase |hex|."""
+    out: list[str] = []
+    pending: list[str] = []
+    for byte in data:
+        if _SAFE_CONTENT.fullmatch(bytes([byte])):
+            if pending:
+                out.append("|" + " ".join(pending) + "|")
+                pending = []
+            out.append(chr(byte))
+        else:
+            pending.append(f"{byte:02x}")
+    if pending:
+        out.append("|" + " ".join(pending) + "|")
+    return '"' + "".join(out) + '"'
+
+
+def metadata_value(text: str) -> str:
+    """A metadata value: letters, digits and underscores (ET style), nothing that ends an option."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "none"
+
+
+def reference_url(url: str) -> str:
+    """`reference:url,` takes the URL without its scheme; `;` and `"` cannot appear in an option."""
+    bare = re.sub(r"^https?://", "", url)
+    return bare.replace(";", "%3B").replace('"', "%22").replace("\\", "%5C")
+
+
+def address(net: Net, kb: KnowledgeBase) -> str:
+    if net.kind == "home":
+        return "$HOME_NET"
+    if net.kind == "external":
+        return "$EXTERNAL_NET"
+    if net.kind == "any":
+        return "any"
+    if net.kind == "broadcast":
+        return "255.255.255.255"
+    addresses = kb.ip_lists[net.list_id].addresses
+    if not addresses:
+        return "any"
+    group = "[" + ",".join(addresses) + "]"
+    return "!" + group if net.negated else group
+
+
+def ports(ranges: tuple[PortRange, ...], negate: bool = False) -> str:
+    if not ranges:
+        return "any"
+    parts = [str(r.low) if r.is_single else f"{r.low}:{r.high}" for r in ranges]
+    text = parts[0] if len(parts) == 1 else "[" + ",".join(parts) + "]"
+    return "!" + text if negate else text
+
+
+# --------------------------------------------------------------------------- planning
+
+def _content_options(items: tuple[ContentMatch, ...]) -> list[str]:
+    opts: list[str] = []
+    longest = max(range(len(items)), key=lambda i: len(items[i].data))
+    for index, item in enumerate(items):
+        opts.append(f"content:{content_string(item.data)}")
+        if item.nocase:
+            opts.append("nocase")
+        if index == 0:
+            if item.offset:
+                opts.append(f"offset:{item.offset}")
+            if item.depth:
+                opts.append(f"depth:{item.depth}")
+        else:
+            opts.append("distance:0")
+        if len(items) > 1 and index == longest:
+            opts.append("fast_pattern")
+    return opts
+
+
+def _match_options(match: Match, transport: str) -> list[str]:
+    kind = match.kind
+    if kind == "content":
+        return _content_options(match.contents)
+    if kind == "dns" and match.dns_query:
+        name = match.dns_query
+        return ["dns.query", f"content:{content_string(name.encode())}", "nocase", f"bsize:{len(name)}"]
+    if kind == "dns":
+        code = DNS_QTYPE_CODES[match.dns_qtype]
+        # 7.0 has no dns.rrtype: match the end of the question name, the type and class IN.
+        question = bytes([0, code >> 8, code & 0xFF, 0, 1])
+        offset = 14 if transport == "tcp" else 12
+        return [f"content:{content_string(question)}", f"offset:{offset}"]
+    if kind == "snmp":
+        community = match.snmp_community.encode()
+        return ["snmp.community", f"content:{content_string(community)}", f"bsize:{len(community)}"]
+    if kind == "ftp":
+        user = match.ftp_user.encode()
+        return ['content:"USER "', "depth:5", "nocase", f"content:{content_string(user)}", "distance:0",
+                f"within:{len(user)}", "nocase", "fast_pattern", f'pcre:"/^USER\\s+{re.escape(match.ftp_user)}\\r?$/mi"']
+    if kind == "tftp":
+        opcode = b"\x00\x01" if match.tftp_opcode == "read" else b"\x00\x02"
+        opts = [f"content:{content_string(opcode)}", "depth:2"]
+        if match.tftp_filename:
+            opts += [f"content:{content_string(match.tftp_filename.encode())}", "distance:0", "nocase",
+                     "fast_pattern"]
+        return opts
+    if kind == "dhcp":
+        code = DHCP_TYPES[match.dhcp_message_type]
+        return ['content:"|63 82 53 63|"', "offset:236", "depth:4",
+                f"content:{content_string(bytes([53, 1, code]))}", "distance:0", "fast_pattern"]
+    if kind == "login":
+        names = "|".join(re.escape(u) for u in match.login_users)
+        return [f'pcre:"/(?:^|[\\r\\n\\x00\\xff])(?:{names})\\r?[\\r\\n\\x00]/"']
+    if kind == "rpc":
+        program = match.rpc_program.to_bytes(4, "big")
+        call = bytes(4) + bytes([0, 0, 0, 2]) + program  # msg_type CALL, rpcvers 2, program
+        offset = 8 if transport == "tcp" else 4  # tcp carries a 4-byte record mark before the xid
+        return [f"content:{content_string(call)}", f"offset:{offset}", f"depth:{len(call)}"]
+    if kind == "netbios":
+        # wildcard name "*" in first-level encoding, type NBSTAT (0x21), class IN
+        question = b"CK" + b"A" * 30 + b"\x00\x00\x21\x00\x01"
+        return [f"content:{content_string(question)}", "offset:13", f"depth:{len(question)}"]
+    if kind == "shell":
+        return [f"content:{content_string(match.shell_response.encode())}"]
+    raise ValueError(f"unhandled match kind {kind}")
+
+
+def _confidence(pattern: Pattern) -> str:
+    if pattern.match is None:
+        return "Low"
+    return "High" if pattern.match.kind in ("dns", "snmp", "ftp", "rpc", "netbios", "dhcp") else "Medium"
+
+
+def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
+    declared = pattern.declared_gap(NAME)
+    if declared:
+        return gap(pattern, declared)
+    src, dst = address(pattern.src_net, kb), address(pattern.dst_net, kb)
+    sport = ports(pattern.src_ports)
+    dport = ports(pattern.dst_ports_except, negate=True) if pattern.dst_ports_except else ports(pattern.dst_ports)
+    to_client = pattern.flow == "to_client"
+    if to_client:  # the answer travels from the server port back to the client
+        src, dst, sport, dport = dst, src, dport, sport
+    tcp = pattern.transport == "tcp"
+    options: list[str] = []
+    if pattern.detect is Detect.PAYLOAD:
+        options.append("flow:established,to_client" if to_client else
+                       ("flow:established,to_server" if tcp else "flow:to_server"))
+    else:
+        options.append(f"flow:{pattern.flow}")
+    if tcp and pattern.detect in (Detect.PROBE, Detect.SWEEP):
+        options.append("flags:S,12")
+    if pattern.match is not None:
+        options += _match_options(pattern.match, pattern.transport)
+    if pattern.detect is Detect.SWEEP:
+        options.append(f"threshold:type both, track by_src, count {pattern.sweep.count}, "
+                       f"seconds {pattern.sweep.seconds}")
+    elif pattern.detect in (Detect.PROBE, Detect.TRAFFIC):
+        options.append(f"threshold:type limit, track by_src, count 1, seconds {PROBE_LIMIT_SECONDS}")
+    entry = kb.entry(pattern.entry_id)
+    references = [f"url,{reference_url(u)}" for u in entry.references]
+    references += [f"cve,{c.removeprefix('CVE-')}" for c in pattern.cves]
+    meta = [
+        ("attack_target", ATTACK_TARGET[pattern.direction]),
+        *(("deployment", d) for d in DEPLOYMENT[pattern.direction]),
+        ("performance_impact", "Moderate" if pattern.match and pattern.match.kind == "login" else "Low"),
+        ("confidence", _confidence(pattern)),
+        ("signature_severity", SIGNATURE_SEVERITY[pattern.severity]),
+    ]
+    if pattern.attack:
+        tactic_id, tactic_name = TACTIC_IDS[pattern.attack.tactic]
+        meta += [("mitre_tactic_id", tactic_id), ("mitre_tactic_name", tactic_name),
+                 ("mitre_technique_id", pattern.attack.technique),
+                 ("mitre_technique_name", TECHNIQUE_NAMES.get(pattern.attack.technique, pattern.attack.technique))]
+    meta += [("cve", metadata_value(c.replace("-", "_"))) for c in pattern.cves]
+    meta += [("rulegen_entry", metadata_value(entry.id)), ("rulegen_pattern", metadata_value(pattern.id))]
+    context: dict[str, Any] = {
+        "pattern_id": pattern.id,
+        "entry_id": entry.id,
+        "header": f"{pattern.transport} {src} {sport} -> {dst} {dport}",
+        "msg": escape_msg(f"RULEGEN {pattern.category} {pattern.title}"),
+        "options": options,
+        "references": references,
+        "classtype": pattern.classtype,
+        "priority": PRIORITY[pattern.severity],
+        "metadata": [f"{k} {metadata_value(v)}" for k, v in meta],
+    }
+    return Plan(pattern, context=context)
+
+
+def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeBase) -> list[Artifact]:
+    rules = []
+    for p in plans:
+        stamp = stamps[p.pattern.id]
+        rules.append({**p.context, "sid": stamp.sid, "rev": stamp.rev,
+                      "created_at": stamp.created.replace("-", "_"), "updated_at": stamp.updated.replace("-", "_")})
+    rules.sort(key=lambda r: r["sid"])
+    ids = [r["pattern_id"] for r in rules]
+    text = env.get_template("suricata/rulegen.rules.j2").render(rules=rules)
+    sid_map = env.get_template("suricata/sid-msg.map.j2").render(rules=rules)
+    return [Artifact(RULES_PATH, text, ids), Artifact(SID_MAP_PATH, sid_map, ids)]

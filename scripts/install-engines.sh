@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install the engines rulegen validates against, on Debian bookworm (run as root):
+# Suricata 7 from bookworm-backports, iptables, nftables, ipset, iproute2.
+set -euo pipefail
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-engines.sh: run as root (apt-get)" >&2
+  exit 2
+fi
+src=/etc/apt/sources.list.d/bookworm-backports.sources
+if [ ! -f "$src" ]; then
+  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  cat >"$src" <<SRC
+Types: deb
+URIs: $mirror
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q iptables nftables ipset iproute2
+apt-get install -y -q -t bookworm-backports suricata
+suricata -V
