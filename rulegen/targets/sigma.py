@@ -16,6 +16,9 @@ NAMESPACE = uuid.UUID("6f1c3f0e-5d2a-5b7e-9a41-72756c656765")
 AUTHOR = "rulegen (from Robert Graham's Firewall Forensics FAQ)"
 LEVEL = {Severity.INFORMATIONAL: "informational", Severity.LOW: "low", Severity.MEDIUM: "medium",
          Severity.HIGH: "high", Severity.CRITICAL: "critical"}
+# Text YAML reads back unchanged without quotes (SigmaHQ writes such values plain).
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9 _.,/()@+-]*[A-Za-z0-9_.)/]|[A-Za-z]")
+_RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "y", "n"}
 ZEEK_FIELDS = {"snmp": ("snmp", "community"), "ftp": ("ftp", "user"), "dhcp": ("dhcp", "msg_types")}
 
 
@@ -33,7 +36,10 @@ def yaml_scalar(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    return "'" + sanitize_line(str(value)).replace("'", "''") + "'"
+    text = sanitize_line(str(value))
+    if _PLAIN.fullmatch(text) and ": " not in text and " #" not in text and text.lower() not in _RESERVED:
+        return text
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _field(key: str, values: list[Any]) -> dict[str, Any]:

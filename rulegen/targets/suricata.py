@@ -42,7 +42,7 @@ DHCP_TYPES = {"discover": 1, "offer": 2, "request": 3, "decline": 4, "ack": 5, "
 PROBE_LIMIT_SECONDS = 3600
 
 # Bytes that may stand literally inside a content string; everything else goes into |hex|.
-_SAFE_CONTENT = re.compile(rb"[A-Za-z0-9 !#$%&'*+,./:<=>?@\[\]^_`{}~-]")
+_SAFE_CONTENT = re.compile(rb"[A-Za-z0-9 #$%&'*+,./:<=>?@\[\]^_`{}~-]")
 
 
 # --------------------------------------------------------------------------- escaping
@@ -55,6 +55,9 @@ def escape_msg(text: str) -> str:
 
 def content_string(data: bytes) -> str:
     """Bytes as a Suricata content string: printable runs literal, the rest as lowercase |hex|."""
+    binary = sum(not _SAFE_CONTENT.fullmatch(bytes([b])) for b in data)
+    if binary * 2 >= len(data):  # mostly binary: all hex reads better than a mix
+        return '"|' + " ".join(f"{b:02x}" for b in data) + '|"'
     out: list[str] = []
     pending: list[str] = []
     for byte in data:
