@@ -1,0 +1,115 @@
+"""The generated files load in the real engines: Suricata, iptables/ip6tables, nft, pySigma and sigma-cli."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from sigma.backends.elasticsearch import LuceneBackend
+from sigma.backends.splunk import SplunkBackend
+from sigma.collection import SigmaCollection
+
+from conftest import need, need_root
+from rulegen.targets.suricata import CLASSTYPES
+
+SURICATA_CONFIG = Path("/etc/suricata/suricata.yaml")
+
+
+def test_suricata_loads_every_rule(built, tmp_path):
+    suricata = need("suricata")
+    rules = built / "suricata" / "rulegen.rules"
+    count = sum(1 for line in rules.read_text().splitlines() if line.startswith("alert "))
+    result = subprocess.run([suricata, "-T", "-v", "-c", str(SURICATA_CONFIG), "-S", str(rules), "-l", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert f"{count} rules successfully loaded, 0 rules failed" in output, output
+    assert "E:" not in output and "Error" not in output
+    assert "classtype" not in output.lower(), "unknown classtype warning"
+
+
+def test_suricata_classtypes_are_in_the_engines_classification_config(built):
+    config = Path("/etc/suricata/classification.config")
+    known = set(CLASSTYPES)
+    if config.exists():
+        known = set(re.findall(r"^config classification:\s*([^,]+),", config.read_text(), re.M))
+    used = set(re.findall(r"classtype:([^;]+);", (built / "suricata" / "rulegen.rules").read_text()))
+    assert used and used <= known
+
+
+@pytest.mark.parametrize("tool,path", [("iptables-restore", "iptables/rulegen.rules"),
+                                       ("ip6tables-restore", "iptables/rulegen6.rules")])
+def test_iptables_restore_accepts(built, tool, path):
+    need_root()
+    result = subprocess.run([need(tool), "--test", str(built / path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_nft_accepts(built):
+    need_root()
+    result = subprocess.run([need("nft"), "-c", "-f", str(built / "nftables" / "rulegen.nft")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def _sigma_files(built: Path) -> list[Path]:
+    return sorted((built / "sigma").glob("*.yml"))
+
+
+def test_every_sigma_rule_parses_and_converts(built):
+    """Each rule with pySigma, through the splunk and lucene backends (correlations: splunk)."""
+    files = _sigma_files(built)
+    assert files
+    collection = SigmaCollection.load_ruleset([str(f) for f in files])
+    errors = [str(e) for rule in collection.rules for e in rule.errors]
+    assert not errors
+    splunk = SplunkBackend().convert(SigmaCollection.load_ruleset([str(f) for f in files]))
+    bases = [f for f in files if not f.name.startswith("correlation_")]
+    lucene = LuceneBackend().convert(SigmaCollection.load_ruleset([str(f) for f in bases]))
+    correlations = [f for f in files if f.name.startswith("correlation_")]
+    assert len(splunk) == len(files) and len(lucene) == len(bases)
+    assert all(q.strip() for q in splunk + lucene)
+    assert correlations, "sweep patterns should produce correlation rules"
+
+
+@pytest.mark.parametrize("backend", ["splunk", "lucene"])
+def test_sigma_cli_converts(built, backend):
+    files = [str(f) for f in _sigma_files(built) if backend == "splunk" or not f.name.startswith("correlation_")]
+    sigma = Path(sys.executable).with_name("sigma")
+    result = subprocess.run([str(sigma), "convert", "-t", backend, "--without-pipeline", *files],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len([q for q in result.stdout.splitlines() if q.strip()]) >= len(files)
+
+
+def test_lucene_refuses_correlations_plainly(built):
+    correlations = [str(f) for f in _sigma_files(built) if f.name.startswith("correlation_")]
+    sigma = Path(sys.executable).with_name("sigma")
+    result = subprocess.run([str(sigma), "convert", "-t", "lucene", "--without-pipeline", *correlations,
+                             *[str(f) for f in _sigma_files(built) if f.name.startswith("net_firewall")]],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "correlation" in (result.stdout + result.stderr).lower()
+
+
+SIGMAHQ_ORDER = ["title", "id", "name", "related", "status", "description", "references", "author", "date",
+                 "modified", "tags", "logsource", "correlation", "detection", "falsepositives", "level"]
+
+
+@pytest.mark.parametrize("name", ["net_firewall_", "net_dns_", "zeek_", "correlation_"])
+def test_sigma_files_follow_sigmahq_conventions(built, name):
+    files = [f for f in _sigma_files(built) if f.name.startswith(name)]
+    assert files, f"no {name}* rules"
+    for path in files:
+        text = path.read_text()
+        data = yaml.safe_load(text)
+        keys = list(data)
+        assert keys == sorted(keys, key=SIGMAHQ_ORDER.index), path.name
+        assert data["status"] == "experimental"
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(data["date"]))
+        assert "\t" not in text and all((len(ln) - len(ln.lstrip(" "))) % 4 == 0 for ln in text.splitlines())
+        for tag in data.get("tags", []):
+            assert re.fullmatch(r"attack\.(t\d{4}(\.\d{3})?|[a-z-]+)|cve\.\d{4}-\d+", tag), tag
