@@ -19,8 +19,7 @@ from rulegen.knowledge import load_knowledge
 from rulegen.model import KnowledgeBase
 from rulegen.output import manifest, write_file_atomic, write_tree
 from rulegen.render import make_environment, render_errors, templates_digest
-from rulegen.targets import TARGETS, Artifact, Plan
-from rulegen.targets import iptables, nftables, sigma, suricata
+from rulegen.targets import TARGETS, Artifact, Plan, iptables, nftables, sigma, suricata
 
 MODULES = {"suricata": suricata, "sigma": sigma, "iptables": iptables, "nftables": nftables}
 

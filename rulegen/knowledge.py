@@ -356,7 +356,8 @@ def _match(value: Any, line: int, transport: str) -> Match:
         raise _Invalid(getattr(value, "line", line), f"'match' must hold exactly one of: {', '.join(MATCH_KINDS)}")
     kind = next(iter(value))
     if kind not in MATCH_KINDS:
-        raise _Invalid(value.key_lines.get(kind, line), f"unknown match kind {kind!r} (allowed: {', '.join(MATCH_KINDS)})")
+        raise _Invalid(value.key_lines.get(kind, line),
+                       f"unknown match kind {kind!r} (allowed: {', '.join(MATCH_KINDS)})")
     body_line = value.key_lines.get(kind, line)
     if transport not in MATCH_TRANSPORTS[kind]:
         raise _Invalid(body_line, f"a {kind} match cannot use transport {transport} "

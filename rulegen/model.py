@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class Direction(str, Enum):
+class Direction(StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
     INTERNAL = "internal"
@@ -14,14 +14,14 @@ class Direction(str, Enum):
     ANY = "any"
 
 
-class Detect(str, Enum):
+class Detect(StrEnum):
     PROBE = "probe"
     TRAFFIC = "traffic"
     PAYLOAD = "payload"
     SWEEP = "sweep"
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     INFORMATIONAL = "informational"
     LOW = "low"
     MEDIUM = "medium"
@@ -29,7 +29,7 @@ class Severity(str, Enum):
     CRITICAL = "critical"
 
 
-class Response(str, Enum):
+class Response(StrEnum):
     ALERT = "alert"
     LOG = "log"
     DROP = "drop"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, copy_knowledge, need, need_root, run_rulegen
+
 from rulegen.knowledge import load_knowledge
 
 EXPECTED_FILES = ["suricata/rulegen.rules", "suricata/sid-msg.map", "iptables/rulegen.rules",
@@ -364,7 +364,8 @@ def test_help_lists_the_options():
 def test_loader_reports_all_problems_at_once(tmp_path):
     knowledge = copy_knowledge(tmp_path / "k")
     text = (knowledge / "ports-0000-0098.yaml").read_text()
-    text = text.replace("    ports: [7]\n", "    ports: [70000]\n", 1).replace("    ports: [11]\n", "    ports: [-1]\n", 1)
+    text = text.replace("    ports: [7]\n", "    ports: [70000]\n", 1)
+    text = text.replace("    ports: [11]\n", "    ports: [-1]\n", 1)
     (knowledge / "ports-0000-0098.yaml").write_text(text)
     with pytest.raises(Exception) as info:
         load_knowledge([knowledge])

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import need, need_root
 from sigma.backends.elasticsearch import LuceneBackend
 from sigma.backends.splunk import SplunkBackend
 from sigma.collection import SigmaCollection
 
-from conftest import need, need_root
 from rulegen.targets.suricata import CLASSTYPES
 
 SURICATA_CONFIG = Path("/etc/suricata/suricata.yaml")

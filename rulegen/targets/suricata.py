@@ -148,7 +148,8 @@ def _match_options(match: Match, transport: str) -> list[str]:
     if kind == "ftp":
         user = match.ftp_user.encode()
         return ['content:"USER "', "depth:5", "nocase", f"content:{content_string(user)}", "distance:0",
-                f"within:{len(user)}", "nocase", "fast_pattern", f'pcre:"/^USER\\s+{re.escape(match.ftp_user)}\\r?$/mi"']
+                f"within:{len(user)}", "nocase", "fast_pattern",
+                f'pcre:"/^USER\\s+{re.escape(match.ftp_user)}\\r?$/mi"']
     if kind == "tftp":
         opcode = b"\x00\x01" if match.tftp_opcode == "read" else b"\x00\x02"
         opts = [f"content:{content_string(opcode)}", "depth:2"]
