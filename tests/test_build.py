@@ -277,7 +277,7 @@ def test_hostile_text_is_escaped_in_every_target(tmp_path):
     assert result.returncode == 0, result.stderr
     rules = (out / "suricata" / "rulegen.rules").read_text()
     assert len([ln for ln in rules.splitlines() if ln.startswith("alert")]) == 1
-    assert "49" not in rules and "{{" in rules  # never rendered as a template
+    assert "{{ config }}" in rules and "<Config" not in rules  # knowledge text is never rendered as a template
     [sigma_file] = (out / "sigma").glob("*.yml")
     data = yaml.safe_load(sigma_file.read_text())
     assert data["title"].startswith('Probe " ; \\ ) ( {{ config }}') and "-A INPUT" in data["title"]
