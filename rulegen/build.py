@@ -70,14 +70,15 @@ def coverage(plans: dict[str, list[Plan]], artifacts: list[Artifact], lock: Lock
     for artifact in artifacts:
         for pid in artifact.patterns:
             by_pattern.setdefault(pid, []).append(artifact.path)
+    plan_of = {(target, p.pattern.id): p for target, target_plans in plans.items() for p in target_plans}
     rows = []
     for pattern in kb.patterns:
         locked = lock.patterns[pattern.id]
         row = {"id": pattern.id, "entry": pattern.entry_id, "sid": locked.sid, "uuid": locked.uuid,
                "rev": locked.rev, "severity": pattern.severity.value, "coverage": {}}
         for target in TARGETS:
-            plan = next(p for p in plans[target] if p.pattern.id == pattern.id)
-            paths = sorted(a for a in by_pattern.get(pattern.id, []) if a.startswith(_folder(target)))
+            plan = plan_of[(target, pattern.id)]
+            paths = sorted(a for a in by_pattern.get(pattern.id, []) if a.startswith(f"{target}/"))
             row["coverage"][target] = {
                 "expressed": plan.expressed,
                 "built": plan.expressed and target in targets,
@@ -86,10 +87,6 @@ def coverage(plans: dict[str, list[Plan]], artifacts: list[Artifact], lock: Lock
             }
         rows.append(row)
     return rows
-
-
-def _folder(target: str) -> str:
-    return f"{target}/"
 
 
 def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path | None, targets: Sequence[str],

@@ -451,9 +451,8 @@ def _pattern_fields(f: _Fields, pid: str, entry_id: str, entry_protocols: tuple[
     default_src, default_dst = DEFAULT_NETS[direction]
     src_net = _net(f.get("src_net", str, default_src), f.line_of("src_net"), list_refs)
     dst_net = _net(f.get("dst_net", str, default_dst), f.line_of("dst_net"), list_refs)
-    for net, key in ((src_net, "src_net"), (dst_net, "dst_net")):
-        if net.kind == "broadcast" and key == "src_net":
-            raise _Invalid(f.line_of(key), "a broadcast address cannot be a source")
+    if src_net.kind == "broadcast":
+        raise _Invalid(f.line_of("src_net"), "a broadcast address cannot be a source")
     dst_ports = _ports(f, "dst_ports")
     dst_except = _ports(f, "dst_ports_except")
     if dst_ports and dst_except:

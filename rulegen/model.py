@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 
 class Direction(StrEnum):
@@ -195,9 +196,13 @@ class KnowledgeBase:
     entries: tuple[Entry, ...]
     sources: tuple[str, ...] = field(default=())
 
-    @property
+    @cached_property
     def patterns(self) -> tuple[Pattern, ...]:
         return tuple(p for e in self.entries for p in e.patterns)
 
+    @cached_property
+    def _entries_by_id(self) -> dict[str, Entry]:
+        return {e.id: e for e in self.entries}
+
     def entry(self, entry_id: str) -> Entry:
-        return next(e for e in self.entries if e.id == entry_id)
+        return self._entries_by_id[entry_id]
