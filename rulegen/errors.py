@@ -33,10 +33,6 @@ class KnowledgeError(RulegenError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-class UsageError(RulegenError):
-    exit_code = 2
-
-
 class LockChangedError(RulegenError):
     """`--frozen` was given and the build would change the lock file."""
 
