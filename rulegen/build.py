@@ -19,7 +19,7 @@ from rulegen.knowledge import load_knowledge
 from rulegen.model import KnowledgeBase
 from rulegen.output import manifest, write_file_atomic, write_tree
 from rulegen.render import make_environment, render_errors, templates_digest
-from rulegen.targets import TARGETS, Artifact, Plan, iptables, nftables, sigma, suricata
+from rulegen.targets import TARGETS, Artifact, Plan, gap, iptables, nftables, sigma, suricata
 
 MODULES = {"suricata": suricata, "sigma": sigma, "iptables": iptables, "nftables": nftables}
 
@@ -33,7 +33,6 @@ class BuildResult:
     changes: LockChanges
     lock_path: Path
     lock_written: bool
-    out_dir: Path | None
 
 
 def today() -> str:
@@ -51,7 +50,9 @@ def lock_path_for(knowledge: Sequence[Path]) -> Path:
 
 
 def plan_all(kb: KnowledgeBase) -> dict[str, list[Plan]]:
-    return {name: [MODULES[name].plan(p, kb) for p in kb.patterns] for name in TARGETS}
+    """Every target's plan for every pattern; a gap the knowledge declares wins over the target's own say."""
+    return {name: [gap(p, p.declared_gap(name)) if p.declared_gap(name) else MODULES[name].plan(p, kb)
+                   for p in kb.patterns] for name in TARGETS}
 
 
 def fingerprints(plans: dict[str, list[Plan]], template_hash: str) -> dict[str, str]:
@@ -89,8 +90,8 @@ def coverage(plans: dict[str, list[Plan]], artifacts: list[Artifact], lock: Lock
     return rows
 
 
-def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path | None, targets: Sequence[str],
-          frozen: bool = False, write: bool = True) -> BuildResult:
+def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets: Sequence[str],
+          frozen: bool = False) -> BuildResult:
     """Run the whole build. Nothing is written unless every step before writing succeeded."""
     kb = load_knowledge(knowledge)
     env = make_environment(templates_dir)
@@ -118,12 +119,11 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path | None, 
     files = {a.path: a.text for a in artifacts}
     files["manifest.json"] = manifest(artifacts, rows, selected, __version__)
     lock_written = False
-    if write and out_dir is not None:
-        if lock_text != before:  # reserve the IDs first: an out/ never carries SIDs the lock lacks
-            try:
-                write_file_atomic(lock_path, lock_text)
-            except OSError as exc:
-                raise RulegenError(f"{lock_path}: cannot write the lock file: {exc.strerror}") from None
-            lock_written = True
-        write_tree(out_dir, files)
-    return BuildResult(kb, selected, artifacts, plans, changes, lock_path, lock_written, out_dir)
+    if lock_text != before:  # reserve the IDs first: an out/ never carries SIDs the lock lacks
+        try:
+            write_file_atomic(lock_path, lock_text)
+        except OSError as exc:
+            raise RulegenError(f"{lock_path}: cannot write the lock file: {exc.strerror}") from None
+        lock_written = True
+    write_tree(out_dir, files)
+    return BuildResult(kb, selected, artifacts, plans, changes, lock_path, lock_written)

@@ -69,6 +69,8 @@ class Lock:
         used = [p.sid for p in patterns.values()] + list(retired.values())
         if len(used) != len(set(used)):
             raise KnowledgeError([Problem(str(path), 1, None, "lock file gives one SID to two patterns")])
+        # never below a SID already handed out, even if next_sid was edited by hand
+        next_sid = max([next_sid, *(s + 1 for s in used)])
         return cls(path, next_sid, patterns, retired)
 
     def update(self, pattern_ids: list[str], fingerprints: dict[str, str], today: str) -> LockChanges:
@@ -94,8 +96,7 @@ class Lock:
         return changes
 
     def _allocate(self) -> int:
-        used = {p.sid for p in self.patterns.values()} | set(self.retired.values())
-        sid = max([self.next_sid, *[s + 1 for s in used]])
+        sid = self.next_sid
         if sid > SID_RANGE[1]:
             raise KnowledgeError([Problem(str(self.path), 1, None, "the local SID range 1000000-1999999 is used up")])
         self.next_sid = sid + 1

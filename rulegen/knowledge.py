@@ -589,8 +589,7 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
     if collector.problems:
         raise KnowledgeError(collector.problems)
     ordered = tuple(sorted(entries.values(), key=lambda e: (e.table != "destination", e.ports[0], e.id)))
-    return KnowledgeBase(tuple(sorted(classes, key=lambda c: c.ports)), dict(sorted(ip_lists.items())), ordered,
-                         tuple(str(f) for f in files))
+    return KnowledgeBase(tuple(sorted(classes, key=lambda c: c.ports)), dict(sorted(ip_lists.items())), ordered)
 
 
 def _unique(collector: _Collector, seen: dict, key: str, value: Any, file: str, line: int, what: str,

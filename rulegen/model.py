@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 
@@ -194,7 +194,6 @@ class KnowledgeBase:
     port_classes: tuple[PortClass, ...]
     ip_lists: dict[str, IpList]
     entries: tuple[Entry, ...]
-    sources: tuple[str, ...] = field(default=())
 
     @cached_property
     def patterns(self) -> tuple[Pattern, ...]:

@@ -44,6 +44,15 @@ def test_every_pattern_has_an_artifact_or_a_reason(manifest, kb):
                 assert cell["reason"] and not cell["artifacts"], (row["id"], target)
 
 
+def test_gaps_the_knowledge_declares_are_kept(manifest, kb):
+    declared = [(p.id, target, reason) for p in kb.patterns for target, reason in p.not_expressed]
+    assert declared
+    rows = {row["id"]: row for row in manifest["patterns"]}
+    for pid, target, reason in declared:
+        cell = rows[pid]["coverage"][target]
+        assert not cell["expressed"] and cell["reason"] == reason, (pid, target)
+
+
 def test_sids_are_local_unique_and_match_the_lock(built, manifest):
     rules = (built / "suricata" / "rulegen.rules").read_text()
     sids = [int(s) for s in re.findall(r"\bsid:(\d+);", rules)]

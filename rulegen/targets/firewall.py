@@ -51,10 +51,7 @@ def port_list(ranges: tuple[PortRange, ...]) -> list[list[int]]:
     return [[r.low, r.high] for r in ranges]
 
 
-def plan(pattern: Pattern, kb: KnowledgeBase, target: str) -> Plan:
-    declared = pattern.declared_gap(target)
-    if declared:
-        return gap(pattern, declared)
+def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
     if pattern.response.value == "alert":
         return gap(pattern, "response is alert: the knowledge asks for detection only, nothing to block or log")
     if pattern.match is not None:

@@ -15,7 +15,7 @@ FILES = {4: "iptables/rulegen.rules", 6: "iptables/rulegen6.rules"}
 
 
 def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
-    result = firewall.plan(pattern, kb, NAME)
+    result = firewall.plan(pattern, kb)
     if result.expressed:
         for side in ("src", "dst"):
             listed = result.context[side]

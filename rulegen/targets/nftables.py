@@ -13,7 +13,7 @@ HOOKS = ("input", "forward", "output")
 
 
 def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
-    return firewall.plan(pattern, kb, NAME)
+    return firewall.plan(pattern, kb)
 
 
 def _ports(ranges: list[list[int]]) -> str:

@@ -129,9 +129,6 @@ def _slug(pattern_id: str) -> str:
 
 
 def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
-    declared = pattern.declared_gap(NAME)
-    if declared:
-        return gap(pattern, declared)
     result = _logsource_and_detection(pattern, kb)
     if isinstance(result, str):
         return gap(pattern, result)

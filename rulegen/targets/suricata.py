@@ -7,7 +7,7 @@ from typing import Any
 
 from rulegen.attack import TACTIC_IDS, TECHNIQUE_NAMES
 from rulegen.model import ContentMatch, Detect, Direction, KnowledgeBase, Match, Net, Pattern, PortRange, Severity
-from rulegen.targets import Artifact, Plan, Stamp, gap, sanitize_line
+from rulegen.targets import Artifact, Plan, Stamp, sanitize_line
 
 NAME = "suricata"
 RULES_PATH = "suricata/rulegen.rules"
@@ -185,9 +185,6 @@ def _confidence(pattern: Pattern) -> str:
 
 
 def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
-    declared = pattern.declared_gap(NAME)
-    if declared:
-        return gap(pattern, declared)
     src, dst = address(pattern.src_net, kb), address(pattern.dst_net, kb)
     sport = ports(pattern.src_ports)
     dport = ports(pattern.dst_ports_except, negate=True) if pattern.dst_ports_except else ports(pattern.dst_ports)
