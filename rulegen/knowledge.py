@@ -211,8 +211,8 @@ class _Fields:
             raise _Invalid(self.line_of(key), f"{key!r} must be {_kind_name(kind)}, not {_type_name(value)}")
         return value
 
-    def text(self, key: str, default: str | None = None, max_len: int = 4000) -> str:
-        value = self.get(key, str, default)
+    def text(self, key: str, max_len: int = 4000) -> str:
+        value = self.get(key, str)
         if value is None:
             raise _Invalid(self.line, f"missing {key!r}")
         if not value.strip():
