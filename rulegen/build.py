@@ -13,13 +13,15 @@ from pathlib import Path
 import jinja2
 
 from rulegen import __version__
+from rulegen import validate as validation
 from rulegen.errors import LockChangedError, RulegenError
 from rulegen.ids import LOCK_NAME, Lock, LockChanges
 from rulegen.knowledge import load_knowledge
 from rulegen.model import KnowledgeBase
-from rulegen.output import manifest, write_file_atomic, write_tree
+from rulegen.output import discard, manifest, stage, swap_in, write_file_atomic
 from rulegen.render import make_environment, render_errors, templates_digest
 from rulegen.targets import TARGETS, Artifact, Plan, gap, iptables, nftables, sigma, suricata
+from rulegen.validate.base import FileReport, Finding
 
 MODULES = {"suricata": suricata, "sigma": sigma, "iptables": iptables, "nftables": nftables}
 
@@ -33,6 +35,7 @@ class BuildResult:
     changes: LockChanges
     lock_path: Path
     lock_written: bool
+    reports: list[FileReport]
 
 
 def today() -> str:
@@ -90,9 +93,18 @@ def coverage(plans: dict[str, list[Plan]], artifacts: list[Artifact], lock: Lock
     return rows
 
 
+class ValidationFailed(RulegenError):
+    """The new output did not pass validation; out/ and the lock are unchanged (exit 1)."""
+
+    def __init__(self, reports: list[FileReport]):
+        self.reports = reports
+        super().__init__("the new output failed validation; out/ is unchanged")
+
+
 def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets: Sequence[str],
-          frozen: bool = False) -> BuildResult:
-    """Run the whole build. Nothing is written unless every step before writing succeeded."""
+          frozen: bool = False, validate: bool = True) -> BuildResult:
+    """Run the whole build. Nothing is written unless every step before writing succeeded:
+    the new out/ is staged beside the old one, validated there, and only then swapped in."""
     kb = load_knowledge(knowledge)
     env = make_environment(templates_dir)
     plans = plan_all(kb)
@@ -118,12 +130,33 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
     rows = coverage(plans, artifacts, lock, kb, selected)
     files = {a.path: a.text for a in artifacts}
     files["manifest.json"] = manifest(artifacts, rows, selected, __version__)
-    lock_written = False
-    if lock_text != before:  # reserve the IDs first: an out/ never carries SIDs the lock lacks
-        try:
-            write_file_atomic(lock_path, lock_text)
-        except OSError as exc:
-            raise RulegenError(f"{lock_path}: cannot write the lock file: {exc.strerror}") from None
-        lock_written = True
-    write_tree(out_dir, files)
-    return BuildResult(kb, selected, artifacts, plans, changes, lock_path, lock_written)
+    staging = stage(out_dir, files)
+    reports: list[FileReport] = []
+    try:
+        if validate:
+            reports = validation.validate([staging])
+            if validation.problems(reports):
+                raise ValidationFailed([_relocate(r, staging, out_dir) for r in reports])
+        lock_written = False
+        if lock_text != before:  # reserve the IDs first: an out/ never carries SIDs the lock lacks
+            try:
+                write_file_atomic(lock_path, lock_text)
+            except OSError as exc:
+                raise RulegenError(f"{lock_path}: cannot write the lock file: {exc.strerror}") from None
+            lock_written = True
+    except BaseException:
+        discard(staging)
+        raise
+    swap_in(staging, out_dir)
+    reports = [_relocate(r, staging, out_dir) for r in reports]
+    return BuildResult(kb, selected, artifacts, plans, changes, lock_path, lock_written, reports)
+
+
+def _relocate(report: FileReport, staging: Path, out_dir: Path) -> FileReport:
+    """Report paths as they are (or would be) under out/, not in the staging folder."""
+    def moved(path: str) -> str:
+        return str(out_dir / Path(path).relative_to(staging))
+
+    findings = [Finding(moved(f.path), f.line, f.engine, f.message, f.severity, f.sid, f.entry)
+                for f in report.findings]
+    return FileReport(moved(report.path), report.format, report.checked_by, findings)

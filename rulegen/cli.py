@@ -5,16 +5,21 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 
 from rulegen import __version__
+from rulegen.build import ValidationFailed
 from rulegen.build import build as run_build
 from rulegen.errors import KnowledgeError, RulegenError
 from rulegen.knowledge import default_knowledge_dir
 from rulegen.render import default_templates_dir
 from rulegen.targets import TARGETS
+from rulegen.validate import FORMATS, problems
+from rulegen.validate import validate as run_validate
+from rulegen.validate.base import FileReport
 
 
 def _targets(value: tuple[str, ...]) -> list[str]:
@@ -42,18 +47,26 @@ def main() -> None:
 @click.option("--target", "-t", "target", multiple=True,
               help=f"Targets to build, repeatable or comma-separated: {', '.join(TARGETS)} (default: all).")
 @click.option("--frozen", is_flag=True, help="Fail (exit 1) instead of changing the lock file (for CI).")
+@click.option("--no-validate", is_flag=True, help="Skip validating the new output before it replaces out/.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, target: tuple[str, ...],
-          frozen: bool, as_json: bool) -> None:
+          frozen: bool, no_validate: bool, as_json: bool) -> None:
     """Build out/ from the knowledge base: Suricata rules and sid-msg.map, Sigma rules,
     iptables/ip6tables-restore files and an nftables table, plus manifest.json.
 
-    Bad knowledge stops the build with `file:line: entry: message` (exit 2) and writes nothing.
+    The new output is validated (as `rulegen validate` does) before it replaces out/; a failed
+    check leaves out/ and the lock unchanged (exit 1). Bad knowledge stops the build with
+    `file:line: entry: message` (exit 2) and writes nothing.
     """
     targets = _targets(target)
     roots = list(knowledge) or [default_knowledge_dir()]
     try:
-        result = run_build(roots, templates or default_templates_dir(), out_dir, targets, frozen=frozen)
+        result = run_build(roots, templates or default_templates_dir(), out_dir, targets, frozen=frozen,
+                           validate=not no_validate)
+    except ValidationFailed as exc:
+        _print_reports(exc.reports, err=True)
+        click.echo(f"rulegen build: {exc}", err=True)
+        sys.exit(exc.exit_code)
     except KnowledgeError as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
@@ -73,6 +86,7 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
         "patterns": len(result.kb.patterns),
         "rules": expressed,
         "files": dict(sorted(counts.items())),
+        "validated_by": sorted({c for r in result.reports for c in r.checked_by}),
         "lock": {"path": str(result.lock_path), "written": result.lock_written,
                  "added": result.changes.added, "retired": result.changes.retired,
                  "revised": result.changes.revised},
@@ -88,7 +102,47 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
     if changes.any:
         click.echo(f"  lock      {len(changes.added)} added, {len(changes.revised)} revised (rev + 1), "
                    f"{len(changes.retired)} retired -> {result.lock_path}")
+    if result.reports:
+        click.echo(f"  validated {len(result.reports)} file(s) clean, by: {', '.join(summary['validated_by'])}")
+    else:
+        click.echo("  not validated (--no-validate)")
     click.echo(f"wrote {out_dir}/ (manifest.json lists every artifact and the coverage)")
+
+
+def _print_reports(reports: list[FileReport], err: bool = False) -> None:
+    for report in reports:
+        for finding in report.findings:
+            click.echo(str(finding), err=err)
+    for report in reports:
+        state = f"{len(report.findings)} problem(s)" if report.findings else "ok"
+        click.echo(f"{report.path}: {report.format}: {state}; checked by: {', '.join(report.checked_by)}", err=err)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--format", "forced", type=click.Choice(FORMATS), default=None,
+              help="Force the input format instead of detecting it from the extension and content.")
+@click.option("--lint/--no-lint", default=True, show_default=True,
+              help="Run suricata-check's quality checks (WARNING and above) on Suricata files, when installed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+def validate(paths: tuple[Path, ...], forced: str | None, lint: bool, as_json: bool) -> None:
+    """Validate rule files or folders (default: out/) in the real engines, falling back to built-in
+    checks where an engine is missing or needs root (RULEGEN_REQUIRE_ENGINES=1 makes that an error).
+
+    Prints `path:line: [engine] message (entry: ID)` per problem. Exit 0 clean, 1 problems, 2 bad input.
+    """
+    try:
+        reports = run_validate(list(paths) or [Path("out")], forced, lint=lint)
+    except RulegenError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    found = problems(reports)
+    if as_json:
+        click.echo(json.dumps({"files": [asdict(r) for r in reports], "problems": len(found)}, indent=2))
+    else:
+        _print_reports(reports)
+        click.echo(f"{len(reports)} file(s), {len(found)} problem(s)")
+    sys.exit(1 if found else 0)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ def manifest(artifacts: list[Artifact], patterns: list[dict[str, Any]], targets:
     return json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
 
 
-def write_tree(out_dir: Path, files: dict[str, str]) -> None:
-    """Write files into a temp dir beside out_dir, then swap it in (the old out/ stays whole until then)."""
+def stage(out_dir: Path, files: dict[str, str]) -> Path:
+    """Write files into a new temp dir beside out_dir (same filesystem, so the swap is a rename)."""
     out_dir = out_dir.resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
@@ -43,6 +43,20 @@ def write_tree(out_dir: Path, files: dict[str, str]) -> None:
             if rel.endswith(".sh"):
                 path.chmod(0o755)
         staging.chmod(0o755)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging
+
+
+def discard(staging: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def swap_in(staging: Path, out_dir: Path) -> None:
+    """Replace out_dir by staging; the old out/ stays whole until the swap."""
+    out_dir = out_dir.resolve()
+    try:
         if out_dir.exists() and _exchange(staging, out_dir):
             shutil.rmtree(staging, ignore_errors=True)  # staging now holds the previous out/
         elif out_dir.exists():

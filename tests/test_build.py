@@ -188,7 +188,8 @@ def test_ids_are_stable_rev_bumps_and_sids_are_never_reused(tmp_path):
         assert after[pid]["rev"] == old["rev"] + (pid == "back-orifice-inbound-probe-udp")
     assert lock["retired"]["snmp-probe"] == before["snmp-probe"]["sid"]
     rules = (tmp_path / "out" / "suricata" / "rulegen.rules").read_text()
-    assert f"sid:{before['back-orifice-inbound-probe-udp']['sid']}; rev:2;" in rules
+    old = before["back-orifice-inbound-probe-udp"]
+    assert f"sid:{old['sid']}; rev:{old['rev'] + 1};" in rules
     # a new pattern gets a fresh SID, never the retired one
     _edit_pattern_title(knowledge, "back-orifice-inbound-probe-tcp", "Back Orifice TCP probe")
     text = (knowledge / "ports-1024-41508.yaml").read_text().replace(
@@ -289,7 +290,7 @@ def test_hostile_text_is_escaped_in_every_target(tmp_path):
     assert "{{ config }}" in rules and "<Config" not in rules  # knowledge text is never rendered as a template
     [sigma_file] = (out / "sigma").glob("*.yml")
     data = yaml.safe_load(sigma_file.read_text())
-    assert data["title"].startswith('Probe " ; \\ ) ( {{ config }}') and "-A INPUT" in data["title"]
+    assert data["title"].startswith('Probe " ; \\ ) ( {{ Config }}') and "-A INPUT" in data["title"]
     ipt = (out / "iptables" / "rulegen.rules").read_text()
     assert not any(ln.startswith(("-A INPUT -j ACCEPT", "-A OUTPUT -j DROP")) for ln in ipt.splitlines())
     suricata = need("suricata")

@@ -6,6 +6,7 @@ import re
 import uuid
 from typing import Any
 
+from rulegen.attack import TACTIC_IDS
 from rulegen.model import Detect, KnowledgeBase, Net, Pattern, PortRange, Severity
 from rulegen.targets import Artifact, Plan, Stamp, gap, sanitize_line
 
@@ -20,6 +21,24 @@ LEVEL = {Severity.INFORMATIONAL: "informational", Severity.LOW: "low", Severity.
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9 _.,/()@+-]*[A-Za-z0-9_.)/]|[A-Za-z]")
 _RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "y", "n"}
 ZEEK_FIELDS = {"snmp": ("snmp", "community"), "ftp": ("ftp", "user"), "dhcp": ("dhcp", "msg_types")}
+# SigmaHQ's conventions, as its validators (pySigma-validators-sigmahq) check them:
+# - titles in title case: every all-lowercase word capitalised except these short ones (sigmahq_title_case);
+TITLE_SMALL_WORDS = {"a", "an", "and", "as", "at", "by", "for", "from", "in", "new", "of", "on", "or", "over", "the",
+                     "through", "to", "via", "with", "without"}
+TITLE_ACRONYMS = {"dhcp", "dns", "ftp", "http", "icmp", "ip", "nfs", "rpc", "smb", "snmp", "ssh", "tcp", "udp"}
+# - a technique tag comes with the tags of all its tactics (sigmahq_tags_techniques_without_tactics).
+#   The techniques of rulegen.attack that belong to more than one tactic (ATT&CK v18.1):
+TECHNIQUE_TACTICS = {
+    "T1040": ("credential-access", "discovery"),
+    "T1078": ("initial-access", "persistence", "privilege-escalation", "defense-evasion"),
+    "T1078.001": ("initial-access", "persistence", "privilege-escalation", "defense-evasion"),
+    "T1133": ("initial-access", "persistence"),
+    "T1557": ("credential-access", "collection"),
+    "T1557.003": ("credential-access", "collection"),
+}
+# - false positives start with a capital, and never say "None" (sigmahq_falsepositives_capital and
+#   _banned_word): SigmaHQ writes "Unlikely".
+_NONE_FP = re.compile(r"^None(?: known| expected)?\b")
 
 
 def rule_uuid(pattern_id: str) -> str:
@@ -40,6 +59,37 @@ def yaml_scalar(value: Any) -> str:
     if _PLAIN.fullmatch(text) and ": " not in text and " #" not in text and text.lower() not in _RESERVED:
         return text
     return "'" + text.replace("'", "''") + "'"
+
+
+def title_case(text: str) -> str:
+    """SigmaHQ title case: the first letter of each lowercase word capitalised (protocol acronyms in capitals);
+    short words, words with `.`, `/` or `_` (names, paths, fields) and numbers left alone."""
+    words = []
+    for word in text.split(" "):
+        if word.islower() and word not in TITLE_SMALL_WORDS and not any(c in word for c in "./_") \
+                and not word[0].isdigit():
+            core = word.strip("()[],;:")
+            if core in TITLE_ACRONYMS:
+                start = word.index(core)
+                word = word[:start] + core.upper() + word[start + len(core):]
+            else:
+                start = next(i for i, ch in enumerate(word) if ch.isalpha())
+                word = word[:start] + word[start].upper() + word[start + 1:]
+        words.append(word)
+    return " ".join(words)
+
+
+def false_positive(text: str) -> str:
+    """A false positive starts with a capital (sigmahq_falsepositives_capital), and since SigmaHQ bans "None",
+    a leading "None known", "None expected" or "None" reads "Unlikely"."""
+    text = text[:1].upper() + text[1:]
+    return _NONE_FP.sub("Unlikely", text, count=1)
+
+
+def attack_tags(tactic: str, technique: str) -> list[str]:
+    """The pattern's tactic first, then the technique's other tactics (kill chain order), then the technique."""
+    others = [t for t in TACTIC_IDS if t in TECHNIQUE_TACTICS.get(technique, ()) and t != tactic]
+    return [f"attack.{t}" for t in (tactic, *others)] + [f"attack.{technique.lower()}"]
 
 
 def _field(key: str, values: list[Any]) -> dict[str, Any]:
@@ -136,20 +186,20 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
     entry = kb.entry(pattern.entry_id)
     tags = []
     if pattern.attack:
-        tags += [f"attack.{pattern.attack.tactic}", f"attack.{pattern.attack.technique.lower()}"]
+        tags += attack_tags(pattern.attack.tactic, pattern.attack.technique)
     tags += [f"cve.{c.removeprefix('CVE-').lower()}" for c in pattern.cves]
     slug = _slug(pattern.id)
     context: dict[str, Any] = {
         "pattern_id": pattern.id,
         "file": f"{FOLDER}/{prefix}_{slug}.yml",
-        "title": yaml_scalar(pattern.title),
+        "title": yaml_scalar(title_case(pattern.title)),
         "description": yaml_scalar(f"{pattern.title}. {entry.description_en}"),
         "references": [yaml_scalar(u) for u in entry.references],
         "tags": [yaml_scalar(t) for t in tags],
         "logsource": [{"key": k, "value": yaml_scalar(v)} for k, v in logsource.items()],
         "selections": selections,
         "condition": condition,
-        "falsepositives": [yaml_scalar(pattern.false_positives)],
+        "falsepositives": [yaml_scalar(false_positive(pattern.false_positives))],
         "level": LEVEL[pattern.severity],
         "name": None,
         "correlation": None,
@@ -159,7 +209,7 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
         context["name"] = rule_name
         context["correlation"] = {
             "file": f"{FOLDER}/correlation_{slug}.yml",
-            "title": yaml_scalar(f"{pattern.title} (many {pattern.sweep.distinct} from one source)"),
+            "title": yaml_scalar(title_case(f"{pattern.title} (many {pattern.sweep.distinct} from one source)")),
             "description": yaml_scalar(
                 f"One source reached at least {pattern.sweep.count} distinct values of {pattern.sweep.distinct} "
                 f"within {pattern.sweep.seconds} seconds. {entry.description_en}"),

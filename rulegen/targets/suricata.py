@@ -73,6 +73,14 @@ def content_string(data: bytes) -> str:
     return '"' + "".join(out) + '"'
 
 
+_DOMAIN_DOT = re.compile(r"(?<=\w)\.(?=[A-Za-z]{2})")
+
+
+def defang_domains(text: str) -> str:
+    """ET writes a domain in msg as `ads .conducent .com`, so the msg is not a live name (S406)."""
+    return _DOMAIN_DOT.sub(" .", text)
+
+
 def metadata_value(text: str) -> str:
     """A metadata value: letters, digits and underscores (ET style), nothing that ends an option."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "none"
@@ -135,7 +143,7 @@ def _match_options(match: Match, transport: str) -> list[str]:
         return _content_options(match.contents)
     if kind == "dns" and match.dns_query:
         name = match.dns_query
-        return ["dns.query", f"content:{content_string(name.encode())}", "nocase", f"bsize:{len(name)}"]
+        return ["dns.query", f"bsize:{len(name)}", f"content:{content_string(name.encode())}", "nocase"]
     if kind == "dns":
         code = DNS_QTYPE_CODES[match.dns_qtype]
         # 7.0 has no dns.rrtype: match the end of the question name, the type and class IN.
@@ -144,10 +152,10 @@ def _match_options(match: Match, transport: str) -> list[str]:
         return [f"content:{content_string(question)}", f"offset:{offset}"]
     if kind == "snmp":
         community = match.snmp_community.encode()
-        return ["snmp.community", f"content:{content_string(community)}", f"bsize:{len(community)}"]
+        return ["snmp.community", f"bsize:{len(community)}", f"content:{content_string(community)}"]
     if kind == "ftp":
         user = match.ftp_user.encode()
-        return ['content:"USER "', "depth:5", "nocase", f"content:{content_string(user)}", "distance:0",
+        return ['content:"USER|20|"', "depth:5", "nocase", f"content:{content_string(user)}", "distance:0",
                 f"within:{len(user)}", "nocase", "fast_pattern",
                 f'pcre:"/^USER\\s+{re.escape(match.ftp_user)}\\r?$/mi"']
     if kind == "tftp":
@@ -228,7 +236,7 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
         "pattern_id": pattern.id,
         "entry_id": entry.id,
         "header": f"{pattern.transport} {src} {sport} -> {dst} {dport}",
-        "msg": escape_msg(f"RULEGEN {pattern.category} {pattern.title}"),
+        "msg": escape_msg(defang_domains(f"RULEGEN {pattern.category} {pattern.title}")),
         "options": options,
         "references": references,
         "classtype": pattern.classtype,

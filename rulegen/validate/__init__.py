@@ -1,0 +1,135 @@
+"""`rulegen validate`: the engines' verdict on rule files, pinned to the line and the knowledge entry."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from rulegen.errors import RulegenError
+from rulegen.validate.base import FileReport, Finding
+
+FORMATS = ("suricata", "sigma", "iptables", "nftables")
+ENTRY_IN_LINE = re.compile(r"rulegen_entry ([a-z0-9][a-z0-9-]*)")
+PATTERN_IN_LINE = re.compile(r"rulegen \d+ ([a-z0-9][a-z0-9-]*)")
+
+
+class ValidationInputError(RulegenError):
+    exit_code = 2
+
+
+def detect_format(path: Path) -> str | None:
+    """Suricata `.rules`, Sigma `.yml`/`.yaml`, iptables-restore files, nftables `.nft`; None when unknown."""
+    suffix = path.suffix.lower()
+    if suffix in (".yml", ".yaml"):
+        return "sigma"
+    if suffix == ".nft":
+        return "nftables"
+    if suffix not in (".rules", ".v4", ".v6", ".conf", ".txt", ""):
+        return None
+    try:
+        head = path.read_bytes()[:65536].decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in head.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith(("*filter", "*nat", "*mangle", "*raw", "*security")):
+            return "iptables"
+        if stripped.startswith(("table ", "flush ruleset", "define ")):
+            return "nftables"
+        if re.match(r"(alert|drop|reject|rejectsrc|rejectdst|rejectboth|pass|config)\s", stripped):
+            return "suricata"
+        break
+    return "suricata" if suffix == ".rules" else None
+
+
+def collect(paths: Iterable[Path], forced: str | None) -> list[tuple[Path, str]]:
+    files: list[tuple[Path, str]] = []
+    for path in paths:
+        if not path.exists():
+            raise ValidationInputError(f"{path}: no such file or folder")
+        if path.is_dir():
+            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+                fmt = forced or detect_format(child)
+                if fmt:
+                    files.append((child, fmt))
+            continue
+        fmt = forced or detect_format(path)
+        if fmt is None:
+            raise ValidationInputError(f"{path}: cannot tell the format; give --format ({', '.join(FORMATS)})")
+        files.append((path, fmt))
+    return files
+
+
+def _manifest_patterns(path: Path) -> tuple[dict[str, str], list[str]]:
+    """From the nearest out/manifest.json: pattern -> entry, and the patterns of this artifact."""
+    for folder in list(path.resolve().parents)[:4]:
+        manifest = folder / "manifest.json"
+        if manifest.is_file():
+            try:
+                data = json.loads(manifest.read_text(encoding="utf-8"))
+                rel = path.resolve().relative_to(folder).as_posix()
+                entries = {row["id"]: row["entry"] for row in data.get("patterns", [])}
+                patterns = next((a["patterns"] for a in data.get("artifacts", []) if a["path"] == rel), [])
+                return entries, patterns
+            except (ValueError, KeyError, TypeError):
+                return {}, []
+    return {}, []
+
+
+def attach_entries(report: FileReport) -> None:
+    """Name the knowledge entry behind each finding of a generated file, from the line or the manifest."""
+    path = Path(report.path)
+    entries, artifact_patterns = _manifest_patterns(path)
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    fixed = []
+    for finding in report.findings:
+        entry = finding.entry
+        text = lines[finding.line - 1] if 1 <= finding.line <= len(lines) else ""
+        if entry is None and (m := ENTRY_IN_LINE.search(text)):
+            entry = m.group(1)
+        if entry is None and (m := PATTERN_IN_LINE.search(text)):
+            entry = entries.get(m.group(1))
+        if entry is None and len(artifact_patterns) == 1:
+            entry = entries.get(artifact_patterns[0])
+        fixed.append(Finding(finding.path, finding.line, finding.engine, finding.message, finding.severity,
+                             finding.sid, entry))
+    report.findings = fixed
+
+
+def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True) -> list[FileReport]:
+    """Validate files and folders; each engine runs once per file (Sigma: once over all its files)."""
+    from rulegen.validate import firewall, suricata
+
+    files = collect(paths, forced)
+    reports: list[FileReport] = []
+    sigma_files = [p for p, fmt in files if fmt == "sigma"]
+    if sigma_files:  # pySigma and its backends take a while to import: only when needed
+        from rulegen.validate import sigma
+
+        reports += sigma.check(sigma_files)
+    for path, fmt in files:
+        if fmt == "suricata":
+            report = suricata.check(path)
+            if lint:
+                from rulegen.validate import lint as quality
+
+                findings, status = quality.lint(path)
+                report.checked_by.append(status)
+                report.findings += findings
+            reports.append(report)
+        elif fmt == "iptables":
+            reports.append(firewall.check_iptables(path))
+        elif fmt == "nftables":
+            reports.append(firewall.check_nft(path))
+    for report in reports:
+        attach_entries(report)
+        report.findings.sort(key=lambda f: (f.line, f.engine, f.message))
+    return sorted(reports, key=lambda r: r.path)
+
+
+def problems(reports: list[FileReport]) -> list[Finding]:
+    return [f for r in reports for f in r.findings if f.severity == "error" or f.severity == "warning"]

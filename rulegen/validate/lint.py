@@ -1,0 +1,150 @@
+"""suricata-check (the Suricata style guide linter) over a generated rules file.
+
+Why not the `suricata-check` CLI: it is fast on most rules but one checker, WhitespaceChecker (all of its
+codes S100-S123 are INFO), matches every content against a regex with nested quantifiers (S120,
+`([^|]*|...)*`) that backtracks exponentially with plain `re` on a long literal run: our NetBIOS rule's
+`content:"CKAAAA...A|00 00 21 00 01|"` takes hours. The optional `regex` module (suricata-check[performance])
+does not backtrack there. The CLI also starts a multiprocessing manager, asks PyPI for updates, and its
+JSONL output has no severities. So we use the library API, all rules in one child process (~0.5 s for
+~90 rules), killed at the timeout; and we enable only the codes at WARNING or above, which leaves
+WhitespaceChecker off entirely (suricata-check drops a checker none of whose codes are wanted).
+
+Codes at WARNING+ in suricata-check 0.9.3b0: M000, M001 (ERROR), C000, S406 (WARNING). Everything else,
+S020, S021, S031, S300, ..., is INFO: pass `min_severity="INFO"` to see those too.
+
+Codes listed in lint_exceptions.yaml (code -> one-line reason) are dropped.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from rulegen.validate.base import Finding
+
+EXCEPTIONS_PATH = Path(__file__).with_name("lint_exceptions.yaml")
+LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+_CODE = re.compile(r"^[A-Z]+[0-9]{3}$")
+# WhitespaceChecker's codes; with plain `re` its S120 regex can run for hours on one rule.
+_WHITESPACE_CODES = r"S1[0-9]{2}"
+_ROOT = Path(__file__).resolve().parents[2]  # the directory holding the rulegen package
+
+
+def engine_version() -> str | None:
+    """suricata-check's version, or None when it is not installed for this interpreter."""
+    if importlib.util.find_spec("suricata_check") is None:
+        return None
+    try:
+        return importlib.metadata.version("suricata-check")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def load_exceptions(path: Path | None = None) -> dict[str, str]:
+    """The excepted codes and their reasons; refuses an entry without a one-line reason."""
+    path = path or EXCEPTIONS_PATH
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of checker code to reason")
+    for code, reason in data.items():
+        if not isinstance(code, str) or not _CODE.match(code):
+            raise ValueError(f"{path}: {code!r} is not a checker code (one code per entry, no patterns)")
+        if not isinstance(reason, str) or not reason.strip() or "\n" in reason.strip():
+            raise ValueError(f"{path}: {code} needs a one-line reason")
+    return {code: reason.strip() for code, reason in data.items()}
+
+
+def _severity(level: int) -> str:
+    if level >= LEVELS["ERROR"]:
+        return "error"
+    return "warning" if level >= LEVELS["WARNING"] else "info"
+
+
+def lint(path: Path, timeout: float = 300, *, min_severity: str = "WARNING") -> tuple[list[Finding], str]:
+    """suricata-check's findings for a rules file (codes at min_severity or above), and a status text."""
+    version = engine_version()
+    if version is None:
+        return [], "suricata-check not installed"
+    engine = f"suricata-check {version}"
+    level = LEVELS[min_severity.upper()]
+    exceptions = load_exceptions()
+    command = [sys.executable, "-c",
+               f"import sys; sys.path.insert(0, {str(_ROOT)!r}); from rulegen.validate.lint import _worker; _worker()",
+               str(path), str(level)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:  # subprocess.run has killed the child
+        return [], f"{engine}: timed out after {timeout:g} s"
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        return [], f"{engine}: failed (exit {result.returncode}): {tail}"
+    report = json.loads(result.stdout)
+    findings = []
+    for item in report["issues"]:
+        if item["code"] in exceptions:
+            continue
+        message = " ".join(item["message"].split())
+        findings.append(Finding(path=str(path), line=item["line"], engine=engine, message=f"{item['code']} {message}",
+                                severity=_severity(item["level"]), sid=item["sid"]))
+    for line, text in report["unparsed"]:
+        findings.append(Finding(path=str(path), line=line, engine=engine, message=text, severity="error"))
+    findings.sort(key=lambda f: (f.line, f.message))
+    notes = report["notes"]
+    return findings, f"{engine} ({'; '.join(notes)})" if notes else engine
+
+
+# --------------------------------------------------------------------------- the child process
+
+def _worker() -> None:
+    """Run in a child process by lint(): argv = rules file, minimum level; prints one JSON report."""
+    import logging
+
+    path, level = sys.argv[1], int(sys.argv[2])
+
+    class Collect(logging.Handler):  # what suricata-check only logs: rules it cannot parse, checkers that crash
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.unparsed: list[tuple[int, str]] = []
+            self.crashed: set[str] = set()
+
+        def emit(self, record: logging.LogRecord) -> None:
+            text = str(record.msg)
+            if record.levelno >= logging.ERROR and "on line %i" in text:
+                self.unparsed.append((int(record.args[0]), "suricata-check could not parse this rule"))
+            elif text.startswith("Failed to run %s"):
+                self.crashed.add(str(record.args[0]))
+
+    collect = Collect()
+    package_logger = logging.getLogger("suricata_check")
+    package_logger.addHandler(collect)
+    package_logger.propagate = False  # no per-rule "option not recognized" chatter on stderr
+    package_logger.setLevel(logging.WARNING)
+
+    import suricata_check
+    from suricata_check.utils.checker import get_rule_option
+
+    notes: list[str] = []
+    exclude: tuple[str, ...] = ()
+    if level < logging.WARNING and importlib.util.find_spec("regex") is None:
+        exclude = (_WHITESPACE_CODES,)
+        notes.append("regex module missing: S100-S123 not checked")
+    checkers = suricata_check.get_checkers(include=(".*",), exclude=exclude, issue_severity=level)
+    output = suricata_check.process_rules_file(path, evaluate_disabled=False, checkers=checkers)
+    issues = []
+    for report in output.rules:
+        sid = get_rule_option(report.rule, "sid")
+        for issue in report.issues:
+            issues.append({"line": report.line_begin, "sid": int(sid) if sid and sid.isdigit() else None,
+                           "code": issue.code, "level": issue.severity or logging.WARNING,
+                           "message": issue.message, "checker": issue.checker})
+    notes += [f"{name} crashed on some rules" for name in sorted(collect.crashed)]
+    json.dump({"issues": issues, "unparsed": collect.unparsed, "notes": notes}, sys.stdout)
