@@ -102,7 +102,7 @@ class ValidationFailed(RulegenError):
 
 
 def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets: Sequence[str],
-          frozen: bool = False, validate: bool = True) -> BuildResult:
+          frozen: bool = False, validate: bool = True, save_lock: bool = True) -> BuildResult:
     """Run the whole build. Nothing is written unless every step before writing succeeded:
     the new out/ is staged beside the old one, validated there, and only then swapped in."""
     kb = load_knowledge(knowledge)
@@ -138,7 +138,7 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
             if validation.problems(reports):
                 raise ValidationFailed([_relocate(r, staging, out_dir) for r in reports])
         lock_written = False
-        if lock_text != before:  # reserve the IDs first: an out/ never carries SIDs the lock lacks
+        if save_lock and lock_text != before:  # reserve the IDs first: an out/ never carries SIDs the lock lacks
             try:
                 write_file_atomic(lock_path, lock_text)
             except OSError as exc:

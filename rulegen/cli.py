@@ -145,5 +145,48 @@ def validate(paths: tuple[Path, ...], forced: str | None, lint: bool, as_json: b
     sys.exit(1 if found else 0)
 
 
+@main.command()
+@click.option("--knowledge", "-k", "knowledge", multiple=True, type=click.Path(path_type=Path),
+              help="Knowledge folder or file (default: the shipped knowledge).")
+@click.option("--templates", type=click.Path(path_type=Path), default=None, help="Templates folder.")
+@click.option("--target", "-t", "target", multiple=True,
+              help=f"Targets to prove, repeatable or comma-separated: {', '.join(TARGETS)} (default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print the proofs as JSON.")
+def selftest(knowledge: tuple[Path, ...], templates: Path | None, target: tuple[str, ...], as_json: bool) -> None:
+    """Prove that the rules built from the knowledge fire: Suricata on generated captures, Sigma on
+    log events in SQLite, iptables and nftables in network namespaces it creates (needs root and the
+    engines; it says what it skips and why). Normal traffic must stay quiet.
+
+    The build goes to a temporary folder; neither out/ nor the lock file is touched.
+    Exit 0 when every expressed pattern is proven, 1 otherwise, 2 on bad input.
+    """
+    from rulegen.prove.runner import run_selftest
+
+    roots = list(knowledge) or [default_knowledge_dir()]
+    try:
+        proofs = run_selftest(roots, templates or default_templates_dir(), _targets(target))
+    except KnowledgeError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(2)
+    except RulegenError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    failed = [p for p in proofs if not p.proven and not p.skipped]
+    if as_json:
+        click.echo(json.dumps([asdict(p) for p in proofs], indent=2))
+    else:
+        click.echo(f"{'pattern':<44} {'target':<9} proven  detail")
+        for proof in proofs:
+            state = "skip" if proof.skipped else ("yes" if proof.proven else "NO")
+            click.echo(f"{proof.pattern:<44} {proof.target:<9} {state:<7} {proof.skipped or proof.detail}")
+        summary = Counter((p.target, "skipped" if p.skipped else ("proven" if p.proven else "failed"))
+                          for p in proofs)
+        for name in sorted({p.target for p in proofs}):
+            click.echo(f"{name}: {summary[(name, 'proven')]} proven, {summary[(name, 'failed')]} not proven, "
+                       f"{summary[(name, 'skipped')]} skipped")
+    sys.exit(1 if failed else 0)
+
+
 if __name__ == "__main__":
     main()
