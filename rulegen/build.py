@@ -14,7 +14,7 @@ import jinja2
 
 from rulegen import __version__
 from rulegen import validate as validation
-from rulegen.errors import LockChangedError, RulegenError
+from rulegen.errors import KnowledgeError, LockChangedError, Problem, RulegenError
 from rulegen.ids import LOCK_NAME, Lock, LockChanges
 from rulegen.knowledge import load_knowledge
 from rulegen.model import KnowledgeBase
@@ -101,13 +101,28 @@ class ValidationFailed(RulegenError):
         super().__init__("the new output failed validation; out/ is unchanged")
 
 
+def _refuse_empty_targets(plans: dict[str, list[Plan]], selected: list[str]) -> None:
+    """A target asked for by name that can express none of the patterns is bad input, not an empty file."""
+    for target in selected:
+        if not any(p.expressed for p in plans[target]):
+            raise KnowledgeError([
+                Problem(p.pattern.location.file, p.pattern.location.line, p.pattern.entry_id,
+                        f"pattern {p.pattern.id}: target {target} cannot express it: {p.reason}")
+                for p in plans[target]] or [Problem("<knowledge>", 0, None, "no patterns")])
+
+
 def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets: Sequence[str],
-          frozen: bool = False, validate: bool = True, save_lock: bool = True) -> BuildResult:
-    """Run the whole build. Nothing is written unless every step before writing succeeded:
+          frozen: bool = False, validate: bool = True, save_lock: bool = True,
+          targets_named: bool = False) -> BuildResult:
+    """Run the whole build. `targets_named`: the user chose the targets, so one that can express
+    none of the patterns is an input error. Nothing is written unless every step before writing succeeded:
     the new out/ is staged beside the old one, validated there, and only then swapped in."""
     kb = load_knowledge(knowledge)
     env = make_environment(templates_dir)
     plans = plan_all(kb)
+    selected = [t for t in TARGETS if t in targets]
+    if targets_named:
+        _refuse_empty_targets(plans, selected)
     lock_path = lock_path_for(knowledge)
     lock = Lock.load(lock_path)
     before = lock.dumps()
@@ -119,7 +134,6 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
                            (("added", changes.added), ("retired", changes.retired), ("revised", changes.revised)) if v)
         raise LockChangedError(f"{lock_path}: --frozen: the build would change the lock file ({detail or 'format'})")
     stamps = lock.stamps()
-    selected = [t for t in TARGETS if t in targets]
     artifacts: list[Artifact] = []
     try:
         for target in selected:

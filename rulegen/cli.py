@@ -62,7 +62,7 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
     roots = list(knowledge) or [default_knowledge_dir()]
     try:
         result = run_build(roots, templates or default_templates_dir(), out_dir, targets, frozen=frozen,
-                           validate=not no_validate)
+                           validate=not no_validate, targets_named=bool(target))
     except ValidationFailed as exc:
         _print_reports(exc.reports, err=True)
         click.echo(f"rulegen build: {exc}", err=True)

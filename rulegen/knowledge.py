@@ -32,7 +32,9 @@ from rulegen.model import (
     Severity,
     Sweep,
 )
+from rulegen.targets import sanitize_line
 from rulegen.targets.suricata import CLASSTYPES
+from rulegen.yamlguard import excessive_nesting
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -164,6 +166,9 @@ def _read_yaml(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise _Invalid(line, "not valid UTF-8") from None
+    deep = excessive_nesting(text)
+    if deep is not None:
+        raise _Invalid(deep, "YAML nesting too deep")
     try:
         return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
@@ -211,12 +216,14 @@ class _Fields:
             raise _Invalid(self.line_of(key), f"{key!r} must be {_kind_name(kind)}, not {_type_name(value)}")
         return value
 
-    def text(self, key: str, max_len: int = 4000) -> str:
+    def text(self, key: str, max_len: int = 4000, min_len: int = 1) -> str:
         value = self.get(key, str)
         if value is None:
             raise _Invalid(self.line, f"missing {key!r}")
         if not value.strip():
             raise _Invalid(self.line_of(key), f"{key!r} must not be empty")
+        if len(sanitize_line(value)) < min_len:  # what the outputs will carry: printable text, one line
+            raise _Invalid(self.line_of(key), f"{key!r} must be at least {min_len} printable characters")
         if len(value) > max_len:
             raise _Invalid(self.line_of(key), f"{key!r} is longer than {max_len} characters")
         return value.strip()
@@ -308,7 +315,8 @@ def _strings(fields: _Fields, key: str, check: Callable[[str], bool] | None = No
 
 def _bilingual(fields: _Fields, key: str) -> tuple[str, str]:
     inner = _Fields(fields.data.get(key), fields.line_of(key), key, ("en", "zh"), ("en", "zh"))
-    return inner.text("en", max_len=8000), inner.text("zh", max_len=8000)
+    # an English sentence at least: the Sigma description is built from it (SigmaHQ refuses brief ones)
+    return inner.text("en", max_len=8000, min_len=20), inner.text("zh", max_len=8000)
 
 
 # --------------------------------------------------------------------------- objects
@@ -495,12 +503,12 @@ def _pattern_fields(f: _Fields, pid: str, entry_id: str, entry_protocols: tuple[
     severity = Severity(f.choice("severity", [s.value for s in Severity]))
     response = Response(f.choice("response", [r.value for r in Response]))
     return Pattern(
-        id=pid, entry_id=entry_id, title=f.text("title", max_len=200), category=category,
+        id=pid, entry_id=entry_id, title=f.text("title", max_len=100), category=category,
         direction=direction, transport=transport, src_ports=_ports(f, "src_ports"), dst_ports=dst_ports,
         dst_ports_except=dst_except, src_net=src_net, dst_net=dst_net, detect=detect, flow=flow, match=match,
         sweep=sweep, severity=severity, classtype=classtype, attack=attack,
         cves=_strings(f, "cves", lambda v: bool(CVE.match(v)), "CVE id"), response=response,
-        false_positives=f.text("false_positives"), not_expressed=not_expressed,
+        false_positives=f.text("false_positives", min_len=2), not_expressed=not_expressed,
         location=Location(file, f.line),
     )
 
@@ -576,6 +584,15 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
         _unique(collector, entries, entry.id, entry, file, entry.location.line, "entry")
         for pattern in entry.patterns:
             _unique(collector, pattern_ids, pattern.id, pattern, file, pattern.location.line, "pattern", entry.id)
+    titles: dict[str, Pattern] = {}
+    for pattern in pattern_ids.values():  # msg texts and Sigma titles must tell patterns apart
+        key = " ".join(pattern.title.casefold().split())
+        first = titles.setdefault(key, pattern)
+        if first is not pattern:
+            collector.problems.append(Problem(
+                pattern.location.file, pattern.location.line, pattern.entry_id,
+                f"pattern {pattern.id}: title {pattern.title!r} is already used by pattern {first.id} "
+                f"({first.location.file}:{first.location.line})"))
     for file, entry_id, line, ref in list_refs:
         if ref not in ip_lists:
             collector.problems.append(Problem(file, line, entry_id, f"unknown ip list {ref!r}"))

@@ -37,12 +37,17 @@ def make_environment(templates_dir: Path) -> SandboxedEnvironment:
     )
 
 
+TARGET_CODE = Path(__file__).resolve().parent / "targets"
+
+
 def templates_digest(templates_dir: Path) -> str:
-    """A hash of every template: a template change is a rule text change (rev + 1)."""
+    """A hash of every template and of the target code that renders them: a change to either may change
+    rule text, so it counts as a rule change (rev + 1) even where the plan contexts stay the same."""
     digest = hashlib.sha256()
-    for path in sorted(templates_dir.rglob("*.j2")):
-        digest.update(path.relative_to(templates_dir).as_posix().encode())
-        digest.update(path.read_bytes())
+    for root in (templates_dir, TARGET_CODE):
+        for path in sorted([*root.rglob("*.j2"), *root.rglob("*.py")]):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from rulegen.model import Detect, Direction, KnowledgeBase, Net, Pattern, PortRange
-from rulegen.targets import Plan, gap
+from rulegen.targets import Plan, Stamp, gap
 
 HOOKS = {
     Direction.INBOUND: ("input", "forward"),
@@ -49,6 +49,25 @@ def addresses(net: Net, kb: KnowledgeBase) -> dict[str, Any]:
 
 def port_list(ranges: tuple[PortRange, ...]) -> list[list[int]]:
     return [[r.low, r.high] for r in ranges]
+
+
+def specificity(context: dict[str, Any]) -> int:
+    """How many of a rule's match fields are fixed: source ports, destination ports, source and destination
+    addresses."""
+    return sum(bool(field) for field in (context["src_ports"], context["dst_ports"] or context["dst_ports_except"],
+                                         context["src"], context["dst"]))
+
+
+def rule_order(plans: list[Plan], stamps: dict[str, Stamp]) -> list[Plan]:
+    """The order of the rules in a chain: the most specific first, then by SID.
+
+    A packet stops at the first DROP or REJECT that matches it, so a broad rule placed first would shadow
+    a narrower pattern for good: the LOG of `echo-squid-source-ping` (UDP 3130 -> 7) would never see a
+    packet behind `echo-udp-probe` (UDP -> 7, drop), nor `hack-a-tack-31790-to-31789` behind
+    `hack-a-tack-inbound-probe` (UDP -> 31789, drop). Narrow first, every pattern's own rules count
+    the traffic they describe, and the broad rule still drops it when the narrow one only logs.
+    """
+    return sorted(plans, key=lambda p: (-specificity(p.context or {}), stamps[p.pattern.id].sid))
 
 
 def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:

@@ -95,8 +95,8 @@ def _rules_for(context: dict[str, Any], sid: int, family: int) -> list[str]:
 
 
 def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeBase) -> list[Artifact]:
-    ordered = sorted(plans, key=lambda p: stamps[p.pattern.id].sid)
-    ids = [p.pattern.id for p in ordered]
+    ordered = firewall.rule_order(plans, stamps)
+    ids = [p.pattern.id for p in sorted(plans, key=lambda p: stamps[p.pattern.id].sid)]
     artifacts = []
     for family, path in FILES.items():
         chains = []

@@ -13,7 +13,12 @@ HOOKS = ("input", "forward", "output")
 
 
 def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
-    return firewall.plan(pattern, kb)
+    result = firewall.plan(pattern, kb)
+    if not result.expressed:
+        return result
+    # LOG rules carry a counter, as every iptables rule does: without it nothing shows that a log-only
+    # rule fired (a LOG in a network namespace other than the first writes nothing to the kernel log)
+    return Plan(pattern, context={**(result.context or {}), "log_counter": True})
 
 
 def _ports(ranges: list[list[int]]) -> str:
@@ -55,8 +60,9 @@ def _rules_for(context: dict[str, Any], sid: int, sets: dict[str, dict]) -> list
     match = " ".join(parts)
     action = context["action"]
     comment = firewall.comment(sid, context["pattern_id"], context["title"], limit=128)
+    counter = "counter " if context.get("log_counter") else ""
     rules = [f'{match} limit rate {firewall.LOG_RATE} burst {firewall.LOG_BURST} packets '
-             f'log prefix "{firewall.log_prefix(sid, action)}" comment "{comment}"']
+             f'{counter}log prefix "{firewall.log_prefix(sid, action)}" comment "{comment}"']
     if action == "drop":
         rules.append(f'{match} counter drop comment "{comment}"')
     elif action == "reject":
@@ -66,7 +72,7 @@ def _rules_for(context: dict[str, Any], sid: int, sets: dict[str, dict]) -> list
 
 
 def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeBase) -> list[Artifact]:
-    ordered = sorted(plans, key=lambda p: stamps[p.pattern.id].sid)
+    ordered = firewall.rule_order(plans, stamps)
     sets: dict[str, dict] = {}
     chains = []
     for hook in HOOKS:
@@ -77,4 +83,4 @@ def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeB
         chains.append({"name": hook, "rules": rules})
     text = env.get_template("nftables/rulegen.nft.j2").render(
         chains=chains, sets=[sets[k] for k in sorted(sets)])
-    return [Artifact(PATH, text, [p.pattern.id for p in ordered])]
+    return [Artifact(PATH, text, [p.pattern.id for p in sorted(plans, key=lambda p: stamps[p.pattern.id].sid)])]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 import uuid
 from typing import Any
 
@@ -20,6 +21,7 @@ LEVEL = {Severity.INFORMATIONAL: "informational", Severity.LOW: "low", Severity.
 # Text YAML reads back unchanged without quotes (SigmaHQ writes such values plain).
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9 _.,/()@+-]*[A-Za-z0-9_.)/]|[A-Za-z]")
 _RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "y", "n"}
+TITLE_MAX = 100  # sigmahq_title_length allows 110
 ZEEK_FIELDS = {"snmp": ("snmp", "community"), "ftp": ("ftp", "user"), "dhcp": ("dhcp", "msg_types")}
 # SigmaHQ's conventions, as its validators (pySigma-validators-sigmahq) check them:
 # - titles in title case: every all-lowercase word capitalised except these short ones (sigmahq_title_case);
@@ -39,6 +41,10 @@ TECHNIQUE_TACTICS = {
 # - false positives start with a capital, and never say "None" (sigmahq_falsepositives_capital and
 #   _banned_word): SigmaHQ writes "Unlikely".
 _NONE_FP = re.compile(r"^None(?: known| expected)?\b")
+# Home in firewall records: the private, loopback and link-local ranges, as SigmaHQ lists them in its
+# `filter_main_local_ranges` filters (Suricata's default HOME_NET is the RFC 1918 part of it).
+LOCAL_RANGES = ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+                "::1/128", "fe80::/10", "fc00::/7")
 
 
 def rule_uuid(pattern_id: str) -> str:
@@ -59,6 +65,11 @@ def yaml_scalar(value: Any) -> str:
     if _PLAIN.fullmatch(text) and ": " not in text and " #" not in text and text.lower() not in _RESERVED:
         return text
     return "'" + text.replace("'", "''") + "'"
+
+
+def _short(text: str, width: int = TITLE_MAX) -> str:
+    """One line, cut at a word to fit SigmaHQ's title length, without the final dot it refuses."""
+    return textwrap.shorten(sanitize_line(text).rstrip(" ."), width=width, placeholder=" [cut]")
 
 
 def title_case(text: str) -> str:
@@ -107,8 +118,16 @@ def _port_selections(side: str, ranges: tuple[PortRange, ...]) -> list[dict[str,
     return selections
 
 
-def _net_fields(net: Net, side: str, kb: KnowledgeBase) -> tuple[list[dict], list[dict]]:
-    """Selection fields and filters that an address side adds (home/external have no Sigma form)."""
+def _net_fields(net: Net, side: str, kb: KnowledgeBase, src: Net) -> tuple[list[dict], list[dict]]:
+    """Selection fields and filters that an address side adds; `src` is the flow's source side.
+
+    Firewall records carry no home/external flag, so, like Suricata's default HOME_NET, home reads as the local
+    ranges and external as any other address (a filter). The destination of a flow from outside stays open:
+    a perimeter firewall logs an inbound probe against the public address it arrived on."""
+    if net.kind == "external":
+        return [], [{"name": f"filter_main_{side}_local", "fields": [_field(f"{side}_ip|cidr", list(LOCAL_RANGES))]}]
+    if net.kind == "home" and (side == "src" or src.kind == "home"):
+        return [_field(f"{side}_ip|cidr", list(LOCAL_RANGES))], []
     if net.kind == "broadcast":
         return [_field(f"{side}_ip|endswith", [".255"])], []
     if net.kind == "list":
@@ -126,7 +145,7 @@ def _firewall_detection(pattern: Pattern, kb: KnowledgeBase) -> tuple[list[dict]
     base = [_field("protocol", [pattern.transport])]
     filters: list[dict] = []
     for net, side in ((pattern.src_net, "src"), (pattern.dst_net, "dst")):
-        fields, side_filters = _net_fields(net, side, kb)
+        fields, side_filters = _net_fields(net, side, kb, pattern.src_net)
         base += fields
         filters += side_filters
     selections = [{"name": "selection", "fields": base}]
@@ -192,14 +211,14 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
     context: dict[str, Any] = {
         "pattern_id": pattern.id,
         "file": f"{FOLDER}/{prefix}_{slug}.yml",
-        "title": yaml_scalar(title_case(pattern.title)),
+        "title": yaml_scalar(title_case(_short(pattern.title))),
         "description": yaml_scalar(f"{pattern.title}. {entry.description_en}"),
         "references": [yaml_scalar(u) for u in entry.references],
         "tags": [yaml_scalar(t) for t in tags],
         "logsource": [{"key": k, "value": yaml_scalar(v)} for k, v in logsource.items()],
         "selections": selections,
         "condition": condition,
-        "falsepositives": [yaml_scalar(false_positive(pattern.false_positives))],
+        "falsepositives": [yaml_scalar(false_positive(sanitize_line(pattern.false_positives)))],
         "level": LEVEL[pattern.severity],
         "name": None,
         "correlation": None,
@@ -209,7 +228,8 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
         context["name"] = rule_name
         context["correlation"] = {
             "file": f"{FOLDER}/correlation_{slug}.yml",
-            "title": yaml_scalar(title_case(f"{pattern.title} (many {pattern.sweep.distinct} from one source)")),
+            "title": yaml_scalar(title_case(
+                f"{_short(pattern.title, 70)} (many {pattern.sweep.distinct} from one source)")),
             "description": yaml_scalar(
                 f"One source reached at least {pattern.sweep.count} distinct values of {pattern.sweep.distinct} "
                 f"within {pattern.sweep.seconds} seconds. {entry.description_en}"),

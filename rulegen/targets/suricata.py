@@ -171,7 +171,11 @@ def _match_options(match: Match, transport: str) -> list[str]:
                 f"content:{content_string(bytes([53, 1, code]))}", "distance:0", "fast_pattern"]
     if kind == "login":
         names = "|".join(re.escape(u) for u in match.login_users)
-        return [f'pcre:"/(?:^|[\\r\\n\\x00\\xff])(?:{names})\\r?[\\r\\n\\x00]/"']
+        # The name starts a line: at the start of the client's data, after a line end, or right after
+        # the client's last telnet negotiation (IAC WILL/WONT/DO/DONT option, or IAC SE). Raw stream
+        # chunks do not begin at the login prompt, so `^` alone misses a name sent after negotiation.
+        start = "(?:^|[\\r\\n\\x00]|\\xff[\\xfb-\\xfe][\\x00-\\xff]|\\xff\\xf0)"
+        return [f'pcre:"/{start}(?:{names})\\r?[\\r\\n\\x00]/"']
     if kind == "rpc":
         program = match.rpc_program.to_bytes(4, "big")
         call = bytes(4) + bytes([0, 0, 0, 2]) + program  # msg_type CALL, rpcvers 2, program

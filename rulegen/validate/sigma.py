@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from rulegen.validate.base import FileReport, Finding
+from rulegen.yamlguard import excessive_nesting
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SCHEMA_FILE = DATA / "sigma-rule.schema.json"
@@ -55,6 +56,7 @@ EXCLUDED_VALIDATORS = {
 ATTACK_VALIDATORS = {"attacktag", "sigmahq_tags_techniques_without_tactics"}
 ERROR_SEVERITIES = {"high", "critical"}
 SCHEMA_ENGINE = "sigma json schema"
+MAX_RULE_BYTES = 1024 * 1024
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _QUOTED = re.compile(r"'([^']+)'|\"([^\"]+)\"")
 
@@ -465,17 +467,35 @@ def _read(p: Path, report: FileReport, engine: str) -> str | None:
     """The file's text when it is readable YAML; else a finding (YAML errors at their line) and None."""
     path = report.path
     try:
+        size = p.stat().st_size
+        if size > MAX_RULE_BYTES:
+            report.findings.append(Finding(path, 0, engine, f"file is {size} bytes; a Sigma rule file is limited "
+                                                            f"to {MAX_RULE_BYTES}"))
+            return None
         text = p.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         report.findings.append(Finding(path, 0, engine, f"cannot read the file: {exc}"))
         return None
     try:
+        deep = excessive_nesting(text)
+        if deep is not None:
+            report.findings.append(Finding(path, deep, engine, "YAML nesting too deep"))
+            return None
+        # aliases would let a small file expand without bound in pySigma; Sigma rules never need them
+        alias = next((e for e in yaml.parse(text) if isinstance(e, yaml.AliasEvent)), None)
+        if alias is not None:
+            report.findings.append(Finding(path, alias.start_mark.line + 1, engine,
+                                           "YAML aliases are not accepted in Sigma rules"))
+            return None
         documents = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         what = " ".join(filter(None, (getattr(exc, "problem", None), getattr(exc, "context", None))))
         report.findings.append(Finding(path, mark.line + 1 if mark else 0, engine,
                                        f"YAML: {what or str(exc).splitlines()[0]}"))
+        return None
+    except RecursionError:
+        report.findings.append(Finding(path, 0, engine, "YAML nesting too deep"))
         return None
     if not [d for d in documents if d is not None]:
         report.findings.append(Finding(path, 0, engine, "no Sigma rule in the file"))

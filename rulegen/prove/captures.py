@@ -1,0 +1,504 @@
+"""Packet captures that show a threat pattern on the wire, derived from the pattern's typed fields.
+
+Addresses, ports, transport, direction and the kind of detection come from the pattern, so a new
+pattern gets a capture without new code. Only the application messages are hand-written: one
+builder per match kind (`_MESSAGES`), each producing the real protocol message with scapy's layers
+where scapy has them. Packets only ever go into pcap files; nothing here sends on an interface.
+
+Every capture is deterministic: fixed timestamps, sequence numbers, ids and MAC addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from rulegen.model import Detect, Direction, KnowledgeBase, Match, Net, Pattern, PortRange
+
+# Concrete addresses for the symbolic networks of the knowledge (documentation ranges outside home).
+HOME = "192.168.1.10"
+HOME_PEER = "192.168.1.20"  # the other home host of an internal flow
+EXTERNAL = "203.0.113.5"
+BROADCAST = "255.255.255.255"
+HOME6, EXTERNAL6 = "fd00:1::10", "2001:db8::5"
+EPHEMERAL = 49152  # first client port of the IANA dynamic range
+FALLBACK_SERVER_PORT = 40000  # a server port for patterns that leave the destination port open
+BASE_TIME = 1_700_000_000.0  # 2023-11-14T22:13:20Z: fixed, so captures are byte-identical
+STEP = 0.01  # seconds between packets
+
+# Well-known server ports, used only when a pattern leaves its destination port open.
+KIND_PORTS = {"dns": 53, "snmp": 161, "ftp": 21, "tftp": 69, "dhcp": 67, "login": 23, "netbios": 137}
+RPC_PORTS = {100000: 111, 100003: 2049}
+
+Message = tuple[bool, bytes]  # (sent by the client?, application bytes)
+
+
+def _scapy():  # noqa: ANN202 - imported lazily: scapy is slow to import and only needed here
+    import scapy.all as scapy_all
+
+    return scapy_all
+
+
+# --------------------------------------------------------------------------- addresses and ports
+
+def _list_address(addresses: tuple[str, ...]) -> str:
+    """The list's first address (the first host of a CIDR block)."""
+    net = ipaddress.ip_network(addresses[0], strict=False)
+    if net.num_addresses == 1:
+        return str(net.network_address)
+    return str(net.network_address + 1)
+
+
+def _in_list(addr: str, addresses: tuple[str, ...]) -> bool:
+    ip = ipaddress.ip_address(addr)
+    return any(ip in ipaddress.ip_network(a, strict=False) for a in addresses)
+
+
+def _side_default(pattern: Pattern, side: str) -> str:
+    """What `any` (or an empty list) becomes on one side of the pattern's flow."""
+    if side == "src":
+        return HOME if pattern.direction in (Direction.BROADCAST, Direction.INTERNAL,
+                                             Direction.OUTBOUND) else EXTERNAL
+    if pattern.direction is Direction.BROADCAST:
+        return BROADCAST
+    return EXTERNAL if pattern.direction is Direction.OUTBOUND else HOME
+
+
+def resolve(net: Net, pattern: Pattern, kb: KnowledgeBase, side: str) -> str:
+    """A concrete address for one side (`src` = the client, `dst` = the server) of a pattern."""
+    if net.kind == "home":
+        return HOME_PEER if side == "dst" and pattern.src_net.kind == "home" else HOME
+    if net.kind == "external":
+        return EXTERNAL
+    if net.kind == "broadcast":
+        return BROADCAST
+    if net.kind == "list":
+        addresses = kb.ip_lists[net.list_id].addresses
+        if addresses and not net.negated:
+            return _list_address(addresses)
+        for candidate in (_side_default(pattern, side), HOME, EXTERNAL, "198.51.100.7"):
+            if not addresses or not _in_list(candidate, addresses):
+                return candidate
+    return _side_default(pattern, side)
+
+
+def endpoints(pattern: Pattern, kb: KnowledgeBase) -> tuple[str, str]:
+    """(client address, server address); IPv4 unless an IP list forces IPv6."""
+    src = resolve(pattern.src_net, pattern, kb, "src")
+    dst = resolve(pattern.dst_net, pattern, kb, "dst")
+    v6 = [ipaddress.ip_address(a).version == 6 for a in (src, dst)]
+    if any(v6) and not all(v6):
+        swap = {HOME: HOME6, HOME_PEER: HOME6.replace("10", "20"), EXTERNAL: EXTERNAL6}
+        src, dst = swap.get(src, src), swap.get(dst, dst)
+    return src, dst
+
+
+def _outside(ranges: tuple[PortRange, ...], start: int) -> int:
+    """The first port from `start` upward that none of the ranges covers."""
+    for port in itertools.chain(range(start, 65536), range(1, start)):
+        if not any(r.low <= port <= r.high for r in ranges):
+            return port
+    raise ValueError("the ranges cover every port")
+
+
+def server_port(pattern: Pattern) -> int:
+    if pattern.dst_ports_except:
+        return _outside(pattern.dst_ports_except, 1024)
+    if pattern.dst_ports:
+        return pattern.dst_ports[0].low
+    match = pattern.match
+    if match is not None and match.kind == "rpc":
+        return RPC_PORTS.get(match.rpc_program, FALLBACK_SERVER_PORT)
+    if match is not None and match.kind in KIND_PORTS:
+        return KIND_PORTS[match.kind]
+    return FALLBACK_SERVER_PORT
+
+
+def client_port(pattern: Pattern, index: int = 0) -> int:
+    return pattern.src_ports[0].low if pattern.src_ports else EPHEMERAL + index
+
+
+# --------------------------------------------------------------------------- packets
+
+class Wire:
+    """Builds the packets of one capture: a clock, MAC addresses, UDP datagrams and TCP flows."""
+
+    def __init__(self, start: float = BASE_TIME) -> None:
+        self.s = _scapy()
+        self.clock = start
+        self.packets: list = []
+        self._macs: dict[str, str] = {}
+
+    def _mac(self, addr: str) -> str:
+        if addr == BROADCAST:
+            return "ff:ff:ff:ff:ff:ff"
+        if addr not in self._macs:
+            self._macs[addr] = f"02:00:5e:00:00:{len(self._macs) + 1:02x}"
+        return self._macs[addr]
+
+    def _ip(self, src: str, dst: str):  # noqa: ANN202
+        s = self.s
+        if ipaddress.ip_address(src).version == 6:
+            return s.Ether(src=self._mac(src), dst=self._mac(dst)) / s.IPv6(src=src, dst=dst)
+        return s.Ether(src=self._mac(src), dst=self._mac(dst)) / s.IP(src=src, dst=dst, id=len(self.packets) + 1)
+
+    def emit(self, packet, gap: float = STEP) -> None:  # noqa: ANN001
+        self.clock += gap
+        packet.time = self.clock
+        self.packets.append(packet)
+
+    def udp(self, src: str, dst: str, sport: int, dport: int, payload: bytes = b"") -> None:
+        self.emit(self._ip(src, dst) / self.s.UDP(sport=sport, dport=dport) / self.s.Raw(payload)
+                  if payload else self._ip(src, dst) / self.s.UDP(sport=sport, dport=dport))
+
+    def tcp(self, client: str, server: str, sport: int, dport: int) -> TcpFlow:
+        return TcpFlow(self, client, server, sport, dport)
+
+    def syn_probe(self, client: str, server: str, sport: int, dport: int, reset: bool = True) -> None:
+        """A connection attempt: SYN, answered by a closed port's RST+ACK."""
+        flow = self.tcp(client, server, sport, dport)
+        flow.segment(True, "S")
+        if reset:
+            flow.segment(False, "RA", ack_only=True)
+
+    def write(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.s.wrpcap(str(path), self.packets)
+        return path
+
+
+class TcpFlow:
+    """One TCP connection with real sequence numbers: handshake, data segments, FIN/ACK close."""
+
+    def __init__(self, wire: Wire, client: str, server: str, sport: int, dport: int) -> None:
+        self.wire, self.client, self.server, self.sport, self.dport = wire, client, server, sport, dport
+        self.seq = {True: 1_000_000 + sport, False: 2_000_000 + dport}  # next sequence number per side
+        self.acked = {True: 0, False: 0}  # what each side has acknowledged
+
+    def segment(self, from_client: bool, flags: str, payload: bytes = b"", ack_only: bool = False) -> None:
+        s = self.wire.s
+        src, dst = (self.client, self.server) if from_client else (self.server, self.client)
+        sport, dport = (self.sport, self.dport) if from_client else (self.dport, self.sport)
+        seq = self.seq[from_client]
+        if ack_only and flags == "RA":  # a RST answering a SYN: seq 0, acknowledges the SYN
+            seq, ack = 0, self.seq[not from_client]
+        else:
+            ack = self.seq[not from_client] if "A" in flags else 0
+        tcp = s.TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, window=64240)
+        packet = self.wire._ip(src, dst) / tcp
+        if payload:
+            packet = packet / s.Raw(payload)
+        self.wire.emit(packet)
+        self.seq[from_client] += len(payload) + (1 if ("S" in flags or "F" in flags) else 0)
+
+    def handshake(self) -> TcpFlow:
+        self.segment(True, "S")
+        self.segment(False, "SA")
+        self.segment(True, "A")
+        return self
+
+    def send(self, from_client: bool, data: bytes) -> TcpFlow:
+        """Data in segments of at most 1400 bytes, each acknowledged by the other side."""
+        for start in range(0, len(data), 1400):
+            self.segment(from_client, "PA", data[start:start + 1400])
+            self.segment(not from_client, "A")
+        return self
+
+    def close(self) -> None:
+        self.segment(True, "FA")
+        self.segment(False, "FA")
+        self.segment(True, "A")
+
+    def conversation(self, messages: list[Message]) -> None:
+        self.handshake()
+        for from_client, data in messages:
+            self.send(from_client, data)
+        self.close()
+
+
+# --------------------------------------------------------------------------- protocol messages
+
+def _dns_query(match: Match, transport: str) -> list[Message]:
+    s = _scapy()
+    if match.dns_qtype:  # a zone transfer request, refused by the server
+        question = s.DNSQR(qname="example.com", qtype=match.dns_qtype)
+        query = s.DNS(id=0x4A1F, rd=0, qd=question)
+        answer = s.DNS(id=0x4A1F, qr=1, aa=1, rcode=5, qd=question)
+    else:
+        question = s.DNSQR(qname=match.dns_query, qtype="A")
+        query = s.DNS(id=0x4A1E, rd=1, qd=question)
+        answer = s.DNS(id=0x4A1E, qr=1, rd=1, ra=1, qd=question,
+                       an=s.DNSRR(rrname=match.dns_query, type="A", ttl=300, rdata="198.51.100.80"))
+    messages = [(True, bytes(query)), (False, bytes(answer))]
+    if transport == "tcp":  # DNS over TCP: each message behind a 2-byte length prefix
+        messages = [(c, struct.pack("!H", len(m)) + m) for c, m in messages]
+    return messages
+
+
+def _snmp(match: Match, transport: str) -> list[Message]:
+    s = _scapy()
+    oid = s.ASN1_OID("1.3.6.1.2.1.1.5.0")  # sysName.0
+    request = s.SNMP(community=match.snmp_community,
+                     PDU=s.SNMPget(id=0x2C1B, varbindlist=[s.SNMPvarbind(oid=oid)]))
+    return [(True, bytes(request))]
+
+
+def _ftp(match: Match, transport: str) -> list[Message]:
+    return [(False, b"220 ProFTPD Server ready.\r\n"),
+            (True, b"USER " + match.ftp_user.encode() + b"\r\n"),
+            (False, b"331 Anonymous login ok, send your complete email address as your password\r\n"),
+            (True, b"PASS guest@example.org\r\n"),
+            (False, b"230 Anonymous access granted, restrictions apply\r\n"),
+            (True, b"QUIT\r\n"),
+            (False, b"221 Goodbye.\r\n")]
+
+
+def _tftp(match: Match, transport: str) -> list[Message]:
+    s = _scapy()
+    if match.tftp_opcode == "read":
+        request = s.TFTP() / s.TFTP_RRQ(filename=(match.tftp_filename or "pxelinux.0").encode(), mode=b"octet")
+    else:
+        request = s.TFTP() / s.TFTP_WRQ(filename=(match.tftp_filename or "router-confg").encode(), mode=b"octet")
+    return [(True, bytes(request))]
+
+
+def _dhcp(match: Match, transport: str) -> list[Message]:
+    s = _scapy()
+    server = "192.168.1.1"
+    bootp = s.BOOTP(op=1 if match.dhcp_message_type in ("discover", "request", "decline", "release",
+                                                          "inform") else 2,
+                    xid=0x3903F326, flags=0x8000, yiaddr="192.168.1.100", siaddr=server,
+                    chaddr=bytes.fromhex("02005e1000aa") + bytes(10))
+    options = [("message-type", match.dhcp_message_type), ("server_id", server),
+               ("subnet_mask", "255.255.255.0"), ("router", server), ("name_server", server),
+               ("lease_time", 86400), "end"]
+    return [(True, bytes(bootp / s.DHCP(options=options)))]
+
+
+def _login(match: Match, transport: str) -> list[Message]:
+    """A telnet login: option negotiation, the prompt, then the user name line."""
+    iac = b"\xff"
+    do, will, sb, se = b"\xfd", b"\xfb", b"\xfa", b"\xf0"
+    ttype, naws, echo, sga = b"\x18", b"\x1f", b"\x01", b"\x03"
+    user = match.login_users[0].encode()
+    messages: list[Message] = [
+        (False, iac + do + ttype + iac + do + naws),
+        (True, iac + will + ttype + iac + will + naws),
+        (True, iac + sb + naws + b"\x00\x50\x00\x18" + iac + se),
+        (False, iac + sb + ttype + b"\x01" + iac + se),
+        (True, iac + sb + ttype + b"\x00XTERM" + iac + se),
+        (False, iac + will + echo + iac + will + sga),
+        (True, iac + do + echo + iac + do + sga),
+        (False, b"\r\nIRIX (octane)\r\n\r\nlogin: "),
+    ]
+    # a scripted login sends the whole line at once; the server echoes it (it negotiated WILL ECHO)
+    messages += [(True, user + b"\r\n"), (False, user + b"\r\n"),
+                 (False, b"IRIX Release 6.5 IP30 octane\r\n$ ")]
+    return messages
+
+
+def _rpc(match: Match, transport: str) -> list[Message]:
+    """An ONC RPC call (RFC 5531) with AUTH_NULL, and the server's accepted reply."""
+    program = match.rpc_program
+    if program == 100000:  # portmapper GETPORT: where does mountd (100005 v1, udp) listen?
+        version, procedure, args = 2, 3, struct.pack("!IIII", 100005, 1, 17, 0)
+        result = struct.pack("!I", 635)
+    else:  # the NULL procedure every program answers
+        version, procedure, args, result = 1, 0, b"", b""
+    xid = 0x5EED0001
+    call = struct.pack("!IIIIII", xid, 0, 2, program, version, procedure) + bytes(16) + args
+    reply = struct.pack("!III", xid, 1, 0) + bytes(8) + struct.pack("!I", 0) + result
+    messages = [(True, call), (False, reply)]
+    if transport == "tcp":  # record marking: last fragment bit + length
+        messages = [(c, struct.pack("!I", 0x80000000 | len(m)) + m) for c, m in messages]
+    return messages
+
+
+def _netbios(match: Match, transport: str) -> list[Message]:
+    s = _scapy()
+    query = s.NBNSHeader(NAME_TRN_ID=0x81C2, NM_FLAGS=0) / s.NBNSNodeStatusRequest()
+    return [(True, bytes(query))]
+
+
+def _shell(match: Match, transport: str) -> list[Message]:
+    """The intruder types `id`; the backdoor's shell answers with the response."""
+    return [(False, b"# "), (True, b"id\n"), (False, match.shell_response.encode() + b"\n# "),
+            (True, b"exit\n")]
+
+
+def _content(match: Match, transport: str) -> list[Message]:
+    """The contents in order, the first at its offset; the client sends them."""
+    first = match.contents[0]
+    data = bytes(first.offset or 0) + b"".join(c.data for c in match.contents) + b"\r\n"
+    return [(True, data)]
+
+
+_MESSAGES: dict[str, Callable[[Match, str], list[Message]]] = {
+    "content": _content, "dns": _dns_query, "snmp": _snmp, "ftp": _ftp, "tftp": _tftp, "dhcp": _dhcp,
+    "login": _login, "rpc": _rpc, "netbios": _netbios, "shell": _shell,
+}
+
+
+def messages(match: Match, transport: str, flow: str = "to_server") -> list[Message]:
+    """The application messages that show `match`; for `flow: to_client` the server's side carries it."""
+    built = _MESSAGES[match.kind](match, transport)
+    if match.kind == "content" and flow == "to_client":
+        built = [(not c, m) for c, m in built]
+    return built
+
+
+# --------------------------------------------------------------------------- captures
+
+def _sweep_targets(pattern: Pattern, client: str, server: str, count: int) -> Iterator[tuple[str, int]]:
+    """`count` distinct (address, port) targets: distinct ports of the pattern, or distinct hosts."""
+    port = server_port(pattern)
+    if pattern.sweep.distinct == "dst_port":
+        if pattern.dst_ports:
+            ports = (p for r in pattern.dst_ports for p in range(r.low, r.high + 1))
+        else:
+            ports = (p for p in range(1, 65536) if not any(r.low <= p <= r.high for r in pattern.dst_ports_except))
+        for p in itertools.islice(ports, count):
+            yield server, p
+        return
+    network = ipaddress.ip_network(f"{server}/{24 if ':' not in server else 120}", strict=False)
+    hosts = (str(h) for h in network.hosts() if str(h) not in (server, client))
+    for host in itertools.chain([server], itertools.islice(hosts, count - 1)):
+        yield host, port
+
+
+def build(pattern: Pattern, kb: KnowledgeBase) -> Wire:
+    """The packets that show `pattern`, from its typed fields."""
+    wire = Wire()
+    client, server = endpoints(pattern, kb)
+    sport, dport = client_port(pattern), server_port(pattern)
+    tcp = pattern.transport == "tcp"
+    if pattern.detect is Detect.PROBE:
+        if tcp:
+            wire.syn_probe(client, server, sport, dport)
+        else:
+            wire.udp(client, server, sport, dport)
+    elif pattern.detect is Detect.TRAFFIC:
+        if tcp:
+            wire.tcp(client, server, sport, dport).conversation([(True, b"hello\r\n"), (False, b"hello\r\n")])
+        else:
+            for n in range(3):
+                wire.udp(client, server, sport, dport, bytes([n]) * 32)
+    elif pattern.detect is Detect.PAYLOAD:
+        conversation = messages(pattern.match, pattern.transport, pattern.flow)
+        if tcp:
+            wire.tcp(client, server, sport, dport).conversation(conversation)
+        else:
+            for from_client, data in conversation:
+                if from_client:
+                    wire.udp(client, server, sport, dport, data)
+                else:
+                    wire.udp(server, client, dport, sport, data)
+    else:  # a sweep: enough distinct targets inside the window to pass the threshold
+        count = pattern.sweep.count + 2
+        gap = min(0.5, pattern.sweep.seconds / (2 * count))
+        for index, (host, port) in enumerate(_sweep_targets(pattern, client, server, count)):
+            wire.clock += gap
+            if tcp:
+                wire.syn_probe(client, host, client_port(pattern, index), port)
+            else:
+                wire.udp(client, host, client_port(pattern, index), port, b"\x00" * 2)
+    return wire
+
+
+def write(pattern: Pattern, kb: KnowledgeBase, path: Path) -> Path:
+    return build(pattern, kb).write(path)
+
+
+# --------------------------------------------------------------------------- normal traffic
+
+def _client_hello(server_name: str) -> bytes:
+    """A TLS 1.2/1.3 ClientHello record with SNI (hand-built: scapy's TLS layer needs cryptography)."""
+    name = server_name.encode()
+    sni = struct.pack("!HBH", len(name) + 3, 0, len(name)) + name
+    groups = struct.pack("!H", 6) + struct.pack("!HHH", 0x001D, 0x0017, 0x0018)
+    versions = bytes([4]) + struct.pack("!HH", 0x0304, 0x0303)
+    sigalgs = struct.pack("!H", 8) + struct.pack("!HHHH", 0x0403, 0x0804, 0x0401, 0x0503)
+    alpn_list = b"\x02h2\x08http/1.1"
+    alpn = struct.pack("!H", len(alpn_list)) + alpn_list
+    key_share = struct.pack("!HHH", 36, 0x001D, 32) + bytes(range(32))
+
+    def ext(kind: int, body: bytes) -> bytes:
+        return struct.pack("!HH", kind, len(body)) + body
+
+    extensions = (ext(0, sni) + ext(10, groups) + ext(11, b"\x01\x00") + ext(13, sigalgs) + ext(16, alpn)
+                  + ext(43, versions) + ext(51, key_share))
+    suites = struct.pack("!HHHHH", 0x1301, 0x1302, 0x1303, 0xC02F, 0xC030)
+    body = (struct.pack("!H", 0x0303) + bytes(range(32)) + b"\x20" + bytes(range(32, 64))
+            + struct.pack("!H", len(suites)) + suites + b"\x01\x00"
+            + struct.pack("!H", len(extensions)) + extensions)
+    handshake = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + struct.pack("!H", len(handshake)) + handshake
+
+
+def _server_hello() -> bytes:
+    body = (struct.pack("!H", 0x0303) + bytes(range(64, 96)) + b"\x20" + bytes(range(32, 64))
+            + struct.pack("!H", 0x1301) + b"\x00"
+            + struct.pack("!H", 46) + struct.pack("!HHH", 43, 2, 0x0304)
+            + struct.pack("!HHHH", 51, 36, 0x001D, 32) + bytes(range(96, 128)))
+    handshake = b"\x02" + len(body).to_bytes(3, "big") + body
+    return (b"\x16\x03\x03" + struct.pack("!H", len(handshake)) + handshake
+            + b"\x14\x03\x03\x00\x01\x01" + b"\x17\x03\x03\x00\x20" + bytes(32))
+
+
+def normal_traffic() -> Wire:
+    """Ordinary traffic of a small site with a web and a mail server: it should raise nothing."""
+    s = _scapy()
+    wire = Wire()
+    web, mail, resolver = "198.51.100.80", "198.51.100.25", "198.51.100.53"
+    # DNS A query and answer from an ephemeral port
+    question = s.DNSQR(qname="www.example.org", qtype="A")
+    wire.udp(HOME, resolver, 53211, 53, bytes(s.DNS(id=0x1A2B, rd=1, qd=question)))
+    wire.udp(resolver, HOME, 53, 53211, bytes(s.DNS(id=0x1A2B, qr=1, rd=1, ra=1, qd=question,
+                                                     an=s.DNSRR(rrname="www.example.org", ttl=300, rdata=web))))
+    # outbound HTTP GET and its response
+    page = b"<!doctype html><html><head><title>Example</title></head><body>Hello</body></html>\n"
+    wire.tcp(HOME, web, 51000, 80).conversation([
+        (True, b"GET / HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n"),
+        (False, b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=UTF-8\r\nContent-Length: "
+         + str(len(page)).encode() + b"\r\n\r\n" + page)])
+    # TLS ClientHello to 443
+    wire.tcp(HOME, web, 51001, 443).conversation([(True, _client_hello("www.example.org")),
+                                                  (False, _server_hello())])
+    # NTP client request and server reply
+    sent = wire.clock + 2_208_988_800  # NTP era: seconds since 1900; fixed, not the clock of the build
+    wire.udp(HOME, "198.51.100.123", 123, 123, bytes(s.NTP(version=4, mode=3, orig=0, sent=sent)))
+    wire.udp("198.51.100.123", HOME, 123, 123, bytes(s.NTP(version=4, mode=4, stratum=2, ref=sent - 64,
+                                                             orig=sent, recv=sent + 0.02, sent=sent + 0.021)))
+    # outbound SSH session: banners, key exchange init, then encrypted data
+    kexinit = (b"\x14" + bytes(16) + b"\x00\x00\x00\x1acurve25519-sha256,ext-info-c"
+               + b"\x00\x00\x00\x0bssh-ed25519" + (b"\x00\x00\x00\x16chacha20-poly1305@openssh.com" * 2)
+               + (b"\x00\x00\x00\x0dhmac-sha2-256" * 2) + (b"\x00\x00\x00\x04none" * 2) + bytes(8) + b"\x00"
+               + bytes(4))
+    padding = 8 - (len(kexinit) + 5) % 8 + 8
+    kex_packet = struct.pack("!IB", len(kexinit) + padding + 1, padding) + kexinit + bytes(padding)
+    wire.tcp(HOME, "198.51.100.22", 51002, 22).conversation([
+        (True, b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"),
+        (False, b"SSH-2.0-OpenSSH_8.9p1 Ubuntu-3ubuntu0.6\r\n"),
+        (True, kex_packet), (False, kex_packet), (True, bytes(range(96))), (False, bytes(range(128)))])
+    # inbound HTTP to the home web server
+    wire.tcp(EXTERNAL, HOME_PEER, 52000, 80).conversation([
+        (True, b"GET /index.html HTTP/1.1\r\nHost: www.example.net\r\nUser-Agent: Mozilla/5.0\r\n"
+               b"Accept: text/html\r\n\r\n"),
+        (False, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: "
+         + str(len(page)).encode() + b"\r\n\r\n" + page)])
+    # SMTP delivery from outside to the home mail server for a local recipient
+    wire.tcp(mail, HOME, 52001, 25).conversation([
+        (False, b"220 mail.example.net ESMTP Postfix (Debian/GNU)\r\n"),
+        (True, b"EHLO mx.example.com\r\n"),
+        (False, b"250-mail.example.net\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-8BITMIME\r\n"
+                b"250 SMTPUTF8\r\n"),
+        (True, b"MAIL FROM:<alice@example.com>\r\n"), (False, b"250 2.1.0 Ok\r\n"),
+        (True, b"RCPT TO:<bob@example.net>\r\n"), (False, b"250 2.1.5 Ok\r\n"),
+        (True, b"DATA\r\n"), (False, b"354 End data with <CR><LF>.<CR><LF>\r\n"),
+        (True, b"From: alice@example.com\r\nTo: bob@example.net\r\nSubject: lunch\r\n\r\nNoon?\r\n.\r\n"),
+        (False, b"250 2.0.0 Ok: queued as 4Tq9Xk1Zz3\r\n"),
+        (True, b"QUIT\r\n"), (False, b"221 2.0.0 Bye\r\n")])
+    return wire

@@ -1,0 +1,710 @@
+"""Prove the iptables and nftables output on live traffic between two network namespaces.
+
+For each target, two namespaces (`rg-host-<pid>` and `rg-peer-<pid>`) are joined by a veth pair with
+addresses of their own (10.231.0.1/30 and 10.231.0.2/30, fd00:231::1/64 and ::2). Every probe runs
+twice, each time in fresh namespaces: once without a firewall (the control run: listeners answer,
+so an unanswered probe later is the firewall's doing) and once with the generated rules loaded into
+the host namespace. What to send and what must happen comes from each pattern's typed fields:
+
+- `transport`, `src_ports`, `dst_ports` / `dst_ports_except`: a TCP connect or a UDP datagram from a
+  fixed source port to one or more representative destination ports (the ends of each range);
+- `direction`: inbound, internal and broadcast probes go from the peer to the host (the input hook);
+  outbound probes go from the host to the peer (the output hook); `any` goes both ways;
+- `dst_net: broadcast`: a datagram to the veth subnet's broadcast address (IPv4 only);
+- `response`, together with every other expressed pattern that matches the same packet: drop means
+  no answer within TIMEOUT, reject means an immediate refusal (TCP RST / ICMP port unreachable) where a
+  listener would otherwise answer, log means the listener answers.
+
+Each proof also reads the packet counters of the pattern's own rules (by the `rulegen <sid> <id>`
+comment): the LOG rule, and for drop/reject the verdict rule, must have counted the probe. The
+forward hook would need a third, routed namespace and is not exercised.
+
+Traffic never leaves the two namespaces. They are deleted again even when a probe fails.
+This module is also the probe helper itself: `python -m rulegen.prove.firewall listen|probe`,
+run inside a namespace with a JSON spec on stdin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import selectors
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rulegen.model import Detect, Direction, KnowledgeBase, Pattern, PortRange, Response
+from rulegen.prove import Proof
+from rulegen.targets import firewall as fw
+
+TARGETS = ("iptables", "nftables")
+TIMEOUT = 1.0  # seconds a probe waits for an answer; a dropped probe takes this long
+REFUSED_WITHIN = 0.5  # a reject must answer at once, well before TIMEOUT
+ADDR = {4: {"host": "10.231.0.1", "peer": "10.231.0.2", "prefix": 30, "any": "0.0.0.0"},
+        6: {"host": "fd00:231::1", "peer": "fd00:231::2", "prefix": 64, "any": "::"}}
+BROADCAST_V4 = "10.231.0.3"
+ALLOWED = "allowed-traffic"  # pseudo pattern: a port no pattern covers, with a listener, must answer
+FIRST_FREE_PORT = 8080  # where the search for an allowed port starts
+FIRST_SOURCE_PORT = 40000  # probes without a fixed source port get their own from here on
+MAX_PORTS = 6  # representative destination ports per pattern
+CMD_TIMEOUT = 30  # seconds for any one ip / iptables / nft command
+HELPER_TIMEOUT = 60  # seconds for one probe run inside a namespace
+TOOLS = ("ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft")
+CHAINS = {"RULEGEN-INPUT": "input", "RULEGEN-OUTPUT": "output", "RULEGEN-FORWARD": "forward"}
+WAYS = {"in": ("peer", "host", "input"), "out": ("host", "peer", "output")}  # client, listener, hook
+
+
+@dataclass(frozen=True)
+class Probe:
+    key: str
+    pattern: str
+    family: int
+    transport: str
+    way: str  # in: peer -> host (input hook); out: host -> peer (output hook)
+    sport: int
+    dport: int
+    broadcast: bool = False
+
+    @property
+    def hook(self) -> str:
+        return WAYS[self.way][2]
+
+    @property
+    def src(self) -> str:
+        return ADDR[self.family][WAYS[self.way][0]]
+
+    @property
+    def dst(self) -> str:
+        return BROADCAST_V4 if self.broadcast else ADDR[self.family][WAYS[self.way][1]]
+
+    def label(self) -> str:
+        return (f"v{self.family} {self.way} {self.transport} {self.sport}>"
+                f"{'bcast:' if self.broadcast else ''}{self.dport}")
+
+
+@dataclass
+class Case:
+    """What one proof sends, for one pattern (or the allowed-traffic check)."""
+
+    pattern: str
+    sid: int | None
+    response: str
+    probes: list[Probe]
+    skipped: str | None = None
+
+
+# --------------------------------------------------------------------------- what the knowledge says
+
+
+def _in_ranges(port: int, ranges: tuple[PortRange, ...]) -> bool:
+    return any(r.low <= port <= r.high for r in ranges)
+
+
+def _net_matches(net: Any, address: str, broadcast: bool, kb: KnowledgeBase) -> bool:
+    if net.kind == "broadcast":
+        return broadcast
+    if net.kind == "list":
+        items = kb.ip_lists[net.list_id].addresses
+        if not items:
+            return True  # an empty list constrains nothing (targets.firewall.addresses)
+        ip = ipaddress.ip_address(address)
+        inside = any(ip.version == ipaddress.ip_network(a).version and ip in ipaddress.ip_network(a) for a in items)
+        return inside != net.negated
+    return True  # home / external / any: a packet filter rule carries no address for them
+
+
+def matches(pattern: Pattern, kb: KnowledgeBase, transport: str, hook: str, sport: int, dport: int,
+            src: str, dst: str, broadcast: bool = False, new: bool = True) -> bool:
+    """Whether the knowledge says this packet is the pattern's (as a packet filter sees the pattern)."""
+    if pattern.transport != transport or hook not in fw.HOOKS[pattern.direction]:
+        return False
+    if pattern.detect is Detect.PROBE and not new:
+        return False
+    if not (_net_matches(pattern.src_net, src, False, kb) and _net_matches(pattern.dst_net, dst, broadcast, kb)):
+        return False
+    if pattern.src_ports and not _in_ranges(sport, pattern.src_ports):
+        return False
+    if pattern.dst_ports and not _in_ranges(dport, pattern.dst_ports):
+        return False
+    return not (pattern.dst_ports_except and _in_ranges(dport, pattern.dst_ports_except))
+
+
+def _matching(probe: Probe, patterns: list[Pattern], kb: KnowledgeBase, reply: bool = False) -> list[Pattern]:
+    """Patterns matching the probe's first packet, or (reply=True) the answer travelling back."""
+    if reply:
+        hook = "output" if probe.way == "in" else "input"
+        return [p for p in patterns if matches(p, kb, probe.transport, hook, probe.dport, probe.sport,
+                                               ADDR[probe.family][WAYS[probe.way][1]], probe.src, new=False)]
+    return [p for p in patterns if matches(p, kb, probe.transport, probe.hook, probe.sport, probe.dport,
+                                           probe.src, probe.dst, probe.broadcast)]
+
+
+def expected(probe: Probe, patterns: list[Pattern], kb: KnowledgeBase) -> tuple[str, list[Pattern]]:
+    """What must happen to the probe under all expressed patterns: answered, timeout, refused or blocked."""
+    hits = _matching(probe, patterns, kb)
+    verdicts = {p.response for p in hits if p.response in (Response.DROP, Response.REJECT)}
+    if not verdicts:
+        back = [p for p in _matching(probe, patterns, kb, reply=True) if p.response is Response.DROP]
+        return ("timeout" if back else "answered"), hits + back
+    if verdicts == {Response.DROP}:
+        return "timeout", hits
+    if verdicts == {Response.REJECT}:
+        return "refused", hits
+    return "blocked", hits
+
+
+def _representatives(ranges: tuple[PortRange, ...]) -> list[int]:
+    ports: list[int] = []
+    for r in ranges:
+        for port in (r.low, r.high):
+            if port not in ports:
+                ports.append(port)
+    return ports[:MAX_PORTS]
+
+
+def _ways(pattern: Pattern) -> list[str]:
+    if pattern.direction is Direction.OUTBOUND:
+        return ["out"]
+    if pattern.direction is Direction.ANY:
+        return ["in", "out"]
+    return ["in"]
+
+
+class _Ports:
+    """Source ports for probes: unique per probe, and outside every pattern's source ports."""
+
+    def __init__(self, patterns: list[Pattern]):
+        self.taken = [r for p in patterns for r in (*p.src_ports, *p.dst_ports)]
+        self.next = FIRST_SOURCE_PORT
+
+    def take(self) -> int:
+        while any(r.low <= self.next <= r.high for r in self.taken):
+            self.next += 1
+        self.next += 1
+        return self.next - 1
+
+
+def _free_dport(pattern: Pattern | None, transport: str, family: int, way: str, sport: int,
+                patterns: list[Pattern], kb: KnowledgeBase, start: int) -> int | None:
+    """A destination port that `pattern` matches (None: that no pattern matches) and no other pattern does."""
+    for port in range(start, 65536):
+        probe = Probe("", "", family, transport, way, sport, port)
+        hits = {h.id for h in _matching(probe, patterns, kb) + _matching(probe, patterns, kb, reply=True)}
+        if hits == ({pattern.id} if pattern else set()):
+            return port
+    return None
+
+
+def plan_cases(kb: KnowledgeBase, expressed: dict[str, int]) -> list[Case]:
+    """One Case per expressed pattern (id -> sid), in knowledge order, plus the allowed-traffic check."""
+    patterns = [p for p in kb.patterns if p.id in expressed]
+    ports = _Ports(patterns)
+    cases = []
+    for pattern in patterns:
+        case = Case(pattern.id, expressed[pattern.id], pattern.response.value, [])
+        cases.append(case)
+        lists = [n.list_id for n in (pattern.src_net, pattern.dst_net) if n.kind == "list"]
+        if lists:
+            case.skipped = (f"needs addresses of IP list {lists[0]}; the proof sends only between its own "
+                            "namespace addresses")
+            continue
+        if pattern.src_net.kind == "broadcast":
+            case.skipped = "a broadcast source address cannot be sent from a socket"
+            continue
+        broadcast = pattern.dst_net.kind == "broadcast"
+        families = [4] if broadcast else [4, 6]
+        sports = _representatives(pattern.src_ports)
+        for way in _ways(pattern):
+            for family in families:
+                if pattern.dst_ports:
+                    dports: list[int | None] = list(_representatives(pattern.dst_ports))
+                else:
+                    dports = [None]
+                for i, dport in enumerate(dports):
+                    sport = sports[i % len(sports)] if sports else ports.take()
+                    if dport is None:
+                        dport = _free_dport(pattern, pattern.transport, family, way, sport, patterns, kb, 20000)
+                        if dport is None:
+                            case.skipped = "no destination port matches this pattern alone"
+                            break
+                    key = f"{pattern.id}|v{family}|{way}|{pattern.transport}|{sport}>{dport}"
+                    case.probes.append(Probe(key, pattern.id, family, pattern.transport, way, sport, dport,
+                                             broadcast))
+    allowed = Case(ALLOWED, None, "accept", [])
+    for transport, way in (("tcp", "in"), ("udp", "in"), ("tcp", "out"), ("udp", "out")):
+        for family in (4, 6):
+            sport = ports.take()
+            dport = _free_dport(None, transport, family, way, sport, patterns, kb, FIRST_FREE_PORT)
+            if dport is not None:
+                allowed.probes.append(Probe(f"{ALLOWED}|v{family}|{way}|{transport}|{sport}>{dport}", ALLOWED,
+                                            family, transport, way, sport, dport))
+    cases.append(allowed)
+    return cases
+
+
+# --------------------------------------------------------------------------- namespaces and engines
+
+
+def _run(*cmd: str, check: bool = True, timeout: float = CMD_TIMEOUT, **kw: Any) -> subprocess.CompletedProcess:
+    """Run a command (its tools looked up in sbin too); raise RuntimeError when it fails and check is set."""
+    args = [_tool(c) or c if c in TOOLS else c for c in cmd]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {result.returncode}: {result.stderr.strip()}")
+    return result
+
+
+def _tool(name: str) -> str | None:
+    return shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.path.exists(p)),
+                                      None)
+
+
+def namespace_names(pid: int | None = None) -> tuple[str, str]:
+    pid = os.getpid() if pid is None else pid
+    return f"rg-host-{pid}", f"rg-peer-{pid}"
+
+
+def _delete_namespaces() -> None:
+    existing = _run("ip", "netns", "list", check=False).stdout
+    for name in namespace_names():
+        if re.search(rf"^{re.escape(name)}\b", existing, re.M):
+            _run("ip", "netns", "del", name, check=False)
+
+
+@contextlib.contextmanager
+def namespaces() -> Iterator[dict[str, str]]:
+    """Fresh rg-host-<pid> / rg-peer-<pid> joined by a veth pair; always deleted again."""
+    host, peer = namespace_names()
+    pid = os.getpid()
+    _delete_namespaces()  # left over from an earlier run of this same process
+    try:
+        _run("ip", "netns", "add", host)
+        _run("ip", "netns", "add", peer)
+        ends = {"host": f"rgh-{pid}", "peer": f"rgp-{pid}"}
+        _run("ip", "link", "add", ends["host"], "netns", host, "type", "veth",
+             "peer", "name", ends["peer"], "netns", peer)
+        for role, ns in (("host", host), ("peer", peer)):
+            dev = ends[role]
+            _run("ip", "-n", ns, "link", "set", "lo", "up")
+            _run("ip", "-n", ns, "addr", "add", f"{ADDR[4][role]}/{ADDR[4]['prefix']}", "brd", "+", "dev", dev)
+            _run("ip", "-n", ns, "addr", "add", f"{ADDR[6][role]}/{ADDR[6]['prefix']}", "dev", dev, "nodad")
+            _run("ip", "-n", ns, "link", "set", dev, "up")
+        yield {"host": host, "peer": peer}
+    finally:
+        _delete_namespaces()
+
+
+def _load(target: str, ns: str, out_dir: Path) -> None:
+    if target == "iptables":
+        _run("ip", "netns", "exec", ns, "iptables-restore", "--noflush", str(out_dir / "iptables" / "rulegen.rules"))
+        _run("ip", "netns", "exec", ns, "ip6tables-restore", "--noflush",
+             str(out_dir / "iptables" / "rulegen6.rules"))
+    else:
+        _run("ip", "netns", "exec", ns, "nft", "-f", str(out_dir / "nftables" / "rulegen.nft"))
+
+
+@dataclass
+class Counted:
+    family: str  # "4" / "6" (iptables) or "inet" (nftables)
+    hook: str
+    comment: str
+    kind: str  # log | drop | reject | other
+    packets: int | None  # None: the rule has no counter
+
+
+def read_counters(target: str, ns: str) -> list[Counted]:
+    rules = []
+    if target == "iptables":
+        for family, tool in (("4", "iptables-save"), ("6", "ip6tables-save")):
+            text = _run("ip", "netns", "exec", ns, tool, "-c", "-t", "filter").stdout
+            for line in text.splitlines():
+                m = re.match(r"^\[(\d+):\d+\] -A (\S+) (.*)$", line)
+                if not m or m.group(2) not in CHAINS:
+                    continue
+                comment = re.search(r'--comment (?:"([^"]*)"|(\S+))', m.group(3))
+                verdict = re.search(r" -j (\S+)", m.group(3))
+                kind = (verdict.group(1).lower() if verdict else "other")
+                rules.append(Counted(family, CHAINS[m.group(2)], (comment.group(1) or comment.group(2))
+                                     if comment else "", kind if kind in ("log", "drop", "reject") else "other",
+                                     int(m.group(1))))
+    else:
+        data = json.loads(_run("ip", "netns", "exec", ns, "nft", "-j", "list", "table", "inet", "rulegen").stdout)
+        for item in data.get("nftables", []):
+            rule = item.get("rule")
+            if not rule:
+                continue
+            kinds = [k for e in rule.get("expr", []) for k in e if k in ("log", "drop", "reject")]
+            counters = [e["counter"]["packets"] for e in rule.get("expr", []) if "counter" in e]
+            rules.append(Counted("inet", rule["chain"], rule.get("comment", ""), kinds[-1] if kinds else "other",
+                                 counters[0] if counters else None))
+    return rules
+
+
+# --------------------------------------------------------------------------- running probes
+
+
+def _helper(ns: str, mode: str) -> list[str]:
+    return [_tool("ip") or "ip", "netns", "exec", ns, sys.executable, "-m", "rulegen.prove.firewall", mode]
+
+
+def _helper_env() -> dict[str, str]:
+    root = str(Path(__file__).resolve().parent.parent.parent)
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+
+
+@contextlib.contextmanager
+def _listener(ns: str, probes: list[Probe]) -> Iterator[None]:
+    spec = sorted({(p.transport, p.family, p.dport) for p in probes if p.dport})
+    proc = subprocess.Popen(_helper(ns, "listen"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_helper_env())
+    try:
+        assert proc.stdin and proc.stdout
+        proc.stdin.write(json.dumps(spec) + "\n")
+        proc.stdin.flush()
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            ready = sel.select(timeout=HELPER_TIMEOUT) and proc.stdout.readline().strip() == "ready"
+        if not ready:
+            proc.kill()
+            raise RuntimeError(f"listener in {ns} did not start: {proc.communicate(timeout=10)[1].strip()}")
+        yield
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # the listener ends at end of input
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+
+def run_probes(ns: dict[str, str], probes: list[Probe]) -> dict[str, dict]:
+    """Run every probe (inbound ones, then outbound ones); results by probe key."""
+    results: dict[str, dict] = {}
+    for way, (client, server, _hook) in WAYS.items():
+        batch = [p for p in probes if p.way == way]
+        if not batch:
+            continue
+        spec = [{**asdict(p), "src": p.src, "dst": p.dst} for p in batch]
+        with _listener(ns[server], batch):
+            out = _run(*_helper(ns[client], "probe"), input=json.dumps(spec), env=_helper_env(),
+                       timeout=HELPER_TIMEOUT)
+        results.update(json.loads(out.stdout))
+    return results
+
+
+def _session(target: str, probes: list[Probe], out_dir: Path) -> tuple[dict, dict, list[Counted]]:
+    with namespaces() as ns:
+        control = run_probes(ns, probes)
+    with namespaces() as ns:
+        _load(target, ns["host"], out_dir)
+        firewalled = run_probes(ns, probes)
+        counted = read_counters(target, ns["host"])
+    return control, firewalled, counted
+
+
+# --------------------------------------------------------------------------- judging
+
+
+def _own_rules(counted: list[Counted], case: Case, probe: Probe, target: str) -> list[Counted]:
+    family = str(probe.family) if target == "iptables" else "inet"
+    prefix = f"rulegen {case.sid} {case.pattern} "
+    return [c for c in counted if c.family == family and c.hook == probe.hook and c.comment.startswith(prefix)]
+
+
+def _judge(case: Case, target: str, patterns: list[Pattern], kb: KnowledgeBase, control: dict, firewalled: dict,
+           counted: list[Counted]) -> Proof:
+    notes, ok = [], bool(case.probes)
+    for probe in case.probes:
+        want, hits = expected(probe, patterns, kb)
+        got, base = firewalled.get(probe.key, {"outcome": "missing"}), control.get(probe.key, {"outcome": "missing"})
+        outcome = got["outcome"]
+        good = {"answered": outcome == "answered",
+                "timeout": outcome == "timeout" or (probe.way == "out" and outcome == "eperm"),
+                "refused": outcome == "refused" and got.get("elapsed", TIMEOUT) < REFUSED_WITHIN,
+                "blocked": outcome in ("timeout", "refused", "eperm")}[want]
+        # without the firewall something must answer, or a timeout proves nothing; a reject needs a
+        # listener there, or its RST cannot be told from a closed port's
+        base_ok = base["outcome"] == "answered" or (want == "timeout" and base["outcome"] == "refused")
+        note = f"{probe.label()}: {outcome}"
+        if outcome == "refused":
+            note += f" in {got.get('elapsed', 0):.3f}s"
+        note += f" (want {want}; without firewall {base['outcome']})"
+        others = [h.id for h in hits if h.id != case.pattern]
+        if others:
+            note += f", also matches {','.join(others)}"
+        if case.sid is not None:
+            own = _own_rules(counted, case, probe, target)
+            # each of the pattern's probes through this chain sent at least one packet; the LOG rule's
+            # rate limit lets at most its burst through (counters are per rule, so per family for
+            # iptables and shared by IPv4 and IPv6 in the inet table)
+            sharing = [q for q in case.probes if q.hook == probe.hook and
+                       (target == "nftables" or q.family == probe.family)]
+            need = len(sharing)
+            logs = [c for c in own if c.kind == "log"]
+            verdicts = [c for c in own if c.kind == case.response]
+            if not logs:
+                good = False
+                note += ", no LOG rule of its own in this hook"
+            elif any(c.packets is None for c in logs):
+                good = False
+                note += ", its LOG rule has no counter"
+            else:
+                count = sum(c.packets or 0 for c in logs)
+                note += f", LOG counted {count}"
+                good = good and count >= min(need, fw.LOG_BURST)
+            if case.response in ("drop", "reject"):
+                count = sum(c.packets or 0 for c in verdicts)
+                note += f", {case.response.upper()} counted {count}"
+                if not verdicts:
+                    note += f" (no {case.response.upper()} rule of its own in this hook)"
+                good = good and bool(verdicts) and count >= need
+        if not (good and base_ok):
+            note = "FAILED " + note
+        ok = ok and good and base_ok
+        notes.append(note)
+    if not case.probes:
+        notes.append("no probe could be derived")
+    return Proof(case.pattern, target, ok, "; ".join(notes))
+
+
+def _expressed(out_dir: Path, target: str) -> dict[str, int]:
+    manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    return {row["id"]: row["sid"] for row in manifest["patterns"]
+            if row["coverage"].get(target, {}).get("expressed")}
+
+
+def _missing(target: str, out_dir: Path) -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (creates network namespaces and loads firewall rules)"
+    tools = ["ip"] + (["iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save"]
+                      if target == "iptables" else ["nft"])
+    absent = [t for t in tools if not _tool(t)]
+    if absent:
+        return f"{', '.join(absent)} not installed"
+    files = ["iptables/rulegen.rules", "iptables/rulegen6.rules"] if target == "iptables" else ["nftables/rulegen.nft"]
+    if not all((out_dir / f).is_file() for f in files):
+        return f"{target} output not built in {out_dir}"
+    return None
+
+
+def prove(kb: KnowledgeBase, out_dir: Path, work_dir: Path, targets: tuple[str, ...] = TARGETS) -> list[Proof]:
+    """One Proof per expressed pattern and target, plus one `allowed-traffic` Proof per target."""
+    out_dir, work_dir = Path(out_dir), Path(work_dir)
+    proofs: list[Proof] = []
+    for target in targets:
+        expressed = _expressed(out_dir, target)
+        cases = plan_cases(kb, expressed)
+        patterns = [p for p in kb.patterns if p.id in expressed]
+        proofs += [Proof(pid, target, False, "expressed in the manifest but not in the knowledge given")
+                   for pid in sorted(set(expressed) - {p.id for p in patterns})]
+        reason = _missing(target, out_dir)
+        if reason:
+            proofs += [Proof(c.pattern, target, False, "not run", skipped=reason) for c in cases]
+            continue
+        probes = [p for c in cases if not c.skipped for p in c.probes]
+        started = time.monotonic()
+        try:
+            control, firewalled, counted = _session(target, probes, out_dir)
+        except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
+            proofs += [Proof(c.pattern, target, False, f"the proof run failed: {exc}") for c in cases]
+            continue
+        work_dir.mkdir(parents=True, exist_ok=True)
+        (work_dir / f"firewall-{target}.json").write_text(json.dumps(
+            {"seconds": round(time.monotonic() - started, 2), "control": control, "firewalled": firewalled,
+             "counters": [asdict(c) for c in counted]}, indent=1, sort_keys=True), encoding="utf-8")
+        for case in cases:
+            if case.skipped:
+                proofs.append(Proof(case.pattern, target, False, "not run", skipped=case.skipped))
+            else:
+                proofs.append(_judge(case, target, patterns, kb, control, firewalled, counted))
+    return proofs
+
+
+# --------------------------------------------------------------------------- the helper (inside a namespace)
+
+
+def _payload(key: str) -> bytes:
+    return f"rulegen-probe {key}".encode()
+
+
+def _family(probe: dict) -> int:
+    return socket.AF_INET if probe["family"] == 4 else socket.AF_INET6
+
+
+def _tcp(probe: dict) -> tuple[str, str]:
+    with socket.socket(_family(probe), socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((probe["src"], probe["sport"]))
+        s.settimeout(TIMEOUT)
+        try:
+            s.connect((probe["dst"], probe["dport"]))
+        except ConnectionRefusedError:
+            return "refused", "RST"
+        except TimeoutError:
+            return "timeout", ""
+        except PermissionError:
+            return "eperm", "dropped on the way out"
+        except OSError as exc:
+            return "error", str(exc)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return "answered", "connected"
+
+
+def _udp(probe: dict) -> tuple[str, str]:
+    payload = _payload(probe["key"])
+    with socket.socket(_family(probe), socket.SOCK_DGRAM) as s:
+        s.bind((probe["src"], probe["sport"]))
+        deadline = time.monotonic() + TIMEOUT
+        try:
+            if probe["broadcast"]:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+                s.sendto(payload, (probe["dst"], probe["dport"]))
+            else:
+                s.connect((probe["dst"], probe["dport"]))
+                s.send(payload)
+            while (left := deadline - time.monotonic()) > 0:
+                s.settimeout(left)
+                if s.recv(4096) == payload:
+                    return "answered", "echoed"
+        except ConnectionRefusedError:
+            return "refused", "ICMP port unreachable"
+        except TimeoutError:
+            pass
+        except PermissionError:
+            return "eperm", "dropped on the way out"
+        except OSError as exc:
+            return "error", str(exc)
+    return "timeout", ""
+
+
+def _udp_raw(probe: dict) -> tuple[str, str]:
+    """UDP to port 0, which sockets refuse to send: a raw datagram, and a raw ICMP socket for the answer."""
+    v4 = probe["family"] == 4
+    payload = _payload(probe["key"])
+    header = struct.pack("!HHHH", probe["sport"], probe["dport"], 8 + len(payload), 0)
+    with socket.socket(_family(probe), socket.SOCK_RAW, socket.IPPROTO_UDP) as snd, \
+            socket.socket(_family(probe), socket.SOCK_RAW,
+                          socket.IPPROTO_ICMP if v4 else socket.IPPROTO_ICMPV6) as rcv:
+        if not v4:
+            snd.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 6)  # the kernel fills the UDP checksum
+        snd.bind((probe["src"], 0))
+        deadline = time.monotonic() + TIMEOUT
+        try:
+            snd.sendto(header + payload, (probe["dst"], 0))
+            while (left := deadline - time.monotonic()) > 0:
+                rcv.settimeout(left)
+                data = rcv.recv(4096)
+                icmp = data[(data[0] & 0x0F) * 4:] if v4 else data
+                if len(icmp) < 8 or (icmp[0], icmp[1]) != ((3, 3) if v4 else (1, 4)):
+                    continue
+                inner = icmp[8:]
+                start = (inner[0] & 0x0F) * 4 if v4 else 40
+                if len(inner) >= start + 4 and struct.unpack("!HH", inner[start:start + 4]) == \
+                        (probe["sport"], probe["dport"]):
+                    return "refused", "ICMP port unreachable"
+        except TimeoutError:
+            pass
+        except PermissionError:
+            return "eperm", "dropped on the way out"
+        except OSError as exc:
+            return "error", str(exc)
+    return "timeout", ""
+
+
+def _probe_one(probe: dict) -> dict:
+    started = time.monotonic()
+    if probe["transport"] == "tcp":
+        outcome, detail = _tcp(probe)
+    elif probe["dport"] == 0:
+        outcome, detail = _udp_raw(probe)
+    else:
+        outcome, detail = _udp(probe)
+    return {"outcome": outcome, "detail": detail, "elapsed": round(time.monotonic() - started, 4)}
+
+
+def _probe_main(spec: list[dict]) -> dict[str, dict]:
+    """Run all probes at once; probes that share a source endpoint run one after another."""
+    groups: dict[tuple, list[dict]] = {}
+    for probe in spec:
+        groups.setdefault((probe["family"], probe["transport"], probe["sport"]), []).append(probe)
+    results: dict[str, dict] = {}
+    lock = threading.Lock()
+
+    def run(group: list[dict]) -> None:
+        for probe in group:
+            result = _probe_one(probe)
+            with lock:
+                results[probe["key"]] = result
+
+    with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
+        for future in [pool.submit(run, g) for g in groups.values()]:
+            future.result()
+    return results
+
+
+def _listen_main(spec: list[list]) -> None:
+    """TCP listeners that accept and close, UDP listeners that echo; until stdin closes (or 5 minutes)."""
+    sel = selectors.DefaultSelector()
+    for transport, family, port in spec:
+        fam = socket.AF_INET if family == 4 else socket.AF_INET6
+        s = socket.socket(fam, socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == 6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind((ADDR[family]["any"], port))
+        if transport == "tcp":
+            s.listen(64)
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, transport)
+    sel.register(sys.stdin, selectors.EVENT_READ, "stdin")
+    print("ready", flush=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=1):
+            sock = key.fileobj
+            try:
+                if key.data == "stdin":
+                    if not sys.stdin.readline():
+                        return
+                elif key.data == "tcp":
+                    conn, _addr = sock.accept()  # type: ignore[union-attr]
+                    conn.close()
+                else:
+                    data, addr = sock.recvfrom(4096)  # type: ignore[union-attr]
+                    sock.sendto(data, addr)  # type: ignore[union-attr]
+            except (BlockingIOError, ConnectionError):
+                continue
+
+
+def _main(argv: list[str]) -> int:
+    if argv == ["listen"]:
+        _listen_main(json.loads(sys.stdin.readline()))
+        return 0
+    if argv == ["probe"]:
+        print(json.dumps(_probe_main(json.load(sys.stdin))))
+        return 0
+    print("usage: python -m rulegen.prove.firewall listen|probe  (JSON spec on stdin)", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

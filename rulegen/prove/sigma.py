@@ -1,0 +1,495 @@
+"""Prove the Sigma rules: each rule matches log events that show its pattern, and no normal event.
+
+How it works (no engine beyond pySigma is needed, so nothing is ever skipped):
+- Events are generated from each pattern's typed fields, in the field names of shared/DESIGN.md:
+  firewall connection records (`src_ip`, `src_port`, `dst_ip`, `dst_port`, `action`, `protocol`), DNS query
+  records (`query`, `record_type`, `src_ip`, `dst_ip`) and Zeek conn/dns/ftp/snmp/dhcp records with Zeek's own
+  names (`id.orig_h`, `id.resp_p`, `proto`, `qtype_name`, `user`, `community`, `msg_types`, `server_addr`...).
+  Each rule gets the events of its own log source. Values come from the pattern: every port spec (a range gives
+  its first and last port), a port outside `dst_ports_except`, both broadcast forms (x.x.x.255 and
+  255.255.255.255), every address of an IP list, an address outside a negated list, the DNS name or qtype, the
+  SNMP community, the FTP user, the DHCP message type. A new pattern therefore needs no new code here.
+- Normal events (`NORMAL`: web in and out, DNS A/AAAA lookups, NTP, SSH out, SMTP delivery in, FTP and SNMP
+  with site credentials, DHCP from a listed server) are rendered into every log source they belong to.
+  They are connection records as a stateful firewall or Zeek logs them: one record per connection, in the
+  direction of the side that opened it; a reply is not a record of its own.
+- The generated rules are converted with pySigma-backend-sqlite: one backend instance per rule collection
+  (a backend's pipelines may change the rules it converts, so every backend gets a freshly loaded collection).
+  The events go into the table that backend expects (`logs`, one column per field, dotted Zeek names as
+  quoted identifiers, ISO `timestamp`), with text columns `COLLATE NOCASE` as in Zircolite, because Sigma
+  compares strings case-insensitively and the backend emits plain `=`; ports are INTEGER columns, so that
+  `|gte`/`|lte` compare numbers. A multi-valued Zeek field (`msg_types`) becomes one row per value of the same
+  event, which gives Sigma's match-any-value semantics to the equality the rules use.
+- Correlation (scan) rules run natively: pySigma-backend-sqlite 2.0.0 compiles `value_count` with `group-by`
+  and `timespan` into one SQL query (its `default` correlation method). Each runs over the normal events plus a
+  burst from one source: it must alert, for that source only, on `count` distinct values within the timespan,
+  and stay quiet on `count - 1` of them and on `count` spread over more than the timespan.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rulegen.model import KnowledgeBase, Net, Pattern, PortRange
+from rulegen.prove import Proof
+
+TARGET = "sigma"
+NORMAL = "normal-traffic"
+TABLE = "logs"  # pySigma-backend-sqlite's default table (and Zircolite's)
+EVENT_COLUMN = "rulegen_event"  # which generated event a row belongs to
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+# Addresses the events use: home is private (inside every default HOME_NET), external is documentation space.
+HOME = "192.168.1.{}"
+EXTERNAL = "203.0.113.{}"
+BROADCASTS = ("192.168.1.255", "255.255.255.255")  # a directed broadcast and the limited broadcast
+CLIENT_PORT = 50123  # a client's ephemeral port, inside Linux's default range (32768-60999)
+SERVER_PORT = 40123  # a client's port when only the source port of a flow is given
+FIREWALL_ACTION = {"drop": "drop", "reject": "reject"}  # otherwise the firewall let it through
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One connection and the application facts seen on it; rendered into each log source that records it."""
+
+    transport: str
+    src_ip: str
+    src_port: int
+    dst_ip: str
+    dst_port: int
+    action: str = "allow"
+    service: str | None = None  # Zeek's service guess for conn.log
+    query: str | None = None  # DNS
+    qtype: str | None = None
+    community: str | None = None  # SNMP
+    ftp_user: str | None = None  # FTP
+    ftp_command: tuple[str, str] | None = None
+    dhcp_types: tuple[str, ...] = ()  # DHCP message types, in order
+    dhcp_server: str | None = None
+    dhcp_assigned: str | None = None
+    seconds: float = 0.0  # offset from START
+
+
+@dataclass
+class Event:
+    label: str  # "<pattern>#<n>/<log source>", "normal:<name>/<log source>" or "burst:..."
+    record: dict[str, Any]
+
+
+@dataclass
+class RuleFile:
+    pattern: str
+    path: Path
+    logsource: tuple[str, str, str]  # (product, category, service), "" where absent
+    events: list[Event] = field(default_factory=list)
+
+
+# --- events ---------------------------------------------------------------------------------------------------
+
+
+def _zeek_id(flow: Flow) -> dict[str, Any]:
+    return {"id.orig_h": flow.src_ip, "id.orig_p": flow.src_port, "id.resp_h": flow.dst_ip,
+            "id.resp_p": flow.dst_port}
+
+
+def _firewall(flow: Flow) -> dict[str, Any]:
+    return {"src_ip": flow.src_ip, "src_port": flow.src_port, "dst_ip": flow.dst_ip, "dst_port": flow.dst_port,
+            "action": flow.action, "protocol": flow.transport}
+
+
+def _dns(flow: Flow) -> dict[str, Any] | None:
+    if flow.query is None:
+        return None
+    return {"query": flow.query, "record_type": flow.qtype, "src_ip": flow.src_ip, "dst_ip": flow.dst_ip}
+
+
+def _zeek_conn(flow: Flow) -> dict[str, Any]:
+    state = "S0" if flow.action != "allow" else "SF"
+    return {**_zeek_id(flow), "proto": flow.transport, "service": flow.service, "conn_state": state}
+
+
+def _zeek_dns(flow: Flow) -> dict[str, Any] | None:
+    if flow.query is None:
+        return None
+    return {**_zeek_id(flow), "proto": flow.transport, "query": flow.query, "qtype_name": flow.qtype,
+            "rcode_name": "NOERROR"}
+
+
+def _zeek_ftp(flow: Flow) -> dict[str, Any] | None:
+    if flow.ftp_user is None:
+        return None
+    command, arg = flow.ftp_command or ("RETR", f"ftp://{flow.dst_ip}/pub/README")
+    return {**_zeek_id(flow), "user": flow.ftp_user, "password": "<hidden>", "command": command, "arg": arg,
+            "reply_code": 226}
+
+
+def _zeek_snmp(flow: Flow) -> dict[str, Any] | None:
+    if flow.community is None:
+        return None
+    return {**_zeek_id(flow), "version": "2c", "community": flow.community, "get_requests": 1}
+
+
+def _zeek_dhcp(flow: Flow) -> dict[str, Any] | None:
+    if not flow.dhcp_types:
+        return None
+    return {"client_port": 68, "server_port": 67, "server_addr": flow.dhcp_server or flow.src_ip,
+            "assigned_addr": flow.dhcp_assigned, "mac": "00:00:5e:00:53:01", "msg_types": list(flow.dhcp_types),
+            "lease_time": 86400}
+
+
+# (product, category, service) -> record of a flow, or None when that log source does not record the flow
+LOG_SOURCES = {
+    ("", "firewall", ""): _firewall,
+    ("", "dns", ""): _dns,
+    ("zeek", "", "conn"): _zeek_conn,
+    ("zeek", "", "dns"): _zeek_dns,
+    ("zeek", "", "ftp"): _zeek_ftp,
+    ("zeek", "", "snmp"): _zeek_snmp,
+    ("zeek", "", "dhcp"): _zeek_dhcp,
+}
+
+
+def render(flow: Flow, logsource: tuple[str, str, str]) -> dict[str, Any] | None:
+    renderer = LOG_SOURCES.get(logsource)
+    record = renderer(flow) if renderer else None
+    if record is None:
+        return None
+    stamp = (START + timedelta(seconds=flow.seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {"timestamp": stamp, **{k: v for k, v in record.items() if v is not None}}
+
+
+def _in(address: str, networks: Iterable[str]) -> bool:
+    ip = ipaddress.ip_address(address)
+    return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+def _list_hosts(addresses: tuple[str, ...]) -> list[str]:
+    """One address inside every entry of an IP list (its first host, or the address itself)."""
+    hosts = []
+    for item in addresses:
+        net = ipaddress.ip_network(item, strict=False)
+        hosts.append(str(net.network_address + (1 if net.num_addresses > 2 else 0)))
+    return hosts
+
+
+def addresses(net: Net, side: str, kb: KnowledgeBase, host: int) -> list[str]:
+    """Addresses that show one side of a pattern; `host` picks the host number in the home or external net."""
+    home, external = HOME.format(host), EXTERNAL.format(host)
+    if net.kind == "home":
+        return [home]
+    if net.kind == "external":
+        return [external]
+    if net.kind == "broadcast":
+        return list(BROADCASTS)
+    if net.kind == "list":
+        listed = kb.ip_lists[net.list_id].addresses
+        if net.negated or not listed:
+            candidates = [home, external] + [HOME.format(n) for n in range(2, 254)]
+            return [next(a for a in candidates if not _in(a, listed))]
+        return _list_hosts(listed)
+    return [external] if side == "src" else [home]  # any: from outside, to a home host
+
+
+def ports(ranges: tuple[PortRange, ...], default: int, excluded: tuple[PortRange, ...] = ()) -> list[int]:
+    """Both ends of every range (one port for a single port); without ranges, a default port outside `excluded`."""
+    if ranges:
+        return sorted({p for r in ranges for p in (r.low, r.high)})
+    port = default
+    while any(r.low <= port <= r.high for r in excluded):
+        port += 1
+    return [port]
+
+
+def app_facts(pattern: Pattern) -> dict[str, Any]:
+    """The application facts of a pattern's match, as Flow fields."""
+    m = pattern.match
+    if m is None:
+        return {}
+    if m.kind == "dns":
+        return {"service": "dns", "query": m.dns_query or "example.com", "qtype": (m.dns_qtype or "A").upper()}
+    if m.kind == "snmp":
+        return {"service": "snmp", "community": m.snmp_community}
+    if m.kind == "ftp":
+        return {"service": "ftp", "ftp_user": m.ftp_user}
+    if m.kind == "dhcp":
+        return {"service": "dhcp", "dhcp_types": ((m.dhcp_message_type or "").upper(),),
+                "dhcp_assigned": HOME.format(150)}
+    return {}
+
+
+def pattern_flows(pattern: Pattern, kb: KnowledgeBase, host: int = 20) -> list[Flow]:
+    """Every combination of the pattern's source and destination addresses and ports."""
+    action = FIREWALL_ACTION.get(pattern.response.value, "allow")
+    flows = []
+    combos = itertools.product(addresses(pattern.src_net, "src", kb, host),
+                               addresses(pattern.dst_net, "dst", kb, host + 1),
+                               ports(pattern.src_ports, CLIENT_PORT),
+                               ports(pattern.dst_ports, SERVER_PORT, pattern.dst_ports_except))
+    for src_ip, dst_ip, src_port, dst_port in combos:
+        flows.append(Flow(pattern.transport, src_ip, src_port, dst_ip, dst_port, action=action,
+                          **app_facts(pattern)))
+    return flows
+
+
+def normal_flows(kb: KnowledgeBase) -> dict[str, Flow]:
+    """Ordinary traffic of a small site: none of it may raise a Sigma rule."""
+    client, resolver, web, mail, ftp, nms, router = (HOME.format(n) for n in (10, 1, 80, 25, 21, 5, 2))
+    flows = {
+        "web-out-https": Flow("tcp", client, CLIENT_PORT, "198.51.100.80", 443, service="ssl"),
+        "web-out-http": Flow("tcp", client, CLIENT_PORT + 1, "198.51.100.80", 80, service="http"),
+        "web-in-http": Flow("tcp", "198.51.100.44", CLIENT_PORT + 2, web, 80, service="http"),
+        "dns-a-lookup": Flow("udp", client, CLIENT_PORT + 3, resolver, 53, service="dns",
+                             query="www.example.com", qtype="A"),
+        "dns-aaaa-lookup": Flow("udp", client, CLIENT_PORT + 4, resolver, 53, service="dns",
+                                query="www.example.com", qtype="AAAA"),
+        "dns-recursion": Flow("udp", resolver, CLIENT_PORT + 5, "198.51.100.53", 53, service="dns",
+                              query="www.example.com", qtype="A"),
+        "ntp-client": Flow("udp", client, CLIENT_PORT + 6, "198.51.100.123", 123, service="ntp"),
+        "ssh-out": Flow("tcp", client, CLIENT_PORT + 7, "198.51.100.22", 22, service="ssh"),
+        "smtp-delivery-in": Flow("tcp", "198.51.100.25", CLIENT_PORT + 8, mail, 25, service="smtp"),
+        "ftp-named-user": Flow("tcp", client, CLIENT_PORT + 9, ftp, 21, service="ftp", ftp_user="alice",
+                               ftp_command=("STOR", f"ftp://{ftp}/home/alice/report.pdf")),
+        "snmp-monitoring": Flow("udp", nms, CLIENT_PORT + 10, router, 161, service="snmp",
+                                community="n0c-monitor"),
+    }
+    listed = kb.ip_lists.get("dhcp-servers")
+    if listed and listed.addresses:  # "from a listed server": only when the site lists its servers
+        server = _list_hosts(listed.addresses)[0]
+        flows["dhcp-from-listed-server"] = Flow(
+            "udp", server, 67, HOME.format(150), 68, service="dhcp",
+            dhcp_types=("DISCOVER", "OFFER", "REQUEST", "ACK"), dhcp_server=server, dhcp_assigned=HOME.format(150))
+    return flows
+
+
+# --- the SQLite side ------------------------------------------------------------------------------------------
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def load_events(events: list[Event]) -> sqlite3.Connection:
+    """An in-memory `logs` table of the events; a list value gives one row per element (same event label)."""
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        lists = {k: v for k, v in event.record.items() if isinstance(v, list)}
+        base = {k: v for k, v in event.record.items() if k not in lists}
+        for values in itertools.product(*lists.values()) if lists else [()]:
+            rows.append({**base, **dict(zip(lists, values, strict=True)), EVENT_COLUMN: event.label})
+    columns: dict[str, str] = {}
+    for row in rows:
+        for key, value in row.items():
+            kind = "INTEGER" if isinstance(value, int) and not isinstance(value, bool) else "TEXT COLLATE NOCASE"
+            columns.setdefault(key, kind)
+    db = sqlite3.connect(":memory:")
+    db.execute(f"CREATE TABLE {TABLE} ({', '.join(f'{_quote(c)} {t}' for c, t in columns.items())})")
+    for row in rows:
+        db.execute(f"INSERT INTO {TABLE} ({', '.join(map(_quote, row))}) VALUES ({', '.join('?' * len(row))})",
+                   list(row.values()))
+    return db
+
+
+def matched(db: sqlite3.Connection, query: str) -> set[str]:
+    return {label for (label,) in db.execute(f"SELECT DISTINCT {EVENT_COLUMN} FROM ({query})")}
+
+
+def correlation_alerts(db: sqlite3.Connection, query: str) -> list[dict[str, Any]]:
+    cursor = db.execute(query)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+# --- the rules ------------------------------------------------------------------------------------------------
+
+
+def _logsource(path: Path) -> tuple[str, str, str]:
+    source = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("logsource") or {}
+    return tuple(str(source.get(k) or "") for k in ("product", "category", "service"))  # type: ignore[return-value]
+
+
+def rule_files(out_dir: Path) -> tuple[dict[str, RuleFile], dict[str, Path]]:
+    """From out/manifest.json: each pattern's Sigma rule, and its correlation rule where it has one."""
+    manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    rules: dict[str, RuleFile] = {}
+    correlations: dict[str, Path] = {}
+    for row in manifest["patterns"]:
+        cover = row.get("coverage", {}).get(TARGET) or {}
+        if not cover.get("built"):
+            continue
+        for artifact in cover.get("artifacts", []):
+            path = out_dir / artifact
+            if Path(artifact).name.startswith("correlation_"):
+                correlations[row["id"]] = path
+            else:
+                rules[row["id"]] = RuleFile(row["id"], path, _logsource(path))
+    return rules, correlations
+
+
+def convert_rules(paths: list[Path]) -> dict[Path, list[str] | str]:
+    """Standalone SQL for each rule file (one collection, one backend), or why it could not be converted."""
+    from sigma.backends.sqlite import sqliteBackend
+    from sigma.collection import SigmaCollection
+    from sigma.exceptions import SigmaError
+
+    try:
+        collection = SigmaCollection.load_ruleset(paths)
+    except SigmaError as exc:
+        return {path: f"the rules do not load: {exc}" for path in paths}
+    backend = sqliteBackend()
+    result: dict[Path, list[str] | str] = {}
+    for rule in collection.rules:
+        try:
+            result[Path(rule.source.path)] = backend.convert_rule(rule)
+        except SigmaError as exc:
+            result[Path(rule.source.path)] = f"not converted: {exc}"
+    return result
+
+
+def convert_correlation(correlation: Path, base: Path) -> list[str]:
+    """SQL of a correlation rule with its base rule: a fresh collection and backend of their own."""
+    from sigma.backends.sqlite import sqliteBackend
+    from sigma.collection import SigmaCollection
+
+    return sqliteBackend().convert(SigmaCollection.load_ruleset([base, correlation]))
+
+
+# --- proofs ---------------------------------------------------------------------------------------------------
+
+
+def burst(pattern: Pattern, kb: KnowledgeBase, count: int, step: float) -> list[Flow]:
+    """`count` flows of one source, each with a new value of the swept field, `step` seconds apart."""
+    template = pattern_flows(pattern, kb, host=200)[0]
+    distinct = pattern.sweep.distinct
+    if distinct == "dst_port":
+        values = [p for r in pattern.dst_ports for p in range(r.low, r.high + 1)] if pattern.dst_ports \
+            else list(range(1, 65536))
+        values = [p for p in dict.fromkeys(values) if not any(r.low <= p <= r.high for r in pattern.dst_ports_except)]
+        changes = [{"dst_port": p} for p in values[:count]]
+    else:
+        base = ipaddress.ip_address(template.dst_ip)
+        changes = [{"dst_ip": str(base + i)} for i in range(count)]
+    if len(changes) < count:
+        raise ValueError(f"the pattern offers only {len(changes)} distinct values of {distinct}, not {count}")
+    return [replace(template, seconds=1000 + i * step, **change) for i, change in enumerate(changes)]
+
+
+def prove_correlation(pattern: Pattern, kb: KnowledgeBase, query: str, rule: RuleFile, path: Path,
+                      normal: list[Event]) -> tuple[bool, str]:
+    """Run the correlation over the normal events plus a burst at, below and spread beyond its threshold."""
+    sweep = pattern.sweep
+    spread = sweep.seconds // max(sweep.count - 1, 1) + 1  # no window of `seconds` holds `count` of these
+
+    def run(name: str, count: int, step: float) -> tuple[list[dict[str, Any]], str]:
+        flows = burst(pattern, kb, count, step)
+        events = [Event(f"burst:{name}#{i}", render(f, rule.logsource)) for i, f in enumerate(flows)]
+        return correlation_alerts(load_events(normal + events), query), flows[0].src_ip
+
+    try:
+        hit, source = run("at-count", sweep.count, 1)
+        below, _ = run("below-count", sweep.count - 1, 1)
+        slow, _ = run("spread", sweep.count, spread)
+    except (ValueError, sqlite3.Error) as exc:
+        return False, f"correlation not run: {exc}"
+    keys = [json.loads(a["group_keys"]) if isinstance(a["group_keys"], str) else a["group_keys"] for a in hit]
+    fired = bool(hit) and all(str(k.get("src_ip")).lower() == source for k in keys)
+    top = max((a["metric_value"] for a in hit), default=0)
+    ok = fired and not below and not slow
+    detail = (f"{path.parent.name}/{path.name}: {'alerted' if fired else 'did NOT alert as expected'} on "
+              f"{sweep.count} distinct {sweep.distinct} from {source} within {sweep.seconds}s (metric {top}); "
+              f"{'quiet' if not below else 'ALERTED'} at {sweep.count - 1}; "
+              f"{'quiet' if not slow else 'ALERTED'} with {sweep.count} spread {spread}s apart")
+    return ok, detail
+
+
+def prove(kb: KnowledgeBase, out_dir: Path, work_dir: Path) -> list[Proof]:
+    rules, correlations = rule_files(out_dir)
+    if not rules:
+        return []
+    patterns = {p.id: p for p in kb.patterns}
+    normal_events = [Event(f"normal:{name}/{'-'.join(filter(None, source))}", record)
+                     for name, flow in normal_flows(kb).items()
+                     for source in LOG_SOURCES if (record := render(flow, source)) is not None]
+    proofs: list[Proof] = []
+    own_events: list[Event] = []
+    for pid, rule in rules.items():
+        pattern = patterns.get(pid)
+        if pattern is None:
+            continue
+        for n, flow in enumerate(pattern_flows(pattern, kb)):
+            record = render(replace(flow, seconds=float(n)), rule.logsource)
+            if record is not None:
+                rule.events.append(Event(f"{pid}#{n}/{'-'.join(filter(None, rule.logsource))}", record))
+        own_events += rule.events
+    db = load_events(own_events + normal_events)
+    queries = convert_rules([r.path for r in rules.values()])
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with (work_dir / "sigma-events.jsonl").open("w", encoding="utf-8") as out:
+        for event in own_events + normal_events:
+            out.write(json.dumps({EVENT_COLUMN: event.label, **event.record}, sort_keys=True) + "\n")
+    normal_labels = {e.label for e in normal_events}
+    loud: dict[str, list[str]] = {}
+    sql_log = []
+    for pid, rule in rules.items():
+        pattern = patterns.get(pid)
+        name = f"{rule.path.parent.name}/{rule.path.name}"
+        if pattern is None:
+            proofs.append(Proof(pid, TARGET, False, f"{name}: pattern not in the knowledge, no events"))
+            continue
+        sql = queries.get(rule.path, [])
+        if isinstance(sql, str) or not sql:
+            proofs.append(Proof(pid, TARGET, False, f"{name}: {sql or 'the sqlite backend gave no query'}"))
+            continue
+        sql_log.append(f"-- {name}\n" + ";\n".join(sql) + ";")
+        if not rule.events:
+            proofs.append(Proof(pid, TARGET, False, f"{name}: no {rule.logsource} events can show this pattern"))
+            continue
+        hits: set[str] = set()
+        for q in sql:
+            hits |= matched(db, q)
+        own = {e.label for e in rule.events}
+        missed = sorted(own - hits)
+        noisy = sorted(hits & normal_labels)
+        detail = f"{name}: matched {len(own) - len(missed)}/{len(own)} own events"
+        if missed:
+            detail += " (missed " + ", ".join(missed) + ")"
+        swept = pid in correlations and pattern.sweep is not None
+        # A sweep's base rule is no detection of its own: the correlation does not `generate` it, so pySigma
+        # emits no standalone query for it, and the correlation is what must stay quiet on normal events.
+        detail += f", {len(noisy)}/{len(normal_labels)} normal events"
+        if swept:
+            detail += " as a base rule (not generated on its own)"
+        if noisy:
+            detail += " (" + ", ".join(noisy) + ")"
+            if not swept:
+                loud[pid] = noisy
+        ok = not missed and (swept or not noisy)
+        for net in (pattern.src_net, pattern.dst_net):
+            if net.kind == "list" and net.negated and not kb.ip_lists[net.list_id].addresses:
+                detail += f"; ip list {net.list_id} is empty, so the rule exempts nobody until the site fills it"
+        if swept:
+            try:
+                corr_sql = convert_correlation(correlations[pid], rule.path)
+            except Exception as exc:  # any conversion error is the proof's finding
+                corr_sql, corr_ok, corr_detail = [], False, f"correlation not converted: {exc}"
+            if corr_sql:
+                sql_log.append(f"-- {correlations[pid].name}\n{corr_sql[0]};")
+                corr_ok, corr_detail = prove_correlation(pattern, kb, corr_sql[0], rule, correlations[pid],
+                                                         normal_events)
+            ok = ok and corr_ok
+            detail += "; " + corr_detail
+        proofs.append(Proof(pid, TARGET, ok, detail))
+    (work_dir / "sigma-queries.sql").write_text("\n\n".join(sql_log) + "\n", encoding="utf-8")
+    summary = "; ".join(f"{pid}: {', '.join(labels)}" for pid, labels in sorted(loud.items()))
+    proofs.append(Proof(NORMAL, TARGET, not loud,
+                        f"{len(normal_labels)} normal events, rules matching any: {summary or 'none'}"))
+    return proofs
