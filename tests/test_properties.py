@@ -1,5 +1,8 @@
 """Property tests: random valid knowledge builds deterministically with unique SIDs, and random edits keep
-every unchanged pattern's SID and UUID, bump rev on changed ones, and never reuse a removed SID."""
+every unchanged pattern's SID and UUID, bump rev on changed ones, and never reuse a removed SID.
+
+derandomize=True: CI runs the same examples every time (a failure reproduces; new examples come from
+running locally with derandomize=False and more examples)."""
 
 from __future__ import annotations
 
@@ -24,12 +27,17 @@ long_text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=20, ma
 port = st.integers(min_value=0, max_value=65535)
 
 
+def _title_casable(title: str) -> bool:
+    """SigmaHQ wants no all-lowercase word in a title; a word of letters with no capital form (ª) cannot comply."""
+    return all(not word.islower() or any(ch.upper() != ch for ch in word) for word in sanitize_line(title).split())
+
+
 @st.composite
 def patterns(draw, pid: str) -> dict:
     transport = draw(st.sampled_from(["tcp", "udp"]))
     detect = draw(st.sampled_from(["probe", "traffic", "payload"]))
     pattern = {
-        "id": pid, "title": f"{draw(text)} {pid}",
+        "id": pid, "title": f"{draw(text.filter(_title_casable))} {pid}",
         "category": draw(st.sampled_from(["SCAN", "DOS", "MALWARE", "INFO"])),
         "direction": draw(st.sampled_from(["inbound", "outbound", "internal", "any"])), "transport": transport,
         "dst_ports": draw(st.lists(port, min_size=1, max_size=20, unique=True)), "detect": detect,
@@ -69,7 +77,7 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(knowledge())
 def test_random_knowledge_is_deterministic_with_unique_sids(entries):
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,7 +90,7 @@ def test_random_knowledge_is_deterministic_with_unique_sids(entries):
         assert len(sids) == len(set(sids)) and all(1000000 <= s <= 1999999 for s in sids)
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(knowledge())
 def test_random_knowledge_validates_in_the_engines(entries):
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,7 +102,7 @@ def test_random_knowledge_validates_in_the_engines(entries):
 EDITS = st.lists(st.sampled_from(["add", "remove", "reorder", "change"]), min_size=1, max_size=4)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(knowledge(), EDITS, st.data())
 def test_random_edits_keep_identities(entries, edits, data):
     with tempfile.TemporaryDirectory() as tmp:

@@ -83,9 +83,10 @@ def title_case(text: str) -> str:
             if core in TITLE_ACRONYMS:
                 start = word.index(core)
                 word = word[:start] + core.upper() + word[start + len(core):]
-            else:
-                start = next(i for i, ch in enumerate(word) if ch.isalpha())
-                word = word[:start] + word[start].upper() + word[start + 1:]
+            else:  # the first letter that has a capital form (a few lowercase letters, such as ª, have none)
+                start = next((i for i, ch in enumerate(word) if ch.upper() != ch), None)
+                if start is not None:
+                    word = word[:start] + word[start].upper() + word[start + 1:]
         words.append(word)
     return " ".join(words)
 
