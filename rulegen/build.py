@@ -6,11 +6,13 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+from jinja2.sandbox import SandboxedEnvironment
 
 from rulegen import __version__
 from rulegen import validate as validation
@@ -19,8 +21,8 @@ from rulegen.ids import LOCK_NAME, Lock, LockChanges
 from rulegen.knowledge import load_knowledge
 from rulegen.model import KnowledgeBase
 from rulegen.output import discard, manifest, stage, swap_in, write_file_atomic
-from rulegen.render import make_environment, render_errors, templates_digest
-from rulegen.targets import TARGETS, Artifact, Plan, gap, iptables, nftables, sigma, suricata
+from rulegen.render import make_environment, render_errors
+from rulegen.targets import TARGETS, Artifact, Plan, Stamp, gap, iptables, nftables, sigma, suricata
 from rulegen.validate.base import FileReport, Finding
 
 MODULES = {"suricata": suricata, "sigma": sigma, "iptables": iptables, "nftables": nftables}
@@ -58,14 +60,33 @@ def plan_all(kb: KnowledgeBase) -> dict[str, list[Plan]]:
                    for p in kb.patterns] for name in TARGETS}
 
 
-def fingerprints(plans: dict[str, list[Plan]], template_hash: str) -> dict[str, str]:
-    """A pattern's fingerprint covers what every target makes of it, and the templates."""
-    per_pattern: dict[str, dict] = {}
-    for target, target_plans in plans.items():
+NEUTRAL_DATE = "1970-01-01"
+
+
+def render_targets(plans: dict[str, list[Plan]], stamps: dict[str, Stamp], env: SandboxedEnvironment,
+                   kb: KnowledgeBase, targets: Sequence[str]) -> list[Artifact]:
+    return [artifact for target in targets
+            for artifact in MODULES[target].render([p for p in plans[target] if p.expressed], stamps, env, kb)]
+
+
+def fingerprints(plans: dict[str, list[Plan]], env: SandboxedEnvironment, kb: KnowledgeBase) -> dict[str, str]:
+    """What each pattern becomes in every target: its plan contexts (or gap reasons) and its own rendered
+    text, rendered with a neutral SID, rev and dates. Any change to either (knowledge, templates or the
+    target code) is a rule change, rev + 1; a change that leaves a pattern's rules alone is not."""
+    neutral = {p.id: Stamp(0, "", 0, NEUTRAL_DATE, NEUTRAL_DATE) for p in kb.patterns}
+    parts: dict[str, list[str]] = {p.id: [] for p in kb.patterns}
+    for target_plans in plans.values():
         for p in target_plans:
-            per_pattern.setdefault(p.pattern.id, {})[target] = p.context if p.expressed else {"gap": p.reason}
-    return {pid: hashlib.sha256((json.dumps(data, sort_keys=True) + template_hash).encode()).hexdigest()
-            for pid, data in per_pattern.items()}
+            parts[p.pattern.id].append(json.dumps(p.context if p.expressed else {"gap": p.reason}, sort_keys=True))
+    for artifact in render_targets(plans, neutral, env, kb, TARGETS):
+        if len(artifact.patterns) == 1:
+            parts[artifact.patterns[0]].append(artifact.text)
+            continue
+        lines = artifact.text.splitlines()
+        for pid in artifact.patterns:
+            token = re.compile(rf"(?<![\w-]){re.escape(pid)}(?![\w-])")
+            parts[pid].append("\n".join(line for line in lines if token.search(line)))
+    return {pid: hashlib.sha256("\x00".join(texts).encode()).hexdigest() for pid, texts in parts.items()}
 
 
 def coverage(plans: dict[str, list[Plan]], artifacts: list[Artifact], lock: Lock, kb: KnowledgeBase,
@@ -126,19 +147,19 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
     lock_path = lock_path_for(knowledge)
     lock = Lock.load(lock_path)
     before = lock.dumps()
-    changes = lock.update([p.id for p in kb.patterns],
-                          fingerprints(plans, templates_digest(templates_dir)), today())
+    try:
+        prints = fingerprints(plans, env, kb)
+    except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
+        raise render_errors(exc, templates_dir) from None
+    changes = lock.update([p.id for p in kb.patterns], prints, today())
     lock_text = lock.dumps()
     if frozen and lock_text != before:
         detail = ", ".join(f"{len(v)} {k}" for k, v in
                            (("added", changes.added), ("retired", changes.retired), ("revised", changes.revised)) if v)
         raise LockChangedError(f"{lock_path}: --frozen: the build would change the lock file ({detail or 'format'})")
     stamps = lock.stamps()
-    artifacts: list[Artifact] = []
     try:
-        for target in selected:
-            expressed = [p for p in plans[target] if p.expressed]
-            artifacts += MODULES[target].render(expressed, stamps, env, kb)
+        artifacts = render_targets(plans, stamps, env, kb, selected)
     except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
         raise render_errors(exc, templates_dir) from None
     rows = coverage(plans, artifacts, lock, kb, selected)

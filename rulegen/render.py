@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import jinja2
@@ -35,20 +34,6 @@ def make_environment(templates_dir: Path) -> SandboxedEnvironment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-
-
-TARGET_CODE = Path(__file__).resolve().parent / "targets"
-
-
-def templates_digest(templates_dir: Path) -> str:
-    """A hash of every template and of the target code that renders them: a change to either may change
-    rule text, so it counts as a rule change (rev + 1) even where the plan contexts stay the same."""
-    digest = hashlib.sha256()
-    for root in (templates_dir, TARGET_CODE):
-        for path in sorted([*root.rglob("*.j2"), *root.rglob("*.py")]):
-            digest.update(path.relative_to(root).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def render_errors(exc: Exception, templates_dir: Path) -> TemplateError:

@@ -382,3 +382,24 @@ def test_loader_reports_all_problems_at_once(tmp_path):
     with pytest.raises(Exception) as info:
         load_knowledge([knowledge])
     assert len(info.value.problems) == 2
+
+
+def test_rev_follows_the_rendered_rule_text_not_the_files_around_it(tmp_path, templates_dir):
+    knowledge = copy_knowledge(tmp_path / "knowledge")
+    templates = tmp_path / "templates"
+    shutil.copytree(templates_dir, templates)
+    rules = templates / "suricata" / "rulegen.rules.j2"
+    rules.write_text("# a site's own header line\n" + rules.read_text())
+    result = run_rulegen("build", "--json", "--knowledge", str(knowledge), "--templates", str(templates),
+                         "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["lock"]["revised"] == []  # no rule's text changed
+    rules.write_text(rules.read_text().replace("priority:{{ r.priority }}; ", ""))
+    result = run_rulegen("build", "--json", "--knowledge", str(knowledge), "--templates", str(templates),
+                         "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    revised = set(json.loads(result.stdout)["lock"]["revised"])
+    lock = json.loads((knowledge / "rulegen.lock").read_text())
+    suricata_rules = (tmp_path / "out" / "suricata" / "rulegen.rules").read_text()
+    expressed = set(re.findall(r"rulegen_pattern ([\w-]+)", suricata_rules))
+    assert revised == expressed and all(lock["patterns"][p]["rev"] >= 2 for p in revised)
