@@ -79,7 +79,7 @@ def fingerprints(plans: dict[str, list[Plan]], env: SandboxedEnvironment, kb: Kn
         for p in target_plans:
             parts[p.pattern.id].append(json.dumps(p.context if p.expressed else {"gap": p.reason}, sort_keys=True))
     for artifact in render_targets(plans, neutral, env, kb, TARGETS):
-        if len(artifact.patterns) == 1:
+        if artifact.per_pattern:
             parts[artifact.patterns[0]].append(artifact.text)
             continue
         lines = artifact.text.splitlines()

@@ -43,6 +43,7 @@ class Artifact:
     path: str  # relative to out/
     text: str
     patterns: list[str] = field(default_factory=list)
+    per_pattern: bool = False  # the whole file is one pattern's rule (Sigma); else lines name their pattern
 
 
 def gap(pattern: Pattern, reason: str) -> Plan:

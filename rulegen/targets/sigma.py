@@ -250,11 +250,13 @@ def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeB
         stamp = stamps[p.pattern.id]
         dates = {"date": stamp.created, "modified": stamp.updated if stamp.updated != stamp.created else None}
         rule = {**p.context, "id": rule_uuid(p.pattern.id), "author": yaml_scalar(AUTHOR), **dates}
-        artifacts.append(Artifact(p.context["file"], rule_template.render(rule=rule), [p.pattern.id]))
+        artifacts.append(Artifact(p.context["file"], rule_template.render(rule=rule), [p.pattern.id],
+                                  per_pattern=True))
         correlation = p.context["correlation"]
         if correlation:
             corr = {**correlation, "id": correlation_uuid(p.pattern.id), "tags": p.context["tags"],
                     "references": p.context["references"], "falsepositives": p.context["falsepositives"],
                     "level": p.context["level"], "author": yaml_scalar(AUTHOR), **dates}
-            artifacts.append(Artifact(correlation["file"], correlation_template.render(rule=corr), [p.pattern.id]))
+            artifacts.append(Artifact(correlation["file"], correlation_template.render(rule=corr),
+                                      [p.pattern.id], per_pattern=True))
     return sorted(artifacts, key=lambda a: a.path)
