@@ -237,3 +237,44 @@ def test_sigkill_at_any_point_leaves_out_and_lock_whole(tmp_path):
     assert (False, False) in seen  # killed before anything was replaced
     check = run_rulegen("validate", "--no-lint", str(out))
     assert check.returncode == 0, check.stdout[-2000:]
+
+
+def _hostile_rule_files(folder: Path) -> dict[str, Path]:
+    files = {
+        "100000 rules": "".join(f'alert tcp any any -> any {i % 65535} (msg:"r{i}"; flow:to_server; '
+                                f"sid:{1000000 + i}; rev:1;)\n" for i in range(100000)),
+        "1 MB line": 'alert tcp any any -> any 1 (msg:"' + "A" * 1_000_000 + '"; sid:1; rev:1;)\n',
+        "NUL bytes": b'alert tcp any any -> any 1 (msg:"a\x00b"; sid:1; rev:1;)\n',
+        "not UTF-8": b'alert tcp any any -> any 1 (msg:"caf\xe9"; sid:1; rev:1;)\n',
+        "nested parentheses": "alert tcp any any -> any 1 " + "(" * 50000 + 'msg:"x"; sid:1;' + ")" * 50000 + "\n",
+        "iptables 1 MB comment": '*filter\n:RG - [0:0]\n-A RG -m comment --comment "' + "x" * 1_000_000
+                                 + '" -j DROP\nCOMMIT\n',
+        "iptables NUL": b"*filter\n:RG - [0:0]\n-A RG -p tcp --dport 1\x00 -j DROP\nCOMMIT\n",
+    }
+    paths = {}
+    for index, (name, content) in enumerate(files.items()):
+        path = folder / f"{index:02d}.rules"
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        paths[name] = path
+    return paths
+
+
+@pytest.mark.parametrize("case", ["100000 rules", "1 MB line", "NUL bytes", "not UTF-8", "nested parentheses",
+                                  "iptables 1 MB comment", "iptables NUL"])
+def test_hostile_rule_files_get_a_verdict_not_a_crash(tmp_path, case):
+    need("suricata")
+    path = _hostile_rule_files(tmp_path)[case]
+    args = ["validate", "--json", str(path)] + (["--no-lint"] if case == "100000 rules" else [])
+    result = subprocess.run([sys.executable, "-m", "rulegen", *args], capture_output=True, text=True, timeout=600,
+                            preexec_fn=_limit_memory if case != "100000 rules" else None)
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    findings = [f for file in report["files"] for f in file["findings"]]
+    if case == "100000 rules":
+        assert result.returncode == 0 and not findings
+    else:
+        assert result.returncode == 1 and findings, report
+        assert all(f["line"] in (0, 1, 3) or f["engine"].startswith("suricata 7") for f in findings)

@@ -23,6 +23,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -35,6 +36,9 @@ _CODE = re.compile(r"^[A-Z]+[0-9]{3}$")
 # WhitespaceChecker's codes; with plain `re` its S120 regex can run for hours on one rule.
 _WHITESPACE_CODES = r"S1[0-9]{2}"
 _ROOT = Path(__file__).resolve().parents[2]  # the directory holding the rulegen package
+
+
+MAX_RULE_BYTES = 8191  # Suricata reads a rule line in pieces of this size
 
 
 def engine_version() -> str | None:
@@ -69,7 +73,18 @@ def _severity(level: int) -> str:
     return "warning" if level >= LEVELS["WARNING"] else "info"
 
 
-def lint(path: Path, timeout: float = 300, *, min_severity: str = "WARNING") -> tuple[list[Finding], str]:
+def _lintable_copy(path: Path, folder: Path) -> Path:
+    """The file as suricata-check may read it: UTF-8 (bad bytes replaced), NUL-free, and lines longer than
+    Suricata's 8191-byte limit blanked (the engine refuses them; its regexes would take hours on them).
+    Line numbers stay the same."""
+    lines = path.read_bytes().decode("utf-8", errors="replace").replace("\x00", " ").split("\n")
+    copy = folder / "rules.rules"
+    copy.write_text("\n".join("" if len(line.encode()) > MAX_RULE_BYTES else line for line in lines),
+                    encoding="utf-8")
+    return copy
+
+
+def lint(path: Path, timeout: float = 120, *, min_severity: str = "WARNING") -> tuple[list[Finding], str]:
     """suricata-check's findings for a rules file (codes at min_severity or above), and a status text."""
     version = engine_version()
     if version is None:
@@ -77,13 +92,15 @@ def lint(path: Path, timeout: float = 300, *, min_severity: str = "WARNING") -> 
     engine = f"suricata-check {version}"
     level = LEVELS[min_severity.upper()]
     exceptions = load_exceptions()
-    command = [sys.executable, "-c",
-               f"import sys; sys.path.insert(0, {str(_ROOT)!r}); from rulegen.validate.lint import _worker; _worker()",
-               str(path), str(level)]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:  # subprocess.run has killed the child
-        return [], f"{engine}: timed out after {timeout:g} s"
+    with tempfile.TemporaryDirectory(prefix="rulegen-lint-") as tmp:
+        command = [sys.executable, "-c",
+                   f"import sys; sys.path.insert(0, {str(_ROOT)!r}); from rulegen.validate.lint import _worker; "
+                   "_worker()", str(_lintable_copy(path, Path(tmp))), str(level)]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                    stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:  # subprocess.run has killed the child
+            return [], f"{engine}: timed out after {timeout:g} s"
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         return [], f"{engine}: failed (exit {result.returncode}): {tail}"
