@@ -61,6 +61,7 @@ def plan_all(kb: KnowledgeBase) -> dict[str, list[Plan]]:
 
 
 NEUTRAL_DATE = "1970-01-01"
+TOKEN = re.compile(r"[\w-]+")
 
 
 def render_targets(plans: dict[str, list[Plan]], stamps: dict[str, Stamp], env: SandboxedEnvironment,
@@ -82,10 +83,14 @@ def fingerprints(plans: dict[str, list[Plan]], env: SandboxedEnvironment, kb: Kn
         if artifact.per_pattern:
             parts[artifact.patterns[0]].append(artifact.text)
             continue
-        lines = artifact.text.splitlines()
+        # One pass over the lines: a pattern id stands in a line as a whole run of [\w-] characters.
+        wanted = set(artifact.patterns)
+        hits: dict[str, list[str]] = {pid: [] for pid in wanted}
+        for line in artifact.text.splitlines():
+            for pid in wanted.intersection(TOKEN.findall(line)):
+                hits[pid].append(line)
         for pid in artifact.patterns:
-            token = re.compile(rf"(?<![\w-]){re.escape(pid)}(?![\w-])")
-            parts[pid].append("\n".join(line for line in lines if token.search(line)))
+            parts[pid].append("\n".join(hits[pid]))
     return {pid: hashlib.sha256("\x00".join(texts).encode()).hexdigest() for pid, texts in parts.items()}
 
 

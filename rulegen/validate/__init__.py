@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -64,19 +66,31 @@ def collect(paths: Iterable[Path], forced: str | None) -> list[tuple[Path, str]]
     return files
 
 
+@functools.lru_cache(maxsize=8)
+def _read_manifest(manifest: Path, stamp: tuple[int, int]) -> tuple[dict[str, str], dict[str, list[str]]] | None:
+    """pattern -> entry and artifact path -> patterns, parsed once per manifest (and its mtime and size)."""
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        entries = {row["id"]: row["entry"] for row in data.get("patterns", [])}
+        artifacts: dict[str, list[str]] = {}
+        for a in data.get("artifacts", []):
+            artifacts.setdefault(a["path"], a["patterns"])
+        return entries, artifacts
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
+
+
 def _manifest_patterns(path: Path) -> tuple[dict[str, str], list[str]]:
     """From the nearest out/manifest.json: pattern -> entry, and the patterns of this artifact."""
     for folder in list(path.resolve().parents)[:4]:
         manifest = folder / "manifest.json"
         if manifest.is_file():
-            try:
-                data = json.loads(manifest.read_text(encoding="utf-8"))
-                rel = path.resolve().relative_to(folder).as_posix()
-                entries = {row["id"]: row["entry"] for row in data.get("patterns", [])}
-                patterns = next((a["patterns"] for a in data.get("artifacts", []) if a["path"] == rel), [])
-                return entries, patterns
-            except (ValueError, KeyError, TypeError):
+            info = manifest.stat()
+            parsed = _read_manifest(manifest, (info.st_mtime_ns, info.st_size))
+            if parsed is None:
                 return {}, []
+            entries, artifacts = parsed
+            return entries, artifacts.get(path.resolve().relative_to(folder).as_posix(), [])
     return {}, []
 
 
@@ -120,26 +134,44 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
     from rulegen.validate import firewall, suricata
 
     files = collect(paths, forced)
-    reports: list[FileReport] = []
+
+    def check_sigma(sigma_files: list[Path]) -> list[FileReport]:
+        from rulegen.validate import sigma  # pySigma and its backends take a while to import: only when needed
+
+        return sigma.check(sigma_files)
+
+    def lint_suricata(path: Path) -> tuple[list[Finding], str]:
+        from rulegen.validate import lint as quality
+
+        return quality.lint(path)
+
+    # The engines are separate processes and independent of each other: run them at the same time (pySigma,
+    # in this process, runs beside them). Results are gathered in a fixed order, so reports stay deterministic.
     sigma_files = [p for p, fmt in files if fmt == "sigma"]
-    if sigma_files:  # pySigma and its backends take a while to import: only when needed
-        from rulegen.validate import sigma
-
-        reports += sigma.check(sigma_files)
-    for path, fmt in files:
-        if fmt == "suricata":
-            report = suricata.check(path)
-            if lint:
-                from rulegen.validate import lint as quality
-
-                findings, status = quality.lint(path)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(8, len(files) + 1))) as pool:
+        jobs: list[tuple[str, concurrent.futures.Future]] = []
+        if sigma_files:
+            jobs.append(("sigma", pool.submit(check_sigma, sigma_files)))
+        for path, fmt in files:
+            if fmt == "suricata":
+                jobs.append(("suricata", pool.submit(suricata.check, path)))
+                if lint:
+                    jobs.append(("lint", pool.submit(lint_suricata, path)))
+            elif fmt == "iptables":
+                jobs.append(("iptables", pool.submit(firewall.check_iptables, path)))
+            elif fmt == "nftables":
+                jobs.append(("nftables", pool.submit(firewall.check_nft, path)))
+        reports: list[FileReport] = []
+        for kind, job in jobs:
+            if kind == "lint":
+                findings, status = job.result()
+                report = reports[-1]  # the suricata report of the same file comes just before
                 report.checked_by.append(status)
                 report.findings += findings
-            reports.append(report)
-        elif fmt == "iptables":
-            reports.append(firewall.check_iptables(path))
-        elif fmt == "nftables":
-            reports.append(firewall.check_nft(path))
+            elif kind == "sigma":
+                reports += job.result()
+            else:
+                reports.append(job.result())
     for report in reports:
         if report.format != "sigma":  # YAML refuses NUL itself
             report.findings += nul_bytes(Path(report.path))
