@@ -114,7 +114,8 @@ def _print_reports(reports: list[FileReport], err: bool = False) -> None:
         for finding in report.findings:
             click.echo(str(finding), err=err)
     for report in reports:
-        state = f"{len(report.findings)} problem(s)" if report.findings else "ok"
+        count = len(problems([report]))
+        state = f"{count} problem(s)" if count else "ok"
         click.echo(f"{report.path}: {report.format}: {state}; checked by: {', '.join(report.checked_by)}", err=err)
 
 

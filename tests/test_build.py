@@ -403,3 +403,57 @@ def test_rev_follows_the_rendered_rule_text_not_the_files_around_it(tmp_path, te
     suricata_rules = (tmp_path / "out" / "suricata" / "rulegen.rules").read_text()
     expressed = set(re.findall(r"rulegen_pattern ([\w-]+)", suricata_rules))
     assert revised == expressed and all(lock["patterns"][p]["rev"] >= 2 for p in revised)
+
+
+MIXED_LIST = '''ip_lists:
+  - id: bad-hosts
+    title: Mixed family list
+    addresses: [192.0.2.10, "2001:db8::10"]
+entries:
+  - id: odd
+    table: destination
+    ports: [4444]
+    protocols: [tcp]
+    service: odd
+    title: Odd service
+    description: {en: "An odd port that nobody should expose.", zh: "奇怪的端口。"}
+    references: ["http://www.robertgraham.com/pubs/firewall-seen.html"]
+    patterns:
+      - id: odd-to-bad
+        title: Connection to a listed bad host
+        category: POLICY
+        direction: outbound
+        dst_net: list:bad-hosts
+        transport: tcp
+        detect: probe
+        dst_ports: [4444]
+        severity: low
+        classtype: policy-violation
+        response: drop
+        false_positives: Scanners.
+      - id: odd-from-unlisted
+        title: Connection from an unlisted host
+        category: POLICY
+        direction: inbound
+        src_net: not-list:bad-hosts
+        transport: tcp
+        detect: probe
+        dst_ports: [4445]
+        severity: low
+        classtype: policy-violation
+        response: log
+        false_positives: Scanners.
+'''
+
+
+def test_an_ip_list_of_both_families_builds_and_validates(tmp_path):
+    """An `ip` and an `ip6` match cannot share an nft rule: one rule per family, each with its own set."""
+    knowledge = tmp_path / "k"
+    knowledge.mkdir()
+    (knowledge / "a.yaml").write_text(MIXED_LIST)
+    result = run_rulegen("build", "--knowledge", str(knowledge), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    nft = (tmp_path / "out" / "nftables" / "rulegen.nft").read_text()
+    assert "ip daddr @bad_hosts_v4" in nft and "ip6 daddr @bad_hosts_v6" in nft
+    assert not any("ip daddr" in line and "ip6 daddr" in line for line in nft.splitlines())
+    assert "ip saddr != @bad_hosts_v4" in nft and "ip6 saddr != @bad_hosts_v6" in nft

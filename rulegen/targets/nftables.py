@@ -26,29 +26,43 @@ def _ports(ranges: list[list[int]]) -> str:
     return items[0] if len(items) == 1 else "{ " + ", ".join(items) + " }"
 
 
-def _address(side: str, spec: dict[str, Any], sets: dict[str, dict]) -> list[str]:
-    """Matches for one address side; named sets for IP lists (one per family)."""
+FAMILIES = ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr"))
+
+
+def _address(side: str, spec: dict[str, Any], sets: dict[str, dict]) -> dict[int, list[str] | None]:
+    """Per address family, the matches for one side (None: no packet of that family can match).
+    An IP list becomes one named set per family: an `ip` and an `ip6` match cannot share a rule."""
     key = "saddr" if side == "src" else "daddr"
     if spec.get("broadcast"):
-        return [f"fib {key} type broadcast"]
+        return {4: [f"fib {key} type broadcast"], 6: [f"fib {key} type broadcast"]}
     if "list" not in spec:
-        return []
-    op = "!= " if spec["negated"] else ""
-    matches = []
-    for family, proto, kind in ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr")):
+        return {4: [], 6: []}
+    result: dict[int, list[str] | None] = {}
+    for family, proto, kind in FAMILIES:
         items = spec[f"v{family}"]
-        if items:
-            name = f"{spec['list']}_v{family}"
-            sets[name] = {"name": name, "type": kind, "elements": items}
-            matches.append(f"{proto} {key} {op}@{name}")
-    return matches
+        if not items:  # nothing of this family listed: a negated list excludes nothing, a list matches nothing
+            result[family] = [f"meta nfproto ipv{family}"] if spec["negated"] else None
+            continue
+        name = f"{spec['list']}_v{family}"
+        sets[name] = {"name": name, "type": kind, "elements": items}
+        result[family] = [f"{proto} {key} {'!= ' if spec['negated'] else ''}@{name}"]
+    return result
 
 
 def _rules_for(context: dict[str, Any], sid: int, sets: dict[str, dict]) -> list[str]:
+    src, dst = _address("src", context["src"], sets), _address("dst", context["dst"], sets)
+    if "list" not in context["src"] and "list" not in context["dst"]:
+        return _family_rules(context, sid, src[4] + dst[4])
+    rules = []
+    for family, _proto, _kind in FAMILIES:
+        if src[family] is not None and dst[family] is not None:
+            rules += _family_rules(context, sid, src[family] + dst[family])
+    return rules
+
+
+def _family_rules(context: dict[str, Any], sid: int, addresses: list[str]) -> list[str]:
     proto = context["transport"]
-    parts = [f"meta l4proto {proto}"]
-    parts += _address("src", context["src"], sets)
-    parts += _address("dst", context["dst"], sets)
+    parts = [f"meta l4proto {proto}", *addresses]
     if context["src_ports"]:
         parts.append(f"{proto} sport {_ports(context['src_ports'])}")
     if context["dst_ports"]:

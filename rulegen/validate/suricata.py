@@ -95,11 +95,12 @@ def _engine_findings(path: Path, output: str, lines: list[str], engine: str) -> 
         m = ERROR_AT_LINE.search(text)
         if m:
             line = int(m.group(2))
-            reason = "; ".join(reasons) or "error parsing signature"
+            reason = "; ".join(reasons)[:600] or "error parsing signature"
             findings.append(Finding(str(path), line, engine, reason, sid=_sid_at(lines, line)))
             reasons = []
         else:
-            reasons.append(re.sub(r"^(?:E|Error):\s*[\w-]+:\s*", "", text))
+            reason = re.sub(r"^(?:E|Error):\s*[\w-]+:\s*", "", text)
+            reasons.append(reason if len(reason) <= 300 else reason[:300] + " [...]")  # engines quote whole rules
     leftover = [r for r in reasons if "Loading signatures failed" not in r]
     if leftover:
         findings.append(Finding(str(path), 0, engine, "; ".join(leftover)))
