@@ -18,6 +18,20 @@ REPO = Path(__file__).resolve().parent.parent
 REQUIRE_ENGINES = os.environ.get("RULEGEN_REQUIRE_ENGINES") == "1"
 
 
+# One small entry that tests complete with their own patterns (and ip_lists before it).
+ODD_ENTRY_HEAD = """entries:
+  - id: odd
+    table: destination
+    ports: [4444]
+    protocols: [tcp]
+    service: odd
+    title: Odd service
+    description: {en: "An odd port that nobody should expose.", zh: "奇怪的端口。"}
+    references: ["http://www.robertgraham.com/pubs/firewall-seen.html"]
+    patterns:
+"""
+
+
 def need(tool: str) -> str:
     """The path of an engine; skip without it, or fail when RULEGEN_REQUIRE_ENGINES=1 (CI)."""
     path = shutil.which(tool) or next((p for p in (f"/usr/sbin/{tool}", f"/sbin/{tool}") if os.path.exists(p)), None)

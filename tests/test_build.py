@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, copy_knowledge, need, need_root, run_rulegen
+from conftest import ODD_ENTRY_HEAD, REPO, copy_knowledge, need, need_root, run_rulegen
 
 from rulegen.knowledge import load_knowledge
 
@@ -409,17 +409,7 @@ MIXED_LIST = '''ip_lists:
   - id: bad-hosts
     title: Mixed family list
     addresses: [192.0.2.10, "2001:db8::10"]
-entries:
-  - id: odd
-    table: destination
-    ports: [4444]
-    protocols: [tcp]
-    service: odd
-    title: Odd service
-    description: {en: "An odd port that nobody should expose.", zh: "奇怪的端口。"}
-    references: ["http://www.robertgraham.com/pubs/firewall-seen.html"]
-    patterns:
-      - id: odd-to-bad
+''' + ODD_ENTRY_HEAD + '''      - id: odd-to-bad
         title: Connection to a listed bad host
         category: POLICY
         direction: outbound

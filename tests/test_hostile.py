@@ -14,21 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_knowledge, need, run_rulegen
+from conftest import ODD_ENTRY_HEAD, copy_knowledge, need, run_rulegen
 
 from rulegen.targets import sanitize_line
 
-MINIMAL_ENTRY = """entries:
-  - id: odd
-    table: destination
-    ports: [4444]
-    protocols: [tcp]
-    service: odd
-    title: Odd service
-    description: {en: "An odd port that nobody should expose.", zh: "奇怪的端口。"}
-    references: ["http://www.robertgraham.com/pubs/firewall-seen.html"]
-    patterns:
-      - id: odd-probe
+MINIMAL_ENTRY = ODD_ENTRY_HEAD + """      - id: odd-probe
         title: Probe of the odd port
         category: SCAN
         direction: inbound
