@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the engines rulegen validates against, on Debian bookworm (run as root):
-# Suricata 7 from bookworm-backports, iptables, nftables, ipset, iproute2.
+# Suricata 7 and suricata-update from bookworm-backports, iptables, nftables, ipset, iproute2,
+# and headless Chromium (the REPORT.html test looks at the report in a real browser).
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-engines.sh: run as root (apt-get)" >&2
@@ -20,6 +21,6 @@ SRC
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q iptables nftables ipset iproute2
-apt-get install -y -q -t bookworm-backports suricata
+apt-get install -y -q iptables nftables ipset iproute2 chromium
+apt-get install -y -q -t bookworm-backports suricata suricata-update
 suricata -V
