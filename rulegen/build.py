@@ -17,7 +17,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from rulegen import __version__
 from rulegen import validate as validation
 from rulegen.errors import KnowledgeError, LockChangedError, Problem, RulegenError
-from rulegen.ids import LOCK_NAME, Lock, LockChanges
+from rulegen.ids import LOCK_NAME, Lock, LockChanges, SidChange
 from rulegen.knowledge import load_knowledge
 from rulegen.model import KnowledgeBase
 from rulegen.output import discard, manifest, stage, swap_in, write_file_atomic
@@ -35,6 +35,7 @@ class BuildResult:
     artifacts: list[Artifact]
     plans: dict[str, list[Plan]]
     changes: LockChanges
+    sid_changes: list[SidChange]
     lock_path: Path
     lock_written: bool
     reports: list[FileReport]
@@ -50,8 +51,17 @@ def today() -> str:
 
 def lock_path_for(knowledge: Sequence[Path]) -> Path:
     """The lock lives with the last knowledge folder given (a site's own folder, when it has one)."""
-    last = Path(knowledge[-1])
-    return (last if last.is_dir() else last.parent) / LOCK_NAME
+    return _folder(knowledge[-1]) / LOCK_NAME
+
+
+def upstream_locks(knowledge: Sequence[Path]) -> list[Path]:
+    """The locks of the folders beneath the last one: the site's lock adopts their SIDs."""
+    return [_folder(root) / LOCK_NAME for root in knowledge[:-1]]
+
+
+def _folder(root: Path) -> Path:
+    root = Path(root)
+    return root if root.is_dir() else root.parent
 
 
 def plan_all(kb: KnowledgeBase) -> dict[str, list[Plan]]:
@@ -115,7 +125,17 @@ def coverage(plans: dict[str, list[Plan]], artifacts: list[Artifact], lock: Lock
                 "reason": plan.reason,
                 "artifacts": paths,
             }
+        if pattern.override:
+            row["override"] = str(pattern.override)
         rows.append(row)
+    for pattern in kb.disabled:
+        locked = lock.patterns.get(pattern.id)
+        reason = f"pattern {pattern.override}"
+        rows.append({"id": pattern.id, "entry": pattern.entry_id, "sid": locked.sid if locked else None,
+                     "uuid": locked.uuid if locked else None, "rev": locked.rev if locked else None,
+                     "severity": pattern.severity.value, "override": str(pattern.override),
+                     "coverage": {t: {"expressed": False, "built": False, "reason": reason, "artifacts": []}
+                                  for t in TARGETS}})
     return rows
 
 
@@ -150,13 +170,13 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
     if targets_named:
         _refuse_empty_targets(plans, selected)
     lock_path = lock_path_for(knowledge)
-    lock = Lock.load(lock_path)
-    before = lock.dumps()
+    lock = Lock.load(lock_path, upstream_locks(knowledge))
+    before = lock.dumps() if lock_path.exists() else ""
     try:
         prints = fingerprints(plans, env, kb)
     except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
         raise render_errors(exc, templates_dir) from None
-    changes = lock.update([p.id for p in kb.patterns], prints, today())
+    changes = lock.update([p.id for p in kb.patterns], prints, today(), [p.id for p in kb.disabled])
     lock_text = lock.dumps()
     if frozen and lock_text != before:
         detail = ", ".join(f"{len(v)} {k}" for k, v in
@@ -189,7 +209,8 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
         raise
     swap_in(staging, out_dir)
     reports = [_relocate(r, staging, out_dir) for r in reports]
-    return BuildResult(kb, selected, artifacts, plans, changes, lock_path, lock_written, reports)
+    return BuildResult(kb, selected, artifacts, plans, changes, lock.sid_changes(changes), lock_path, lock_written,
+                       reports)
 
 
 def _relocate(report: FileReport, staging: Path, out_dir: Path) -> FileReport:

@@ -21,6 +21,14 @@ from rulegen.validate import FORMATS, problems
 from rulegen.validate import validate as run_validate
 from rulegen.validate.base import FileReport
 
+SHOWN_CHANGES = 40
+SHIPPED = "@shipped"
+
+
+def _knowledge_roots(value: tuple[Path, ...]) -> list[Path]:
+    """The knowledge folders in order; `@shipped` names the knowledge that comes with rulegen."""
+    return [default_knowledge_dir() if str(v) == SHIPPED else v for v in value] or [default_knowledge_dir()]
+
 
 def _targets(value: tuple[str, ...]) -> list[str]:
     names = [n.strip() for v in value for n in v.split(",") if n.strip()] or list(TARGETS)
@@ -38,8 +46,9 @@ def main() -> None:
 
 @main.command()
 @click.option("--knowledge", "-k", "knowledge", multiple=True, type=click.Path(path_type=Path),
-              help="Knowledge folder or file (default: the shipped knowledge). The lock file "
-                   "rulegen.lock is kept in the last one given.")
+              help="Knowledge folder or file, repeatable: later folders add entries and override "
+                   "patterns of earlier ones; `@shipped` is rulegen's own (the default). The lock "
+                   "file rulegen.lock is kept in the last one given.")
 @click.option("--templates", type=click.Path(path_type=Path), default=None,
               help="Templates folder, one subfolder per target (default: the shipped templates).")
 @click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=Path("out"), show_default=True,
@@ -59,7 +68,7 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
     `file:line: entry: message` (exit 2) and writes nothing.
     """
     targets = _targets(target)
-    roots = list(knowledge) or [default_knowledge_dir()]
+    roots = _knowledge_roots(knowledge)
     try:
         result = run_build(roots, templates or default_templates_dir(), out_dir, targets, frozen=frozen,
                            validate=not no_validate, targets_named=bool(target))
@@ -90,6 +99,9 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
         "lock": {"path": str(result.lock_path), "written": result.lock_written,
                  "added": result.changes.added, "retired": result.changes.retired,
                  "revised": result.changes.revised},
+        "changes": [asdict(c) for c in result.sid_changes],
+        "overrides": [{"pattern": p.id, "override": str(p.override)}
+                      for p in (*result.kb.patterns, *result.kb.disabled) if p.override],
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -99,9 +111,19 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
         click.echo(f"  {name:<9} {expressed[name]:>4} patterns expressed, "
                    f"{counts.get(name, 0)} file(s) in {out_dir / name}")
     changes = result.changes
+    if summary["overrides"]:
+        click.echo(f"  overrides {len(summary['overrides'])} pattern(s) changed by site knowledge:")
+        for item in summary["overrides"]:
+            click.echo(f"            {item['pattern']}: {item['override']}")
     if changes.any:
         click.echo(f"  lock      {len(changes.added)} added, {len(changes.revised)} revised (rev + 1), "
                    f"{len(changes.retired)} retired -> {result.lock_path}")
+        for change in result.sid_changes[:SHOWN_CHANGES]:
+            click.echo(f"            {change}")
+        if len(result.sid_changes) > SHOWN_CHANGES:
+            click.echo(f"            ... and {len(result.sid_changes) - SHOWN_CHANGES} more (--json lists all)")
+    else:
+        click.echo(f"  lock      no SID added, retired or revised since the previous build ({result.lock_path})")
     if result.reports:
         click.echo(f"  validated {len(result.reports)} file(s) clean, by: {', '.join(summary['validated_by'])}")
     else:
@@ -113,10 +135,16 @@ def _print_reports(reports: list[FileReport], err: bool = False) -> None:
     for report in reports:
         for finding in report.findings:
             click.echo(str(finding), err=err)
+    clean = 0
     for report in reports:
         count = len(problems([report]))
+        if err and not count:  # a failed build lists the files that failed, not every clean one
+            clean += 1
+            continue
         state = f"{count} problem(s)" if count else "ok"
         click.echo(f"{report.path}: {report.format}: {state}; checked by: {', '.join(report.checked_by)}", err=err)
+    if clean:
+        click.echo(f"{clean} other file(s) clean", err=err)
 
 
 @main.command()
@@ -148,7 +176,7 @@ def validate(paths: tuple[Path, ...], forced: str | None, lint: bool, as_json: b
 
 @main.command()
 @click.option("--knowledge", "-k", "knowledge", multiple=True, type=click.Path(path_type=Path),
-              help="Knowledge folder or file (default: the shipped knowledge).")
+              help="Knowledge folder or file, repeatable; `@shipped` is rulegen's own (the default).")
 @click.option("--templates", type=click.Path(path_type=Path), default=None, help="Templates folder.")
 @click.option("--target", "-t", "target", multiple=True,
               help=f"Targets to prove, repeatable or comma-separated: {', '.join(TARGETS)} (default: all).")
@@ -163,7 +191,7 @@ def selftest(knowledge: tuple[Path, ...], templates: Path | None, target: tuple[
     """
     from rulegen.prove.runner import run_selftest
 
-    roots = list(knowledge) or [default_knowledge_dir()]
+    roots = _knowledge_roots(knowledge)
     try:
         proofs = run_selftest(roots, templates or default_templates_dir(), _targets(target))
     except KnowledgeError as exc:

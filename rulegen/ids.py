@@ -2,6 +2,11 @@
 
 A pattern keeps its SID and UUID forever; a changed rule text (its fingerprint) gets rev + 1 and a
 new `updated` date; a removed pattern's SID is retired and never handed to another pattern.
+
+A site that builds its own folder on top of the shipped knowledge keeps its own lock. The locks of the
+folders beneath it are "upstream": a pattern new to the site's lock takes its upstream SID when that SID
+is free, so the SIDs of shipped rules are the same at every site, and the site's own patterns get SIDs
+above every upstream one.
 """
 
 from __future__ import annotations
@@ -40,15 +45,43 @@ class LockChanges:
         return bool(self.added or self.retired or self.revised)
 
 
+@dataclass(frozen=True)
+class SidChange:
+    """One line of what a build changed: a SID added, retired, or revised (rev + 1)."""
+
+    change: str  # added | retired | revised
+    sid: int
+    pattern: str
+    rev: int | None
+
+    def __str__(self) -> str:
+        rev = f"rev {self.rev - 1} -> {self.rev}" if self.change == "revised" else \
+            (f"rev {self.rev}" if self.rev else "")
+        return f"{self.change:<8} sid {self.sid}  {rev:<13} {self.pattern}"
+
+
 class Lock:
     def __init__(self, path: Path, next_sid: int, patterns: dict[str, LockedPattern], retired: dict[str, int]):
         self.path = path
         self.next_sid = next_sid
         self.patterns = patterns
         self.retired = retired
+        self.upstream: dict[str, LockedPattern] = {}
 
     @classmethod
-    def load(cls, path: Path) -> Lock:
+    def load(cls, path: Path, upstream: list[Path] = ()) -> Lock:
+        """The lock at `path` (empty when missing), with the patterns of the `upstream` locks to adopt."""
+        lock = cls._read(path)
+        for upstream_path in upstream:
+            if upstream_path.exists() and upstream_path.resolve() != path.resolve():
+                other = cls._read(upstream_path)
+                for pid, locked in other.patterns.items():
+                    lock.upstream.setdefault(pid, locked)
+                lock.next_sid = max(lock.next_sid, other.next_sid)
+        return lock
+
+    @classmethod
+    def _read(cls, path: Path) -> Lock:
         if not path.exists():
             return cls(path, SID_RANGE[0], {}, {})
         try:
@@ -73,20 +106,19 @@ class Lock:
         next_sid = max([next_sid, *(s + 1 for s in used)])
         return cls(path, next_sid, patterns, retired)
 
-    def update(self, pattern_ids: list[str], fingerprints: dict[str, str], today: str) -> LockChanges:
-        """Bring the lock in line with the current patterns (in knowledge order)."""
+    def update(self, pattern_ids: list[str], fingerprints: dict[str, str], today: str,
+               switched_off: list[str] = ()) -> LockChanges:
+        """Bring the lock in line with the current patterns (in knowledge order). Patterns switched off by
+        an override keep their lock entry untouched: neither retired nor revised."""
         changes = LockChanges([], [], [])
-        current = set(pattern_ids)
+        current = set(pattern_ids) | set(switched_off)
         for pid in sorted(set(self.patterns) - current):
             self.retired[pid] = self.patterns.pop(pid).sid
             changes.retired.append(pid)
         for pid in pattern_ids:
             locked = self.patterns.get(pid)
             if locked is None:
-                sid = self.retired.pop(pid, None)  # the same pattern id coming back keeps its own SID
-                if sid is None:
-                    sid = self._allocate()
-                self.patterns[pid] = LockedPattern(sid, rule_uuid(pid), 1, today, today, fingerprints[pid])
+                self.patterns[pid] = self._new_entry(pid, fingerprints[pid], today)
                 changes.added.append(pid)
             elif locked.fingerprint != fingerprints[pid]:
                 locked.rev += 1
@@ -94,6 +126,27 @@ class Lock:
                 locked.fingerprint = fingerprints[pid]
                 changes.revised.append(pid)
         return changes
+
+    def _new_entry(self, pid: str, fingerprint: str, today: str) -> LockedPattern:
+        upstream = self.upstream.get(pid)
+        if pid not in self.retired and upstream is not None and upstream.sid not in self._used_sids():
+            same = upstream.fingerprint == fingerprint
+            return LockedPattern(upstream.sid, upstream.uuid, upstream.rev if same else upstream.rev + 1,
+                                 upstream.created, upstream.updated if same else today, fingerprint)
+        sid = self.retired.pop(pid, None)  # the same pattern id coming back keeps its own SID
+        if sid is None:
+            sid = self._allocate()
+        return LockedPattern(sid, rule_uuid(pid), 1, today, today, fingerprint)
+
+    def sid_changes(self, changes: LockChanges) -> list[SidChange]:
+        """The changes with their SIDs and revs, ordered by SID, for a reviewer to read."""
+        lines = [SidChange("added", self.patterns[p].sid, p, self.patterns[p].rev) for p in changes.added]
+        lines += [SidChange("retired", self.retired[p], p, None) for p in changes.retired]
+        lines += [SidChange("revised", self.patterns[p].sid, p, self.patterns[p].rev) for p in changes.revised]
+        return sorted(lines, key=lambda c: (c.sid, c.change))
+
+    def _used_sids(self) -> set[int]:
+        return {p.sid for p in self.patterns.values()} | set(self.retired.values())
 
     def _allocate(self) -> int:
         sid = self.next_sid

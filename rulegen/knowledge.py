@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
@@ -25,6 +26,7 @@ from rulegen.model import (
     Location,
     Match,
     Net,
+    Override,
     Pattern,
     PortClass,
     PortRange,
@@ -541,6 +543,7 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
     raw_classes: list[tuple[str, Any, int]] = []
     raw_lists: list[tuple[str, Any, int]] = []
     raw_entries: list[tuple[str, Any, int]] = []
+    raw_overrides: list[tuple[str, Any, int]] = []
     files: list[Path] = []
     for root in roots:
         files.extend(knowledge_files(Path(root)))
@@ -553,12 +556,13 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
             continue
 
         def top(d=data) -> _Fields:
-            return _Fields(d, 1, "knowledge file", ("port_classes", "ip_lists", "entries"), ())
+            return _Fields(d, 1, "knowledge file", ("port_classes", "ip_lists", "entries", "overrides"), ())
 
         fields = collector.run(name, None, 1, top)
         if fields is None:
             continue
-        for key, bucket in (("port_classes", raw_classes), ("ip_lists", raw_lists), ("entries", raw_entries)):
+        for key, bucket in (("port_classes", raw_classes), ("ip_lists", raw_lists), ("entries", raw_entries),
+                            ("overrides", raw_overrides)):
             items = collector.run(name, None, 1, lambda k=key, f=fields: f.items(k))
             for value, line in items or []:
                 bucket.append((name, value, line))
@@ -603,10 +607,63 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
                 collector.problems.append(Problem(pattern.location.file, pattern.location.line, pattern.entry_id,
                                                   f"pattern {pattern.id}: ip list {net.list_id!r} is empty"))
     _unique_classes(collector, classes)
+    overrides: dict[str, Override] = {}
+    for file, value, line in raw_overrides:
+        override = collector.run(file, None, line, lambda v=value, ln=line, f=file: _override(v, ln, f))
+        if override is None:
+            continue
+        first = overrides.setdefault(override.pattern_id, override)
+        if first is not override:
+            collector.problems.append(Problem(
+                file, override.location.line, None,
+                f"pattern {override.pattern_id} is already overridden at {first.location.file}:{first.location.line}; "
+                "merge the two overrides into one"))
+        elif override.pattern_id not in pattern_ids:
+            collector.problems.append(Problem(file, override.location.line, None,
+                                              f"override of unknown pattern {override.pattern_id!r}"))
     if collector.problems:
         raise KnowledgeError(collector.problems)
+    entries, disabled = _apply_overrides(entries, overrides)
     ordered = tuple(sorted(entries.values(), key=lambda e: (e.table != "destination", e.ports[0], e.id)))
-    return KnowledgeBase(tuple(sorted(classes, key=lambda c: c.ports)), dict(sorted(ip_lists.items())), ordered)
+    return KnowledgeBase(tuple(sorted(classes, key=lambda c: c.ports)), dict(sorted(ip_lists.items())), ordered,
+                         disabled)
+
+
+def _override(value: Any, line: int, file: str) -> Override:
+    f = _Fields(value, line, "override", ("pattern", "severity", "response", "disabled", "reason"),
+                ("pattern", "reason"))
+    severity = f.choice("severity", [s.value for s in Severity]) if f.has("severity") else None
+    response = f.choice("response", [r.value for r in Response]) if f.has("response") else None
+    disabled = f.get("disabled", bool, False)
+    if disabled and (severity or response):
+        raise _Invalid(f.line_of("disabled"), "a disabled pattern takes no severity or response")
+    if not (disabled or severity or response):
+        raise _Invalid(f.line, "an override needs 'severity', 'response' or 'disabled: true'")
+    return Override(f.slug("pattern"), Severity(severity) if severity else None,
+                    Response(response) if response else None, disabled, f.text("reason", max_len=500),
+                    Location(file, f.line))
+
+
+def _apply_overrides(entries: dict[str, Entry], overrides: dict[str, Override]) \
+        -> tuple[dict[str, Entry], tuple[Pattern, ...]]:
+    """Entries with the overrides applied, and the patterns switched off (kept apart so the lock keeps
+    their SIDs: switching a pattern back on brings its SID back)."""
+    disabled: list[Pattern] = []
+    result: dict[str, Entry] = {}
+    for entry_id, entry in entries.items():
+        kept = []
+        for pattern in entry.patterns:
+            override = overrides.get(pattern.id)
+            if override is None:
+                kept.append(pattern)
+            elif override.disabled:
+                disabled.append(dataclasses.replace(pattern, override=override))
+            else:
+                kept.append(dataclasses.replace(pattern, severity=override.severity or pattern.severity,
+                                                response=override.response or pattern.response,
+                                                override=override))
+        result[entry_id] = dataclasses.replace(entry, patterns=tuple(kept))
+    return result, tuple(disabled)
 
 
 def _unique(collector: _Collector, seen: dict, key: str, value: Any, file: str, line: int, what: str,

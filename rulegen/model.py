@@ -117,6 +117,23 @@ class Attack:
 
 
 @dataclass(frozen=True)
+class Override:
+    """A site's change to one pattern of another knowledge folder: severity, response, or switched off."""
+
+    pattern_id: str
+    severity: Severity | None
+    response: Response | None
+    disabled: bool
+    reason: str
+    location: Location
+
+    def __str__(self) -> str:
+        changes = [f"{k} {v}" for k, v in (("severity", self.severity), ("response", self.response)) if v]
+        what = "disabled" if self.disabled else ", ".join(changes)
+        return f"{what} by {self.location.file}:{self.location.line} ({self.reason})"
+
+
+@dataclass(frozen=True)
 class Pattern:
     id: str
     entry_id: str
@@ -141,6 +158,7 @@ class Pattern:
     false_positives: str
     not_expressed: tuple[tuple[str, str], ...]
     location: Location
+    override: Override | None = None
 
     def declared_gap(self, target: str) -> str | None:
         return dict(self.not_expressed).get(target)
@@ -194,6 +212,7 @@ class KnowledgeBase:
     port_classes: tuple[PortClass, ...]
     ip_lists: dict[str, IpList]
     entries: tuple[Entry, ...]
+    disabled: tuple[Pattern, ...] = ()  # switched off by an override: out of every target, kept in the lock
 
     @cached_property
     def patterns(self) -> tuple[Pattern, ...]:
