@@ -1,6 +1,6 @@
 """rulegen benchmark: build and validation at scale, Suricata runtime cost, firewall rule walk.
 
-    /tmp/venv/bin/python benchmarks/run.py [--sizes 1000,10000] [--runs 3] [--work DIR]
+    .venv/bin/python benchmarks/run.py [--sizes 1000,10000] [--runs 3] [--work DIR]
 
 Prints one table. Not part of the test suite. Needs suricata, iptables-restore, ip6tables-restore and
 nft (root for the firewall checks). Packets only go into a pcap file under the work folder.

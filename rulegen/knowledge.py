@@ -70,18 +70,18 @@ class _Seq(list):
     item_lines: list[int]
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A safe loader that remembers the line of every mapping, key and list item, and refuses aliases."""
+class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """A safe loader (libyaml's parser where PyYAML has it) that remembers the line of every mapping, key
+    and list item, and refuses aliases."""
 
-    def compose_node(self, parent, index):  # noqa: ANN001
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+    def construct_object(self, node, deep=False):  # noqa: ANN001
+        # The parser hands an alias over as the very node it names: a node seen twice is an alias.
+        if node in self.constructed_objects or node in self.recursive_objects:
             raise yaml.MarkedYAMLError(None, None, "YAML aliases are not allowed in knowledge files",
-                                       event.start_mark)
-        return super().compose_node(parent, index)
+                                       node.start_mark)
+        return super().construct_object(node, deep)
 
     def construct_mapping(self, node, deep=False):  # noqa: ANN001
-        self.flatten_mapping(node)
         result = _Map()
         result.line = node.start_mark.line + 1
         result.key_lines = {}

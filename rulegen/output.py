@@ -20,14 +20,16 @@ def sha256(text: str) -> str:
 
 def manifest(artifacts: list[Artifact], patterns: list[dict[str, Any]], targets: list[str],
              version: str) -> str:
-    data = {
-        "generator": f"rulegen {version}",
-        "targets": targets,
-        "artifacts": [{"path": a.path, "sha256": sha256(a.text), "patterns": sorted(set(a.patterns))}
-                      for a in sorted(artifacts, key=lambda a: a.path)],
-        "patterns": patterns,
-    }
-    return json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    """manifest.json: one artifact or pattern a line, so a diff of two builds reads line by line (and the
+    JSON encoder's C path does the work: `indent` would switch it to the slow pure-Python one)."""
+    artifact_rows = [{"path": a.path, "sha256": sha256(a.text), "patterns": sorted(set(a.patterns))}
+                     for a in sorted(artifacts, key=lambda a: a.path)]
+
+    def rows(items: list[dict[str, Any]]) -> str:
+        return "[\n" + ",\n".join(f"    {json.dumps(i, ensure_ascii=False)}" for i in items) + "\n  ]"
+
+    return (f'{{\n  "generator": {json.dumps(f"rulegen {version}")},\n  "targets": {json.dumps(targets)},\n'
+            f'  "artifacts": {rows(artifact_rows)},\n  "patterns": {rows(patterns)}\n}}\n')
 
 
 def stage(out_dir: Path, files: dict[str, str]) -> Path:

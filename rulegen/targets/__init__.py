@@ -52,5 +52,6 @@ def gap(pattern: Pattern, reason: str) -> Plan:
 
 def sanitize_line(text: str) -> str:
     """One line of plain text: control characters and line breaks become spaces."""
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
-    return " ".join(cleaned.split())
+    if not text.isprintable():  # the per-character pass only for text that needs it
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(text.split())
