@@ -14,8 +14,8 @@ from typing import Any
 from rulegen.targets import Artifact
 
 
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
 
 
 def manifest(artifacts: list[Artifact], patterns: list[dict[str, Any]], targets: list[str],
@@ -23,23 +23,23 @@ def manifest(artifacts: list[Artifact], patterns: list[dict[str, Any]], targets:
     data = {
         "generator": f"rulegen {version}",
         "targets": targets,
-        "artifacts": [{"path": a.path, "sha256": sha256(a.text), "patterns": sorted(set(a.patterns))}
+        "artifacts": [{"path": a.path, "sha256": sha256(a.content), "patterns": sorted(set(a.patterns))}
                       for a in sorted(artifacts, key=lambda a: a.path)],
         "patterns": patterns,
     }
     return json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
 
 
-def stage(out_dir: Path, files: dict[str, str]) -> Path:
+def stage(out_dir: Path, files: dict[str, bytes]) -> Path:
     """Write files into a new temp dir beside out_dir (same filesystem, so the swap is a rename)."""
     out_dir = out_dir.resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
     try:
-        for rel, text in sorted(files.items()):
+        for rel, content in sorted(files.items()):
             path = staging / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            path.write_bytes(content)
             if rel.endswith(".sh"):
                 path.chmod(0o755)
         staging.chmod(0o755)

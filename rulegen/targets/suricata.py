@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
+import hashlib
 import re
 from typing import Any
 
+from rulegen.archive import targz
 from rulegen.attack import TACTIC_IDS, TECHNIQUE_NAMES
 from rulegen.model import ContentMatch, Detect, Direction, KnowledgeBase, Match, Net, Pattern, PortRange, Severity
 from rulegen.targets import Artifact, Plan, Stamp, sanitize_line
@@ -12,6 +16,11 @@ from rulegen.targets import Artifact, Plan, Stamp, sanitize_line
 NAME = "suricata"
 RULES_PATH = "suricata/rulegen.rules"
 SID_MAP_PATH = "suricata/sid-msg.map"
+# A suricata-update source: the rules in a tarball, in ET Open's layout, and the tarball's MD5 beside it
+# (suricata-update fetches URL.md5 to tell whether the source changed).
+TARBALL_PATH = "suricata/rulegen.tar.gz"
+TARBALL_MD5_PATH = TARBALL_PATH + ".md5"
+TARBALL_RULES = "rules/rulegen.rules"
 SID_RANGE = (1000000, 1999999)
 
 # Suricata 7.0.10's default classification.config: classtype -> priority.
@@ -260,4 +269,10 @@ def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeB
     ids = [r["pattern_id"] for r in rules]
     text = env.get_template("suricata/rulegen.rules.j2").render(rules=rules)
     sid_map = env.get_template("suricata/sid-msg.map.j2").render(rules=rules)
-    return [Artifact(RULES_PATH, text, ids), Artifact(SID_MAP_PATH, sid_map, ids)]
+    # The members' time is the newest rule's updated date, so the tarball changes only with the rules.
+    newest = max((stamps[pid].updated for pid in ids), default="1970-01-01")
+    mtime = calendar.timegm(dt.date.fromisoformat(newest).timetuple())
+    tarball = targz({TARBALL_RULES: text.encode("utf-8")}, mtime)
+    return [Artifact(RULES_PATH, text, ids), Artifact(SID_MAP_PATH, sid_map, ids),
+            Artifact(TARBALL_PATH, "", ids, data=tarball),
+            Artifact(TARBALL_MD5_PATH, hashlib.md5(tarball).hexdigest() + "\n")]
