@@ -9,8 +9,9 @@ import re
 from typing import Any
 
 from rulegen.archive import targz
-from rulegen.attack import TACTIC_IDS, TECHNIQUE_NAMES
-from rulegen.model import ContentMatch, Detect, Direction, KnowledgeBase, Match, Net, Pattern, PortRange, Severity
+from rulegen.attack import et_name, tactics, techniques
+from rulegen.model import ContentMatch, Detect, Direction, KnowledgeBase, Match, Net, Pattern, PortRange
+from rulegen.severity import SEVERITY
 from rulegen.targets import Artifact, Plan, Stamp, sanitize_line
 
 NAME = "suricata"
@@ -37,9 +38,6 @@ CLASSTYPES = {
     "targeted-activity": 1, "exploit-kit": 1, "external-ip-check": 2, "domain-c2": 1, "pup-activity": 2,
     "credential-theft": 1, "social-engineering": 2, "coin-mining": 2, "command-and-control": 1,
 }
-PRIORITY = {Severity.INFORMATIONAL: 4, Severity.LOW: 3, Severity.MEDIUM: 2, Severity.HIGH: 1, Severity.CRITICAL: 1}
-SIGNATURE_SEVERITY = {Severity.INFORMATIONAL: "Informational", Severity.LOW: "Minor", Severity.MEDIUM: "Major",
-                      Severity.HIGH: "Major", Severity.CRITICAL: "Critical"}
 ATTACK_TARGET = {Direction.INBOUND: "Server", Direction.OUTBOUND: "Client_Endpoint",
                  Direction.INTERNAL: "Client_and_Server", Direction.BROADCAST: "Client_and_Server",
                  Direction.ANY: "Client_and_Server"}
@@ -236,13 +234,12 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
         *(("deployment", d) for d in DEPLOYMENT[pattern.direction]),
         ("performance_impact", "Moderate" if pattern.match and pattern.match.kind == "login" else "Low"),
         ("confidence", _confidence(pattern)),
-        ("signature_severity", SIGNATURE_SEVERITY[pattern.severity]),
+        ("signature_severity", SEVERITY[pattern.severity].signature_severity),
     ]
     if pattern.attack:
-        tactic_id, tactic_name = TACTIC_IDS[pattern.attack.tactic]
-        meta += [("mitre_tactic_id", tactic_id), ("mitre_tactic_name", tactic_name),
-                 ("mitre_technique_id", pattern.attack.technique),
-                 ("mitre_technique_name", TECHNIQUE_NAMES.get(pattern.attack.technique, pattern.attack.technique))]
+        tactic, technique = tactics()[pattern.attack.tactic], techniques()[pattern.attack.technique]
+        meta += [("mitre_tactic_id", tactic.id), ("mitre_tactic_name", et_name(tactic.name)),
+                 ("mitre_technique_id", technique.id), ("mitre_technique_name", et_name(technique.name))]
     meta += [("cve", metadata_value(c.replace("-", "_"))) for c in pattern.cves]
     meta += [("rulegen_entry", metadata_value(entry.id)), ("rulegen_pattern", metadata_value(pattern.id))]
     context: dict[str, Any] = {
@@ -253,7 +250,7 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
         "options": options,
         "references": references,
         "classtype": pattern.classtype,
-        "priority": PRIORITY[pattern.severity],
+        "priority": SEVERITY[pattern.severity].suricata_priority,
         "metadata": [f"{k} {metadata_value(v)}" for k, v in meta],
     }
     return Plan(pattern, context=context)
