@@ -151,6 +151,7 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
     # The engines are separate processes and independent of each other: run them at the same time (pySigma,
     # in this process, runs beside them). Results are gathered in a fixed order, so reports stay deterministic.
     sigma_files = [p for p, fmt in files if fmt == "sigma"]
+    suricata_files = frozenset(p.resolve() for p, fmt in files if fmt == "suricata")
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(8, len(files) + 1))) as pool:
         jobs: list[tuple[str, concurrent.futures.Future]] = []
         if sigma_files:
@@ -161,7 +162,7 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
                 if lint:
                     jobs.append(("lint", pool.submit(lint_suricata, path)))
             elif fmt == "suricata-tarball":
-                jobs.append(("tarball", pool.submit(tarball.check, path)))
+                jobs.append(("tarball", pool.submit(tarball.check, path, suricata_files)))
             elif fmt == "iptables":
                 jobs.append(("iptables", pool.submit(firewall.check_iptables, path)))
             elif fmt == "nftables":

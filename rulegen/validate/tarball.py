@@ -54,7 +54,9 @@ def _sibling_findings(path: Path, rules: dict[str, bytes]) -> list[Finding]:
     return findings
 
 
-def check(path: Path) -> FileReport:
+def check(path: Path, checked_elsewhere: frozenset[Path] = frozenset()) -> FileReport:
+    """`checked_elsewhere`: rules files validated in the same run; a member identical to one of them (the rules
+    file beside the tarball, in out/) is not run through Suricata a second time."""
     report = FileReport(str(path), "suricata-tarball", [READER])
     try:
         members = read_targz(path.read_bytes())
@@ -67,6 +69,10 @@ def check(path: Path) -> FileReport:
                                                              "would load no rules from it"))
         return report
     for index, (name, data) in enumerate(rules.items()):
+        beside = (path.parent / Path(name).name).resolve()
+        if beside in checked_elsewhere and beside.read_bytes() == data:
+            report.checked_by.append(f"{name}: same as {beside.name}, checked there")
+            continue
         with tempfile.TemporaryDirectory(prefix=f"rulegen-tarball-{index}-") as folder:
             findings, checked_by = _member_findings(path, name, data, Path(folder))
         report.findings += findings
