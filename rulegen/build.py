@@ -90,6 +90,8 @@ def fingerprints(plans: dict[str, list[Plan]], env: SandboxedEnvironment, kb: Kn
         for p in target_plans:
             parts[p.pattern.id].append(json.dumps(p.context if p.expressed else {"gap": p.reason}, sort_keys=True))
     for artifact in render_targets(plans, neutral, env, kb, TARGETS):
+        if artifact.binary:
+            continue
         if artifact.per_pattern:
             parts[artifact.patterns[0]].append(artifact.text)
             continue
@@ -188,8 +190,8 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
     except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
         raise render_errors(exc, templates_dir) from None
     rows = coverage(plans, artifacts, lock, kb, selected)
-    files = {a.path: a.text for a in artifacts}
-    files["manifest.json"] = manifest(artifacts, rows, selected, __version__)
+    files = {a.path: a.content for a in artifacts}
+    files["manifest.json"] = manifest(artifacts, rows, selected, __version__).encode("utf-8")
     staging = stage(out_dir, files)
     reports: list[FileReport] = []
     try:

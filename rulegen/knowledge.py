@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from rulegen.attack import tactics, techniques
 from rulegen.errors import KnowledgeError, Problem
 from rulegen.model import (
     CATEGORIES,
@@ -43,11 +44,6 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
 CVE = re.compile(r"^CVE-\d{4}-\d{4,}$")
 URL = re.compile(r"^https?://[^\s\"'<>]+$")
-TACTICS = (
-    "reconnaissance", "resource-development", "initial-access", "execution", "persistence",
-    "privilege-escalation", "defense-evasion", "credential-access", "discovery", "lateral-movement",
-    "collection", "command-and-control", "exfiltration", "impact",
-)
 DNS_QTYPES = ("AXFR", "IXFR", "ANY")
 MATCH_KINDS = ("content", "dns", "snmp", "ftp", "tftp", "dhcp", "login", "rpc", "netbios", "shell")
 # Transport each match kind can use: the knowledge may not ask for what the protocol cannot carry.
@@ -491,7 +487,14 @@ def _pattern_fields(f: _Fields, pid: str, entry_id: str, entry_protocols: tuple[
         technique = a.text("technique")
         if not TECHNIQUE.match(technique):
             raise _Invalid(a.line_of("technique"), f"technique must look like T1046 or T1595.001, not {technique!r}")
-        attack = Attack(a.choice("tactic", TACTICS), technique)
+        if technique not in techniques():
+            raise _Invalid(a.line_of("technique"), f"technique {technique} is not in ATT&CK Enterprise "
+                                                   "(v18.1; revoked and deprecated ones are refused)")
+        tactic = a.choice("tactic", list(tactics()))
+        if tactic not in techniques()[technique].tactics:
+            raise _Invalid(a.line_of("tactic"), f"technique {technique} ({techniques()[technique].name}) belongs to "
+                                                f"{', '.join(techniques()[technique].tactics)}, not {tactic}")
+        attack = Attack(tactic, technique)
     not_expressed = ()
     if f.has("not_expressed"):
         ne = _Fields(f.data["not_expressed"], f.line_of("not_expressed"), "not_expressed",

@@ -14,15 +14,15 @@ from typing import Any
 from rulegen.targets import Artifact
 
 
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
 
 
 def manifest(artifacts: list[Artifact], patterns: list[dict[str, Any]], targets: list[str],
              version: str) -> str:
     """manifest.json: one artifact or pattern a line, so a diff of two builds reads line by line (and the
     JSON encoder's C path does the work: `indent` would switch it to the slow pure-Python one)."""
-    artifact_rows = [{"path": a.path, "sha256": sha256(a.text), "patterns": sorted(set(a.patterns))}
+    artifact_rows = [{"path": a.path, "sha256": sha256(a.content), "patterns": sorted(set(a.patterns))}
                      for a in sorted(artifacts, key=lambda a: a.path)]
 
     def rows(items: list[dict[str, Any]]) -> str:
@@ -32,16 +32,16 @@ def manifest(artifacts: list[Artifact], patterns: list[dict[str, Any]], targets:
             f'  "artifacts": {rows(artifact_rows)},\n  "patterns": {rows(patterns)}\n}}\n')
 
 
-def stage(out_dir: Path, files: dict[str, str]) -> Path:
+def stage(out_dir: Path, files: dict[str, bytes]) -> Path:
     """Write files into a new temp dir beside out_dir (same filesystem, so the swap is a rename)."""
     out_dir = out_dir.resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
     try:
-        for rel, text in sorted(files.items()):
+        for rel, content in sorted(files.items()):
             path = staging / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            path.write_bytes(content)
             if rel.endswith(".sh"):
                 path.chmod(0o755)
         staging.chmod(0o755)

@@ -16,7 +16,7 @@ from conftest import ODD_ENTRY_HEAD, REPO, copy_knowledge, need, need_root, run_
 
 from rulegen.knowledge import load_knowledge
 
-EXPECTED_FILES = ["suricata/rulegen.rules", "suricata/sid-msg.map", "iptables/rulegen.rules",
+EXPECTED_FILES = ["suricata/rulegen.rules", "suricata/sid-msg.map", "suricata/rulegen.tar.gz", "iptables/rulegen.rules",
                   "iptables/rulegen6.rules", "iptables/install.sh", "nftables/rulegen.nft", "manifest.json"]
 
 

@@ -69,6 +69,12 @@ BAD_KNOWLEDGE: dict[str, tuple[dict, str]] = {
     "payload without match": (_swap("detect: probe", "detect: payload"), "'match' is required"),
     "bad technique": (_swap("        severity: low\n", "        severity: low\n        attack: {tactic: discovery, "
                                                       "technique: X1}\n"), "technique must look like"),
+    "technique not in att&ck": (_swap("        severity: low\n", "        severity: low\n        attack: {tactic: "
+                                                                  "discovery, technique: T9999}\n"),
+                                "technique T9999 is not in ATT&CK"),
+    "tactic not of the technique": (_swap("        severity: low\n", "        severity: low\n        attack: {tactic: "
+                                                                       "impact, technique: T1046}\n"),
+                                    "belongs to discovery, not impact"),
     "bad url": (_swap('references: ["http://www.robertgraham.com/pubs/firewall-seen.html"]',
                       'references: ["javascript:alert(1)"]'), "not a valid http(s) URL"),
     "unknown ip list": (_swap("        detect: probe\n", "        detect: probe\n        dst_net: list:nowhere\n"),

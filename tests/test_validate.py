@@ -76,7 +76,7 @@ def test_generated_output_validates_clean_with_engines(built):
     code, report = _validate(str(built))
     assert code == 0, json.dumps(report, indent=1)[:3000]
     formats = {f["format"] for f in report["files"]}
-    assert formats == {"suricata", "sigma", "iptables", "ip6tables", "nftables"}
+    assert formats == {"suricata", "suricata-tarball", "sigma", "iptables", "ip6tables", "nftables"}
     for file in report["files"]:
         assert file["checked_by"], file["path"]
 

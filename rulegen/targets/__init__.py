@@ -38,12 +38,25 @@ class Stamp:
 
 @dataclass
 class Artifact:
-    """One generated file and the patterns (with their IDs) it carries."""
+    """One generated file and the patterns (with their IDs) it carries.
+
+    A text file has `text`; a binary one (a tarball) has `data` instead, and is a package of text
+    artifacts that the build already fingerprints, so it adds nothing to a pattern's fingerprint."""
 
     path: str  # relative to out/
     text: str
     patterns: list[str] = field(default_factory=list)
     per_pattern: bool = False  # the whole file is one pattern's rule (Sigma); else lines name their pattern
+    data: bytes | None = None
+
+    @property
+    def binary(self) -> bool:
+        return self.data is not None
+
+    @property
+    def content(self) -> bytes:
+        """The file's bytes, as written to out/ and hashed in the manifest."""
+        return self.data if self.data is not None else self.text.encode("utf-8")
 
 
 def gap(pattern: Pattern, reason: str) -> Plan:

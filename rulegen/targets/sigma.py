@@ -7,8 +7,9 @@ import textwrap
 import uuid
 from typing import Any
 
-from rulegen.attack import TACTIC_IDS
-from rulegen.model import Detect, KnowledgeBase, Net, Pattern, PortRange, Severity
+from rulegen.attack import techniques
+from rulegen.model import Detect, KnowledgeBase, Net, Pattern, PortRange
+from rulegen.severity import SEVERITY
 from rulegen.targets import Artifact, Plan, Stamp, gap, sanitize_line
 
 NAME = "sigma"
@@ -16,8 +17,6 @@ FOLDER = "sigma"
 # Fixed namespace: a pattern id always maps to the same Sigma rule id, on every machine.
 NAMESPACE = uuid.UUID("6f1c3f0e-5d2a-5b7e-9a41-72756c656765")
 AUTHOR = "rulegen (from Robert Graham's Firewall Forensics FAQ)"
-LEVEL = {Severity.INFORMATIONAL: "informational", Severity.LOW: "low", Severity.MEDIUM: "medium",
-         Severity.HIGH: "high", Severity.CRITICAL: "critical"}
 # Text YAML reads back unchanged without quotes (SigmaHQ writes such values plain).
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9 _.,/()@+-]*[A-Za-z0-9_.)/]|[A-Za-z]")
 _RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "y", "n"}
@@ -28,16 +27,7 @@ ZEEK_FIELDS = {"snmp": ("snmp", "community"), "ftp": ("ftp", "user"), "dhcp": ("
 TITLE_SMALL_WORDS = {"a", "an", "and", "as", "at", "by", "for", "from", "in", "new", "of", "on", "or", "over", "the",
                      "through", "to", "via", "with", "without"}
 TITLE_ACRONYMS = {"dhcp", "dns", "ftp", "http", "icmp", "ip", "nfs", "rpc", "smb", "snmp", "ssh", "tcp", "udp"}
-# - a technique tag comes with the tags of all its tactics (sigmahq_tags_techniques_without_tactics).
-#   The techniques of rulegen.attack that belong to more than one tactic (ATT&CK v18.1):
-TECHNIQUE_TACTICS = {
-    "T1040": ("credential-access", "discovery"),
-    "T1078": ("initial-access", "persistence", "privilege-escalation", "defense-evasion"),
-    "T1078.001": ("initial-access", "persistence", "privilege-escalation", "defense-evasion"),
-    "T1133": ("initial-access", "persistence"),
-    "T1557": ("credential-access", "collection"),
-    "T1557.003": ("credential-access", "collection"),
-}
+# - a technique tag comes with the tags of all its tactics (sigmahq_tags_techniques_without_tactics, attack_tags);
 # - false positives start with a capital, and never say "None" (sigmahq_falsepositives_capital and
 #   _banned_word): SigmaHQ writes "Unlikely".
 _NONE_FP = re.compile(r"^None(?: known| expected)?\b")
@@ -100,7 +90,7 @@ def false_positive(text: str) -> str:
 
 def attack_tags(tactic: str, technique: str) -> list[str]:
     """The pattern's tactic first, then the technique's other tactics (kill chain order), then the technique."""
-    others = [t for t in TACTIC_IDS if t in TECHNIQUE_TACTICS.get(technique, ()) and t != tactic]
+    others = [t for t in techniques()[technique].tactics if t != tactic]
     return [f"attack.{t}" for t in (tactic, *others)] + [f"attack.{technique.lower()}"]
 
 
@@ -220,7 +210,7 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
         "selections": selections,
         "condition": condition,
         "falsepositives": [yaml_scalar(false_positive(sanitize_line(pattern.false_positives)))],
-        "level": LEVEL[pattern.severity],
+        "level": SEVERITY[pattern.severity].sigma_level,
         "name": None,
         "correlation": None,
     }

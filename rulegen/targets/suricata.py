@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
+import hashlib
 import re
 from typing import Any
 
-from rulegen.attack import TACTIC_IDS, TECHNIQUE_NAMES
-from rulegen.model import ContentMatch, Detect, Direction, KnowledgeBase, Match, Net, Pattern, PortRange, Severity
+from rulegen.archive import targz
+from rulegen.attack import et_name, tactics, techniques
+from rulegen.model import ContentMatch, Detect, Direction, KnowledgeBase, Match, Net, Pattern, PortRange
+from rulegen.severity import SEVERITY
 from rulegen.targets import Artifact, Plan, Stamp, sanitize_line
 
 NAME = "suricata"
 RULES_PATH = "suricata/rulegen.rules"
 SID_MAP_PATH = "suricata/sid-msg.map"
+# A suricata-update source: the rules in a tarball, in ET Open's layout, and the tarball's MD5 beside it
+# (suricata-update fetches URL.md5 to tell whether the source changed).
+TARBALL_PATH = "suricata/rulegen.tar.gz"
+TARBALL_MD5_PATH = TARBALL_PATH + ".md5"
+TARBALL_RULES = "rules/rulegen.rules"
 SID_RANGE = (1000000, 1999999)
 
 # Suricata 7.0.10's default classification.config: classtype -> priority.
@@ -28,9 +38,6 @@ CLASSTYPES = {
     "targeted-activity": 1, "exploit-kit": 1, "external-ip-check": 2, "domain-c2": 1, "pup-activity": 2,
     "credential-theft": 1, "social-engineering": 2, "coin-mining": 2, "command-and-control": 1,
 }
-PRIORITY = {Severity.INFORMATIONAL: 4, Severity.LOW: 3, Severity.MEDIUM: 2, Severity.HIGH: 1, Severity.CRITICAL: 1}
-SIGNATURE_SEVERITY = {Severity.INFORMATIONAL: "Informational", Severity.LOW: "Minor", Severity.MEDIUM: "Major",
-                      Severity.HIGH: "Major", Severity.CRITICAL: "Critical"}
 ATTACK_TARGET = {Direction.INBOUND: "Server", Direction.OUTBOUND: "Client_Endpoint",
                  Direction.INTERNAL: "Client_and_Server", Direction.BROADCAST: "Client_and_Server",
                  Direction.ANY: "Client_and_Server"}
@@ -227,13 +234,12 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
         *(("deployment", d) for d in DEPLOYMENT[pattern.direction]),
         ("performance_impact", "Moderate" if pattern.match and pattern.match.kind == "login" else "Low"),
         ("confidence", _confidence(pattern)),
-        ("signature_severity", SIGNATURE_SEVERITY[pattern.severity]),
+        ("signature_severity", SEVERITY[pattern.severity].signature_severity),
     ]
     if pattern.attack:
-        tactic_id, tactic_name = TACTIC_IDS[pattern.attack.tactic]
-        meta += [("mitre_tactic_id", tactic_id), ("mitre_tactic_name", tactic_name),
-                 ("mitre_technique_id", pattern.attack.technique),
-                 ("mitre_technique_name", TECHNIQUE_NAMES.get(pattern.attack.technique, pattern.attack.technique))]
+        tactic, technique = tactics()[pattern.attack.tactic], techniques()[pattern.attack.technique]
+        meta += [("mitre_tactic_id", tactic.id), ("mitre_tactic_name", et_name(tactic.name)),
+                 ("mitre_technique_id", technique.id), ("mitre_technique_name", et_name(technique.name))]
     meta += [("cve", metadata_value(c.replace("-", "_"))) for c in pattern.cves]
     meta += [("rulegen_entry", metadata_value(entry.id)), ("rulegen_pattern", metadata_value(pattern.id))]
     context: dict[str, Any] = {
@@ -244,7 +250,7 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
         "options": options,
         "references": references,
         "classtype": pattern.classtype,
-        "priority": PRIORITY[pattern.severity],
+        "priority": SEVERITY[pattern.severity].suricata_priority,
         "metadata": [f"{k} {metadata_value(v)}" for k, v in meta],
     }
     return Plan(pattern, context=context)
@@ -260,4 +266,10 @@ def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeB
     ids = [r["pattern_id"] for r in rules]
     text = env.get_template("suricata/rulegen.rules.j2").render(rules=rules)
     sid_map = env.get_template("suricata/sid-msg.map.j2").render(rules=rules)
-    return [Artifact(RULES_PATH, text, ids), Artifact(SID_MAP_PATH, sid_map, ids)]
+    # The members' time is the newest rule's updated date, so the tarball changes only with the rules.
+    newest = max((stamps[pid].updated for pid in ids), default="1970-01-01")
+    mtime = calendar.timegm(dt.date.fromisoformat(newest).timetuple())
+    tarball = targz({TARBALL_RULES: text.encode("utf-8")}, mtime)
+    return [Artifact(RULES_PATH, text, ids), Artifact(SID_MAP_PATH, sid_map, ids),
+            Artifact(TARBALL_PATH, "", ids, data=tarball),
+            Artifact(TARBALL_MD5_PATH, hashlib.md5(tarball).hexdigest() + "\n")]

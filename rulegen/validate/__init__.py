@@ -12,7 +12,7 @@ from pathlib import Path
 from rulegen.errors import RulegenError
 from rulegen.validate.base import FileReport, Finding
 
-FORMATS = ("suricata", "sigma", "iptables", "nftables")
+FORMATS = ("suricata", "suricata-tarball", "sigma", "iptables", "nftables")
 ENTRY_IN_LINE = re.compile(r"rulegen_entry ([a-z0-9][a-z0-9-]*)")
 PATTERN_IN_LINE = re.compile(r"rulegen \d+ ([a-z0-9][a-z0-9-]*)")
 
@@ -22,7 +22,10 @@ class ValidationInputError(RulegenError):
 
 
 def detect_format(path: Path) -> str | None:
-    """Suricata `.rules`, Sigma `.yml`/`.yaml`, iptables-restore files, nftables `.nft`; None when unknown."""
+    """Suricata `.rules`, rule tarballs `.tar.gz`/`.tgz` (suricata-update sources), Sigma `.yml`/`.yaml`,
+    iptables-restore files, nftables `.nft`; None when unknown."""
+    if path.name.lower().endswith((".tar.gz", ".tgz")):
+        return "suricata-tarball"
     suffix = path.suffix.lower()
     if suffix in (".yml", ".yaml"):
         return "sigma"
@@ -131,7 +134,7 @@ def nul_bytes(path: Path) -> list[Finding]:
 
 def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True) -> list[FileReport]:
     """Validate files and folders; each engine runs once per file (Sigma: once over all its files)."""
-    from rulegen.validate import firewall, suricata
+    from rulegen.validate import firewall, suricata, tarball
 
     files = collect(paths, forced)
 
@@ -148,6 +151,7 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
     # The engines are separate processes and independent of each other: run them at the same time (pySigma,
     # in this process, runs beside them). Results are gathered in a fixed order, so reports stay deterministic.
     sigma_files = [p for p, fmt in files if fmt == "sigma"]
+    suricata_files = frozenset(p.resolve() for p, fmt in files if fmt == "suricata")
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(8, len(files) + 1))) as pool:
         jobs: list[tuple[str, concurrent.futures.Future]] = []
         if sigma_files:
@@ -157,6 +161,8 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
                 jobs.append(("suricata", pool.submit(suricata.check, path)))
                 if lint:
                     jobs.append(("lint", pool.submit(lint_suricata, path)))
+            elif fmt == "suricata-tarball":
+                jobs.append(("tarball", pool.submit(tarball.check, path, suricata_files)))
             elif fmt == "iptables":
                 jobs.append(("iptables", pool.submit(firewall.check_iptables, path)))
             elif fmt == "nftables":
@@ -173,7 +179,7 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
             else:
                 reports.append(job.result())
     for report in reports:
-        if report.format != "sigma":  # YAML refuses NUL itself
+        if report.format not in ("sigma", "suricata-tarball"):  # YAML refuses NUL; gzip is binary
             report.findings += nul_bytes(Path(report.path))
         attach_entries(report)
         report.findings.sort(key=lambda f: (f.line, f.engine, f.message))
