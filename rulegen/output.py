@@ -19,14 +19,17 @@ def sha256(text: str) -> str:
 
 
 def manifest(artifacts: list[Artifact], patterns: list[dict[str, Any]], targets: list[str],
-             version: str) -> str:
-    data = {
+             version: str, siem: dict[str, Any] | None = None) -> str:
+    """`siem`: per SIEM backend, what its conversion of the Sigma rules gave (queries, embedded, skipped)."""
+    data: dict[str, Any] = {
         "generator": f"rulegen {version}",
         "targets": targets,
         "artifacts": [{"path": a.path, "sha256": sha256(a.text), "patterns": sorted(set(a.patterns))}
                       for a in sorted(artifacts, key=lambda a: a.path)],
         "patterns": patterns,
     }
+    if siem:
+        data["siem"] = siem
     return json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
 
 
