@@ -169,7 +169,7 @@ def convert(sigma_dir: Path, out_dir: Path, siem_names: tuple[str, ...], templat
         siem.check_output_folder(out_dir)
         templates_dir = templates or default_templates_dir()
         try:
-            conversions = siem.convert(rules, backends, make_environment(templates_dir))
+            conversions = siem.convert(rules, backends, make_environment(templates_dir), f"{sigma_dir}/")
         except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
             raise render_errors(exc, templates_dir) from None
         swap_in(stage(out_dir, {p: t for c in conversions for p, t in c.files.items()}), out_dir)

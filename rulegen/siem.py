@@ -114,10 +114,17 @@ def pipeline_text(backend: str) -> str:
     return (PIPELINES / BACKENDS[backend].pipeline).read_text(encoding="utf-8")
 
 
-def convert(rules: Mapping[str, str], backends: Sequence[str], env: SandboxedEnvironment) -> list[Conversion]:
-    """Convert Sigma rule texts (relative path -> YAML) for each backend. Unreadable rules raise SiemInputError."""
-    documents = _load(rules)
-    _parse(documents, with_correlations=True)  # every rule must parse before anything converts
+def convert(rules: Mapping[str, str], backends: Sequence[str], env: SandboxedEnvironment,
+            rules_in: str = "") -> list[Conversion]:
+    """Convert Sigma rule texts (relative path -> YAML) for each backend. Unreadable rules raise SiemInputError,
+    naming the file as `rules_in` + its path."""
+    try:
+        import sigma.backends.elasticsearch  # noqa: F401
+        import sigma.backends.splunk  # noqa: F401
+    except ImportError as exc:
+        raise RulegenError(f"SIEM conversion needs pySigma and its Splunk and Elasticsearch backends ({exc})") from None
+    documents = _load(rules, rules_in)
+    _parse(documents, with_correlations=True, rules_in=rules_in)  # every rule must parse before anything converts
     if any(n != "splunk" for n in backends):
         _offline_attack_data()
     return [_convert(BACKENDS[name], documents, env) for name in backends]
@@ -145,7 +152,7 @@ def _offline_attack_data() -> None:
                            "package, which is not installed")
 
 
-def _load(rules: Mapping[str, str]) -> dict[str, list[Any]]:
+def _load(rules: Mapping[str, str], rules_in: str) -> dict[str, list[Any]]:
     """The YAML documents of each file, read once (libyaml where present): every backend parses its own copy."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     documents = {}
@@ -154,14 +161,14 @@ def _load(rules: Mapping[str, str]) -> dict[str, list[Any]]:
             documents[path] = [d for d in yaml.load_all(text, Loader=loader) if d is not None]
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else path
+            where = f"{rules_in}{path}:{mark.line + 1}" if mark else f"{rules_in}{path}"
             raise SiemInputError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
         if not documents[path]:
-            raise SiemInputError(f"{path}: no Sigma rule in the file")
+            raise SiemInputError(f"{rules_in}{path}: no Sigma rule in the file")
     return documents
 
 
-def _parse(documents: Mapping[str, list[Any]], with_correlations: bool) -> Any:
+def _parse(documents: Mapping[str, list[Any]], with_correlations: bool, rules_in: str = "") -> Any:
     """One SigmaCollection of all rules, references resolved. Without correlations, base rules stand alone."""
     from sigma.collection import SigmaCollection
     from sigma.correlations import SigmaCorrelationRule
@@ -173,7 +180,8 @@ def _parse(documents: Mapping[str, list[Any]], with_correlations: bool) -> Any:
             part = SigmaCollection.from_dicts(copy.deepcopy(docs), source=SigmaRuleLocation(Path(path)),
                                               resolve_references=False)
         except (SigmaError, ValueError, TypeError, AttributeError, KeyError) as exc:
-            raise SiemInputError(f"{path}: not a valid Sigma rule: {exc}") from None
+            message = exc.args[0] if exc.args else exc
+            raise SiemInputError(f"{rules_in}{path}: not a valid Sigma rule: {message}") from None
         if not with_correlations:
             part.rules = [r for r in part.rules if not isinstance(r, SigmaCorrelationRule)]
         parts.append(part)
@@ -182,7 +190,8 @@ def _parse(documents: Mapping[str, list[Any]], with_correlations: bool) -> Any:
         collection.resolve_rule_references()
     except SigmaError as exc:
         where = getattr(exc, "source", None)
-        raise SiemInputError(f"{where.path if where else 'Sigma rules'}: {exc}") from None
+        raise SiemInputError(f"{rules_in}{where.path.as_posix() if where else 'Sigma rules'}: "
+                             f"{exc.args[0] if exc.args else exc}") from None
     return collection
 
 
