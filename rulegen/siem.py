@@ -21,6 +21,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from rulegen.errors import RulegenError
 from rulegen.targets import Artifact, sanitize_line
+from rulegen.yamlguard import excessive_nesting
 
 PIPELINES = Path(__file__).resolve().parent / "data" / "pipelines"
 
@@ -153,11 +154,19 @@ def _offline_attack_data() -> None:
 
 
 def _load(rules: Mapping[str, str], rules_in: str) -> dict[str, list[Any]]:
-    """The YAML documents of each file, read once (libyaml where present): every backend parses its own copy."""
+    """The YAML documents of each file, read once (libyaml where present): every backend parses its own copy.
+    As `rulegen validate` does, deep flow nesting and aliases (a small file that expands without bound) are refused."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     documents = {}
     for path, text in sorted(rules.items()):
+        deep = excessive_nesting(text)
+        if deep is not None:
+            raise SiemInputError(f"{rules_in}{path}:{deep}: YAML nesting too deep")
         try:
+            alias = next((e for e in yaml.parse(text, Loader=loader) if isinstance(e, yaml.AliasEvent)), None)
+            if alias is not None:
+                raise SiemInputError(f"{rules_in}{path}:{alias.start_mark.line + 1}: YAML aliases are not accepted "
+                                     "in Sigma rules")
             documents[path] = [d for d in yaml.load_all(text, Loader=loader) if d is not None]
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)

@@ -230,7 +230,7 @@ def test_validate_skips_the_siem_files(siem_build):
 
 def test_convert_gives_what_the_build_gave_byte_for_byte(siem_build, tmp_path):
     out, _ = siem_build
-    result = run_rulegen("convert", str(out / "sigma"), "-o", str(tmp_path / "siem"))
+    result = run_rulegen("convert", "-o", str(tmp_path / "siem"), cwd=out.parent)  # default: out/sigma
     assert result.returncode == 0, result.stderr
     converted = {p.relative_to(tmp_path / "siem").as_posix(): p.read_bytes()
                  for p in (tmp_path / "siem").rglob("*") if p.is_file()}
@@ -287,14 +287,20 @@ def test_siem_without_the_sigma_target_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_convert_refuses_broken_yaml_and_writes_nothing(tmp_path):
+@pytest.mark.parametrize("text,message", [
+    ("title: x\ndetection:\n  selection: [a\n", ":4: not valid YAML"),
+    ("a: &x [1, 2]\nb: [*x, *x]\n", ":2: YAML aliases are not accepted in Sigma rules"),
+    ("title: x\nlist: " + "[" * 100 + "]" * 100 + "\n", ":2: YAML nesting too deep"),
+    ("title: only a title\n", ": not a valid Sigma rule"),
+], ids=["syntax", "aliases", "nesting", "not a rule"])
+def test_convert_refuses_bad_yaml_and_writes_nothing(tmp_path, text, message):
     sigma_dir = tmp_path / "sigma"
     sigma_dir.mkdir()
     (sigma_dir / "good.yml").write_text(SITE_RULE)
-    (sigma_dir / "broken.yml").write_text("title: x\ndetection:\n  selection: [a\n")
+    (sigma_dir / "broken.yml").write_text(text)
     result = run_rulegen("convert", str(sigma_dir), "-o", str(tmp_path / "siem"))
     assert result.returncode == 2
-    assert f"error: {sigma_dir / 'broken.yml'}:4: not valid YAML" in result.stderr, result.stderr
+    assert f"error: {sigma_dir / 'broken.yml'}{message}" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert "nothing written" in result.stderr
     assert not (tmp_path / "siem").exists()
