@@ -273,7 +273,7 @@ def _convert(spec: Backend, documents: Mapping[str, list[Any]], env: SandboxedEn
     result.converted.sort()
     result.embedded.sort()
     result.skipped.sort(key=lambda s: s.rule)
-    for rule, query in entries:  # a file of several rules gives one query file with a query per line
+    for rule, query in entries:  # a file of several rules gives one query file with their queries in turn
         query_file = f"{spec.name}/queries/{PurePosixPath(_path(rule)).with_suffix(spec.query_suffix)}"
         result.files[query_file] = result.files.get(query_file, "") + _query_text(query) + "\n"
         result.sources[query_file] = [_path(rule)]
