@@ -8,13 +8,13 @@ import json
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from rulegen import __version__
+from rulegen import __version__, siem
 from rulegen import validate as validation
 from rulegen.errors import KnowledgeError, LockChangedError, Problem, RulegenError
 from rulegen.ids import LOCK_NAME, Lock, LockChanges, SidChange
@@ -39,6 +39,7 @@ class BuildResult:
     lock_path: Path
     lock_written: bool
     reports: list[FileReport]
+    conversions: list[siem.Conversion] = field(default_factory=list)
 
 
 def today() -> str:
@@ -161,14 +162,17 @@ def _refuse_empty_targets(plans: dict[str, list[Plan]], selected: list[str]) -> 
 
 def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets: Sequence[str],
           frozen: bool = False, validate: bool = True, save_lock: bool = True,
-          targets_named: bool = False) -> BuildResult:
+          targets_named: bool = False, siem_backends: Sequence[str] = ()) -> BuildResult:
     """Run the whole build. `targets_named`: the user chose the targets, so one that can express
     none of the patterns is an input error. Nothing is written unless every step before writing succeeded:
-    the new out/ is staged beside the old one, validated there, and only then swapped in."""
+    the new out/ is staged beside the old one, validated there, and only then swapped in. `siem_backends`: also
+    convert the Sigma rules into out/siem/<backend>/."""
     kb = load_knowledge(knowledge)
     env = make_environment(templates_dir)
     plans = plan_all(kb)
     selected = [t for t in TARGETS if t in targets]
+    if siem_backends and "sigma" not in selected:
+        raise siem.SiemInputError("--siem converts the Sigma rules: build the sigma target too (-t sigma)")
     if targets_named:
         _refuse_empty_targets(plans, selected)
     lock_path = lock_path_for(knowledge)
@@ -190,8 +194,14 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
     except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
         raise render_errors(exc, templates_dir) from None
     rows = coverage(plans, artifacts, lock, kb, selected)
+    try:
+        conversions, siem_files = siem.convert_artifacts(artifacts, siem_backends, env)
+    except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
+        raise render_errors(exc, templates_dir) from None
+    artifacts += siem_files
     files = {a.path: a.content for a in artifacts}
-    files["manifest.json"] = manifest(artifacts, rows, selected, __version__).encode("utf-8")
+    siem_summary = {c.backend: c.summary("sigma/", "siem/") for c in conversions}
+    files["manifest.json"] = manifest(artifacts, rows, selected, __version__, siem=siem_summary or None).encode()
     staging = stage(out_dir, files)
     reports: list[FileReport] = []
     try:
@@ -212,7 +222,7 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
     swap_in(staging, out_dir)
     reports = [_relocate(r, staging, out_dir) for r in reports]
     return BuildResult(kb, selected, artifacts, plans, changes, lock.sid_changes(changes), lock_path, lock_written,
-                       reports)
+                       reports, conversions)
 
 
 def _relocate(report: FileReport, staging: Path, out_dir: Path) -> FileReport:

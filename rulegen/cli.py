@@ -9,8 +9,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
+import jinja2
 
-from rulegen import __version__
+from rulegen import __version__, siem
 from rulegen.build import ValidationFailed
 from rulegen.build import build as run_build
 from rulegen.errors import KnowledgeError, RulegenError
@@ -44,6 +45,22 @@ def main() -> None:
     """Compile the port knowledge base into Suricata, Sigma, iptables and nftables rules."""
 
 
+def _siem_backends(value: tuple[str, ...]) -> list[str]:
+    try:
+        return siem.backend_names(value)
+    except siem.SiemInputError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--siem'") from None
+
+
+def _print_conversions(conversions: list[siem.Conversion], siem_dir: Path, rules_in: str) -> None:
+    for c in conversions:
+        embedded = f" ({len(c.embedded)} base rule(s) inside their correlation rule)" if c.embedded else ""
+        click.echo(f"  siem      {c.backend:<6} {len(c.converted):>4} queries{embedded}, {len(c.skipped)} skipped "
+                   f"-> {siem_dir / c.backend / siem.BACKENDS[c.backend].bundle}")
+        for skip in c.skipped:
+            click.echo(f"            {c.backend} skipped {rules_in}{skip.rule}: {skip.reason}")
+
+
 @main.command()
 @click.option("--knowledge", "-k", "knowledge", multiple=True, type=click.Path(path_type=Path),
               help="Knowledge folder or file, repeatable: later folders add entries and override "
@@ -55,11 +72,14 @@ def main() -> None:
               help="Output folder; replaced whole and atomically by a successful build.")
 @click.option("--target", "-t", "target", multiple=True,
               help=f"Targets to build, repeatable or comma-separated: {', '.join(TARGETS)} (default: all).")
+@click.option("--siem", "siem_names", multiple=True,
+              help=f"Also convert the Sigma rules into out/siem/<backend>/ for these SIEM backends, repeatable or "
+                   f"comma-separated: {', '.join(siem.BACKENDS)} (default: none).")
 @click.option("--frozen", is_flag=True, help="Fail (exit 1) instead of changing the lock file (for CI).")
 @click.option("--no-validate", is_flag=True, help="Skip validating the new output before it replaces out/.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, target: tuple[str, ...],
-          frozen: bool, no_validate: bool, as_json: bool) -> None:
+          siem_names: tuple[str, ...], frozen: bool, no_validate: bool, as_json: bool) -> None:
     """Build out/ from the knowledge base: Suricata rules and sid-msg.map, Sigma rules,
     iptables/ip6tables-restore files and an nftables table, plus manifest.json.
 
@@ -68,10 +88,11 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
     `file:line: entry: message` (exit 2) and writes nothing.
     """
     targets = _targets(target)
+    backends = _siem_backends(siem_names)
     roots = _knowledge_roots(knowledge)
     try:
         result = run_build(roots, templates or default_templates_dir(), out_dir, targets, frozen=frozen,
-                           validate=not no_validate, targets_named=bool(target))
+                           validate=not no_validate, targets_named=bool(target), siem_backends=backends)
     except ValidationFailed as exc:
         _print_reports(exc.reports, err=True)
         click.echo(f"rulegen build: {exc}", err=True)
@@ -103,6 +124,8 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
         "overrides": [{"pattern": p.id, "override": str(p.override)}
                       for p in (*result.kb.patterns, *result.kb.disabled) if p.override],
     }
+    if result.conversions:
+        summary["siem"] = {c.backend: c.summary("sigma/", "siem/") for c in result.conversions}
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -110,6 +133,7 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
     for name in result.targets:
         click.echo(f"  {name:<9} {expressed[name]:>4} patterns expressed, "
                    f"{counts.get(name, 0)} file(s) in {out_dir / name}")
+    _print_conversions(result.conversions, out_dir / "siem", "sigma/")
     changes = result.changes
     if summary["overrides"]:
         click.echo(f"  overrides {len(summary['overrides'])} pattern(s) changed by site knowledge:")
@@ -145,6 +169,48 @@ def _print_reports(reports: list[FileReport], err: bool = False) -> None:
         click.echo(f"{report.path}: {report.format}: {state}; checked by: {', '.join(report.checked_by)}", err=err)
     if clean:
         click.echo(f"{clean} other file(s) clean", err=err)
+
+
+@main.command()
+@click.argument("sigma_dir", required=False, default=Path("out/sigma"), type=click.Path(path_type=Path))
+@click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), required=True,
+              help="Output folder, one subfolder per backend; replaced whole and atomically.")
+@click.option("--siem", "siem_names", multiple=True,
+              help=f"SIEM backends, repeatable or comma-separated: {', '.join(siem.BACKENDS)} (default: all).")
+@click.option("--templates", type=click.Path(path_type=Path), default=None,
+              help="Templates folder with siem/savedsearches.conf.j2 (default: the shipped templates).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def convert(sigma_dir: Path, out_dir: Path, siem_names: tuple[str, ...], templates: Path | None,
+            as_json: bool) -> None:
+    """Convert a folder of Sigma rules (default: out/sigma; every *.yml and *.yaml below it) into SIEM queries,
+    with rulegen's pipelines for firewall, DNS and Zeek log sources: OUT/splunk/savedsearches.conf,
+    OUT/lucene/rules.ndjson and OUT/esql/rules.ndjson (Kibana detection rules), and one query file per rule.
+
+    A rule a backend cannot convert is skipped with the reason (exit 0). Unreadable rules exit 2, writing nothing.
+    """
+    from rulegen.output import stage, swap_in
+    from rulegen.render import make_environment, render_errors
+
+    backends = _siem_backends(siem_names) or list(siem.BACKENDS)
+    try:
+        rules = siem.read_rules(sigma_dir)
+        siem.check_output_folder(out_dir)
+        templates_dir = templates or default_templates_dir()
+        try:
+            conversions = siem.convert(rules, backends, make_environment(templates_dir), f"{sigma_dir}/")
+        except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
+            raise render_errors(exc, templates_dir) from None
+        swap_in(stage(out_dir, {p: t.encode() for c in conversions for p, t in c.files.items()}), out_dir)
+    except RulegenError as exc:
+        click.echo(f"error: {exc}", err=True)
+        click.echo("rulegen convert: nothing written", err=True)
+        sys.exit(exc.exit_code)
+    if as_json:
+        click.echo(json.dumps({c.backend: c.summary(f"{sigma_dir}/", f"{out_dir}/") for c in conversions}, indent=2))
+        return
+    click.echo(f"rulegen {__version__}: {len(rules)} Sigma file(s) in {sigma_dir}")
+    _print_conversions(conversions, out_dir, f"{sigma_dir}/")
+    click.echo(f"wrote {out_dir}/")
 
 
 @main.command()

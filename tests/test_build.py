@@ -349,7 +349,8 @@ def test_nft_reload_is_idempotent(built, netns):
 
 
 def test_non_editable_install_builds_from_any_directory(tmp_path):
-    """pip install . (a wheel, not editable), then `rulegen build` elsewhere finds knowledge and templates."""
+    """pip install . (a wheel, not editable), then `rulegen build` elsewhere finds knowledge and templates; the
+    wheel carries the SIEM pipelines too."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
     install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(REPO)],
@@ -365,6 +366,11 @@ def test_non_editable_install_builds_from_any_directory(tmp_path):
     location = subprocess.run([str(venv / "bin" / "python"), "-c", "import rulegen; print(rulegen.__file__)"],
                               cwd=work, capture_output=True, text=True, timeout=60, env=env).stdout
     assert str(venv) in location, location
+    shipped = subprocess.run([str(venv / "bin" / "python"), "-c", "from rulegen import siem, render; print(sorted("
+                              "p.name for p in siem.PIPELINES.iterdir()), (render.default_templates_dir() / 'siem' / "
+                              "'savedsearches.conf.j2').is_file())"],
+                             cwd=work, capture_output=True, text=True, timeout=60, env=env).stdout
+    assert shipped.strip() == "['ecs_network.yml', 'splunk_cim_network.yml'] True", shipped
 
 
 def test_help_lists_the_options():

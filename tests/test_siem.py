@@ -1,0 +1,313 @@
+"""SIEM queries: `rulegen build --siem` and `rulegen convert` turn the Sigma output into Splunk saved searches and
+Kibana detection rules (Lucene, ES|QL) through rulegen's own pipelines, in the field names of the target schema."""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import itertools
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import copy_knowledge, run_rulegen
+from luqum.parser import parser as lucene_parser
+from luqum.tree import SearchField
+
+from rulegen import siem
+from rulegen.knowledge import default_knowledge_dir, load_knowledge
+from rulegen.targets import sigma as sigma_target
+
+KB = load_knowledge([default_knowledge_dir()])
+PLANS = [sigma_target.plan(p, KB) for p in KB.patterns]
+# Every Sigma file the knowledge gives: (file, the correlation file that counts it or None, log source)
+RULES = {p.context["file"].removeprefix("sigma/"): p for p in PLANS if p.expressed}
+CORRELATIONS = {p.context["correlation"]["file"].removeprefix("sigma/"): p for p in PLANS
+                if p.expressed and p.context["correlation"]}
+BASE_RULES = {p.context["file"].removeprefix("sigma/") for p in CORRELATIONS.values()}
+ALL_FILES = sorted(RULES) + sorted(CORRELATIONS)
+# What each backend should give: correlation-capable backends fold a base rule into its correlation rule's query;
+# Lucene skips the correlation rules and converts their base rules alone.
+EXPECTED = {"splunk": sorted(set(ALL_FILES) - BASE_RULES), "esql": sorted(set(ALL_FILES) - BASE_RULES),
+            "lucene": sorted(RULES)}
+SUFFIX = {name: b.query_suffix for name, b in siem.BACKENDS.items()}
+
+
+@pytest.fixture(scope="module")
+def siem_build(tmp_path_factory) -> tuple[Path, str]:
+    """out/ built from a copy of the shipped knowledge with all three SIEM backends (lock frozen)."""
+    root = tmp_path_factory.mktemp("siem")
+    knowledge = copy_knowledge(root / "knowledge")
+    result = run_rulegen("build", "--frozen", "--knowledge", str(knowledge), "--out", str(root / "out"),
+                         "--siem", "splunk,lucene", "--siem", "esql")
+    assert result.returncode == 0, result.stderr
+    return root / "out", result.stdout
+
+
+def _logsource(sigma_file: str) -> str:
+    """firewall, dns or zeek: the log source of a Sigma file (a correlation rule's is its base rule's)."""
+    plan = RULES.get(sigma_file) or CORRELATIONS[sigma_file]
+    logsource = {item["key"]: item["value"] for item in plan.context["logsource"]}
+    return "zeek" if logsource.get("product") == "zeek" else logsource["category"]
+
+
+def _schema_fields(backend: str, logsource: str) -> tuple[set[str], set[str]]:
+    """From the pipeline YAML: the field names a query of this log source may use, and the Sigma names it renames."""
+    pipeline = yaml.safe_load(siem.pipeline_text(backend))
+    wanted = {"firewall": {"category": "firewall"}, "dns": {"category": "dns"}, "zeek": {"product": "zeek"}}[logsource]
+    allowed, renamed, known = set(), set(), set()
+    for item in pipeline["transformations"]:
+        conditions = [c for c in item.get("rule_conditions", []) if c["type"] == "logsource"]
+        if item.get("rule_cond_not") or not any(all(c.get(k) == v for k, v in wanted.items()) for c in conditions):
+            continue
+        if item["type"] == "field_name_mapping":
+            allowed |= set(item["mapping"].values())
+            renamed |= {k for k, v in item["mapping"].items() if k != v}
+        elif item["type"] == "add_condition":
+            allowed |= {key.split("|")[0] for key in item["conditions"]}
+        elif item["type"] == "detection_item_failure":
+            known |= set(item["field_name_conditions"][0]["fields"])
+    return allowed | (known - renamed), renamed - allowed
+
+
+# Names the backends' correlation queries add: Splunk's time bins, ES|QL's bucket, both the count's alias.
+AGGREGATION_NAMES = {"splunk": {"_time", "value_count"}, "esql": {"timebucket", "value_count"},
+                     "lucene": set()}
+
+
+def _query_fields(backend: str, query: str) -> set[str]:
+    """The field names a query uses: Lucene by its parse tree, SPL and ES|QL by their comparison and
+    aggregation syntax."""
+    if backend == "lucene":
+        def walk(node):
+            if isinstance(node, SearchField):
+                yield node.name
+            for child in node.children:
+                yield from walk(child)
+        return set(walk(lucene_parser.parse(query)))
+    tokens = re.findall(r'"(?:[^"\\]|\\.)*"|==|!=|>=|<=|[=<>(),|]|[^\s"=<>(),|]+', query)
+    fields = set()
+    for i, token in enumerate(tokens):
+        operator = token in ("==", "!=", ">=", "<=", "=", ">", "<", "IN", "in")
+        if operator and tokens[i - 1] != "span":  # span=60s: an option of Splunk's bin command
+            fields.add(tokens[i - 1].strip('"'))
+        elif token == "(" and tokens[i - 1] in ("cidr_match", "ends_with", "starts_with", "dc", "count_distinct"):
+            fields.add(tokens[i + 1])
+        elif token == "by":
+            fields |= set(itertools.takewhile(lambda t: t != "|", tokens[i + 1:])) - {","}
+    return fields
+
+
+def _queries(out: Path, backend: str) -> dict[str, str]:
+    folder = out / "siem" / backend / "queries"
+    return {p.relative_to(folder).with_suffix(".yml").as_posix(): p.read_text() for p in sorted(folder.iterdir())}
+
+
+# --- what the build writes -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", list(siem.BACKENDS))
+def test_every_rule_converts_for_each_backend(siem_build, backend):
+    out, _ = siem_build
+    assert sorted(_queries(out, backend)) == EXPECTED[backend]
+    manifest = json.loads((out / "manifest.json").read_text())["siem"][backend]
+    assert manifest["queries"] == len(EXPECTED[backend])
+    skipped = sorted(s["rule"] for s in manifest["skipped"])
+    assert skipped == ([f"sigma/{f}" for f in sorted(CORRELATIONS)] if backend == "lucene" else [])
+    embedded = sorted(manifest["embedded"])
+    assert embedded == ([] if backend == "lucene" else sorted(f"sigma/{f}" for f in BASE_RULES))
+
+
+def test_the_build_summary_names_the_lucene_correlation_skips(siem_build):
+    _, stdout = siem_build
+    for backend, files in EXPECTED.items():
+        assert re.search(rf"siem\s+{backend}\s+{len(files)} queries", stdout), stdout
+    assert CORRELATIONS, "the knowledge has scan patterns, so there are correlation rules to skip"
+    for correlation in CORRELATIONS:
+        line = next(x for x in stdout.splitlines() if f"lucene skipped sigma/{correlation}" in x)
+        assert "no correlation rules" in line and "splunk and esql backends convert it" in line
+
+
+@pytest.mark.parametrize("sigma_file", ALL_FILES)
+@pytest.mark.parametrize("backend", list(siem.BACKENDS))
+def test_queries_use_only_the_target_schema_field_names(siem_build, backend, sigma_file):
+    if sigma_file not in EXPECTED[backend]:
+        pytest.skip(f"{backend} gives no query of its own for {sigma_file} (see the count test)")
+    out, _ = siem_build
+    query = _queries(out, backend)[sigma_file]
+    allowed, renamed = _schema_fields(backend, _logsource(sigma_file))
+    used = _query_fields(backend, query)
+    assert used, query
+    assert used <= allowed | AGGREGATION_NAMES[backend], f"{used - allowed} in {query}"
+    assert not used & renamed, f"raw Sigma field names {used & renamed} in {query}"
+
+
+def test_queries_in_each_schema(siem_build):
+    """One rule per log source, read by a person: the names and scopes each pipeline gives."""
+    out, _ = siem_build
+    spl, lucene, esql = (_queries(out, b) for b in ("splunk", "lucene", "esql"))
+    assert spl["net_firewall_ssh_probe.yml"].startswith('tag="network" tag="communicate" transport="tcp" dest_port=22 ')
+    assert spl["net_dns_dns_axfr.yml"].strip() == 'tag="network" tag="resolution" tag="dns" record_type="AXFR"'
+    assert spl["zeek_dhcp_dhcp_rogue_offer.yml"].startswith('sourcetype="bro:dhcp:json" "msg_types{}"="OFFER"')
+    assert lucene["net_firewall_ssh_probe.yml"].startswith("network.transport:tcp AND destination.port:22 AND ")
+    assert lucene["net_dns_dns_axfr.yml"].strip() == "dns.question.type:AXFR"
+    assert lucene["zeek_ftp_ftp_anonymous_login.yml"].strip() == "event.dataset:zeek.ftp AND user.name:anonymous"
+    # ECS types destination.ip as ip, which takes no wildcard: a broadcast match goes to destination.address
+    assert "destination.address:*.255" in lucene["net_firewall_chargen_udp_broadcast.yml"]
+    assert 'ends_with(destination.address, ".255")' in esql["net_firewall_chargen_udp_broadcast.yml"]
+    assert esql["net_dns_dns_axfr.yml"].strip() == ('from logs-*,filebeat-* metadata _id, _index, _version '
+                                                    '| where dns.question.type=="AXFR"')
+    assert "| stats dc(dest_port) as value_count by _time src_ip" in spl["correlation_imap_port_sweep.yml"]
+    assert ("stats value_count=count_distinct(destination.port) by timebucket, source.ip"
+            in esql["correlation_imap_port_sweep.yml"])
+
+
+@pytest.mark.parametrize("sigma_file", EXPECTED["lucene"])
+def test_lucene_queries_parse(siem_build, sigma_file):
+    out, _ = siem_build
+    tree = lucene_parser.parse(_queries(out, "lucene")[sigma_file])
+    assert str(tree).strip()
+
+
+def test_savedsearches_conf_has_a_stanza_per_rule(siem_build):
+    out, _ = siem_build
+    conf = configparser.ConfigParser(interpolation=None, strict=True)  # strict: a repeated stanza or key fails
+    conf.read_string((out / "siem" / "splunk" / "savedsearches.conf").read_text())
+    assert len(conf.sections()) == len(EXPECTED["splunk"])
+    queries = _queries(out, "splunk")
+    searches = {conf[s]["search"]: s for s in conf.sections()}
+    for sigma_file, query in queries.items():
+        stanza = conf[searches[" ".join(query.splitlines())]]
+        plan = RULES.get(sigma_file) or CORRELATIONS[sigma_file]
+        informational = plan.context["level"] == "informational"
+        assert stanza["enablesched"] == ("0" if informational else "1"), sigma_file
+        assert stanza["alert.severity"] == str(siem.SPLUNK_SEVERITY[plan.context["level"]])
+        assert stanza["cron_schedule"] and stanza["dispatch.earliest_time"] and stanza["description"]
+
+
+@pytest.mark.parametrize("backend", ["lucene", "esql"])
+def test_ndjson_lines_are_detection_rules_with_the_query_and_rule_id(siem_build, backend):
+    out, _ = siem_build
+    lines = (out / "siem" / backend / "rules.ndjson").read_text().splitlines()
+    rules = [json.loads(line) for line in lines]
+    assert len(rules) == len(EXPECTED[backend])
+    queries = _queries(out, backend)
+    for sigma_file, rule in zip(EXPECTED[backend], rules, strict=True):
+        text = (out / "sigma" / sigma_file).read_text()
+        sigma_rule = yaml.safe_load(text)
+        assert rule["rule_id"] == sigma_rule["id"]
+        assert rule["query"] == queries[sigma_file].rstrip("\n")
+        assert rule["type"] == ("query" if backend == "lucene" else "esql")
+        assert rule["language"] == backend
+        assert rule["enabled"] is (sigma_rule["level"] != "informational")
+        if any(t.startswith("attack.t") for t in sigma_rule.get("tags", [])):
+            assert rule["threat"], f"{sigma_file}: its ATT&CK technique is in the Kibana rule"
+
+
+def test_manifest_lists_the_siem_files_with_their_patterns(siem_build):
+    out, _ = siem_build
+    manifest = json.loads((out / "manifest.json").read_text())
+    listed = {a["path"]: a for a in manifest["artifacts"] if a["path"].startswith("siem/")}
+    on_disk = {p.relative_to(out).as_posix() for p in (out / "siem").rglob("*") if p.is_file()}
+    assert set(listed) == on_disk
+    for path, artifact in listed.items():
+        assert artifact["sha256"] == hashlib.sha256((out / path).read_bytes()).hexdigest()
+    ssh = listed["siem/esql/queries/net_firewall_ssh_probe.esql"]
+    assert ssh["patterns"] == [RULES["net_firewall_ssh_probe.yml"].pattern.id]
+
+
+def test_validate_skips_the_siem_files(siem_build):
+    out, _ = siem_build
+    result = run_rulegen("validate", "--json", "--no-lint", str(out))
+    assert result.returncode == 0, result.stdout[-2000:]
+    checked = [f["path"] for f in json.loads(result.stdout)["files"]]
+    assert checked and not [p for p in checked if "/siem/" in p]
+
+
+# --- rulegen convert -----------------------------------------------------------------------------------------------
+
+def test_convert_gives_what_the_build_gave_byte_for_byte(siem_build, tmp_path):
+    out, _ = siem_build
+    result = run_rulegen("convert", "-o", str(tmp_path / "siem"), cwd=out.parent)  # default: out/sigma
+    assert result.returncode == 0, result.stderr
+    converted = {p.relative_to(tmp_path / "siem").as_posix(): p.read_bytes()
+                 for p in (tmp_path / "siem").rglob("*") if p.is_file()}
+    built = {p.relative_to(out / "siem").as_posix(): p.read_bytes() for p in (out / "siem").rglob("*") if p.is_file()}
+    assert converted == built
+
+
+SITE_RULE = """title: Firewall Connection to a Named Host
+id: 1d2b3c4d-0000-4000-8000-000000000001
+status: experimental
+description: A site rule with a field the pipelines do not map.
+author: site
+date: 2026-01-01
+logsource:
+    category: firewall
+detection:
+    selection:
+        dst_port: 25
+        dst_hostname: mail.example.com
+    condition: selection
+level: low
+"""
+
+
+def test_convert_skips_a_site_rule_with_an_unmapped_field_and_says_which(built, tmp_path):
+    sigma_dir = tmp_path / "sigma"
+    shutil.copytree(built / "sigma", sigma_dir)
+    (sigma_dir / "site_fw_named_host.yml").write_text(SITE_RULE)
+    result = run_rulegen("convert", str(sigma_dir), "-o", str(tmp_path / "siem"), "--siem", "splunk")
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if "skipped" in x and "site_fw_named_host.yml" in x)
+    assert "no mapping to the CIM Network_Traffic data model" in line and "dst_hostname" in line
+    assert not (tmp_path / "siem" / "splunk" / "queries" / "site_fw_named_host.spl").exists()
+    assert (tmp_path / "siem" / "splunk" / "queries" / "net_firewall_ssh_probe.spl").is_file()
+    assert not (tmp_path / "siem" / "lucene").exists()
+
+
+# --- bad input -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["build", "convert"])
+def test_unknown_backend_is_a_usage_error(command, tmp_path):
+    args = ["--out", str(tmp_path / "out")] if command == "build" else [str(tmp_path), "-o", str(tmp_path / "out")]
+    result = run_rulegen(command, *args, "--siem", "splunk,qradar")
+    assert result.returncode == 2
+    assert "Invalid value for '--siem': unknown SIEM backend qradar (choose from splunk, lucene, esql)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_siem_without_the_sigma_target_is_refused(tmp_path):
+    result = run_rulegen("build", "--out", str(tmp_path / "out"), "-t", "suricata", "--siem", "esql")
+    assert result.returncode == 2
+    assert "--siem converts the Sigma rules: build the sigma target too (-t sigma)" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text,message", [
+    ("title: x\ndetection:\n  selection: [a\n", ":4: not valid YAML"),
+    ("a: &x [1, 2]\nb: [*x, *x]\n", ":2: YAML aliases are not accepted in Sigma rules"),
+    ("title: x\nlist: " + "[" * 100 + "]" * 100 + "\n", ":2: YAML nesting too deep"),
+    ("title: only a title\n", ": not a valid Sigma rule"),
+], ids=["syntax", "aliases", "nesting", "not a rule"])
+def test_convert_refuses_bad_yaml_and_writes_nothing(tmp_path, text, message):
+    sigma_dir = tmp_path / "sigma"
+    sigma_dir.mkdir()
+    (sigma_dir / "good.yml").write_text(SITE_RULE)
+    (sigma_dir / "broken.yml").write_text(text)
+    result = run_rulegen("convert", str(sigma_dir), "-o", str(tmp_path / "siem"))
+    assert result.returncode == 2
+    assert f"error: {sigma_dir / 'broken.yml'}{message}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "nothing written" in result.stderr
+    assert not (tmp_path / "siem").exists()
+
+
+def test_convert_refuses_to_replace_a_folder_with_other_files(built, tmp_path):
+    result = run_rulegen("convert", str(built / "sigma"), "-o", str(built))
+    assert result.returncode == 2
+    assert "refusing to replace a folder that holds other files" in result.stderr
+    assert (built / "manifest.json").is_file()
