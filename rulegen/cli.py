@@ -57,7 +57,8 @@ def main() -> None:
 def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, target: tuple[str, ...],
           frozen: bool, no_validate: bool, as_json: bool) -> None:
     """Build out/ from the knowledge base: Suricata rules and sid-msg.map, Sigma rules,
-    iptables/ip6tables-restore files and an nftables table, plus manifest.json.
+    iptables/ip6tables-restore files and an nftables table, plus manifest.json and REPORT.html
+    (the knowledge and its rules as one self-contained web page).
 
     The new output is validated (as `rulegen validate` does) before it replaces out/; a failed
     check leaves out/ and the lock unchanged (exit 1). Bad knowledge stops the build with

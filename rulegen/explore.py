@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from rulegen.attack import TACTIC_IDS, TECHNIQUE_NAMES
 from rulegen.model import Entry, KnowledgeBase, Pattern, PortRange
-from rulegen.targets import TARGETS, Artifact, pattern_lines
+from rulegen.targets import TARGETS, Artifact, Plan, pattern_lines
 
 if TYPE_CHECKING:
     from rulegen.build import Compiled
@@ -97,11 +97,12 @@ def lines_by_pattern(artifacts: list[Artifact]) -> dict[str, list[RuleLines]]:
     return found
 
 
-def _pattern_view(pattern: Pattern, compiled: Compiled, rules: dict[str, list[RuleLines]]) -> PatternView:
+def _pattern_view(pattern: Pattern, compiled: Compiled, plans: dict[tuple[str, str], Plan],
+                  rules: dict[str, list[RuleLines]]) -> PatternView:
     locked = compiled.lock.patterns[pattern.id]
     cells = []
     for target in TARGETS:
-        plan = next(p for p in compiled.plans[target] if p.pattern.id == pattern.id)
+        plan = plans[(target, pattern.id)]
         mine = tuple(r for r in rules.get(pattern.id, []) if r.path.startswith(f"{target}/"))
         cells.append(Cell(target, plan.expressed, plan.reason, mine))
     tactic = technique = None
@@ -121,10 +122,12 @@ def _pattern_view(pattern: Pattern, compiled: Compiled, rules: dict[str, list[Ru
 def describe(compiled: Compiled) -> list[EntryView]:
     """Every entry of the knowledge, in knowledge order, with its patterns and their rules."""
     rules = lines_by_pattern(compiled.artifacts)
+    plans = {(target, plan.pattern.id): plan for target, target_plans in compiled.plans.items()
+             for plan in target_plans}
     return [EntryView(
         id=e.id, title=e.title, table=e.table, ports=ports_text(e.ports), protocols=e.protocols, service=e.service,
         port_class=e.port_class, tags=e.tags, description={"en": e.description_en, "zh": e.description_zh},
-        references=e.references, patterns=tuple(_pattern_view(p, compiled, rules) for p in e.patterns))
+        references=e.references, patterns=tuple(_pattern_view(p, compiled, plans, rules) for p in e.patterns))
         for e in compiled.kb.entries]
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ODD_ENTRY_HEAD, run_rulegen
+from conftest import ODD_ENTRY_HEAD, REPO, run_rulegen
 
 from rulegen.build import compile_rules
 from rulegen.explore import describe
@@ -57,6 +57,9 @@ FILTERS = {
     "tag trojan": (["--tag", "trojan"], lambda e: "trojan" in e.tags),
     "tag trojan and proto udp": (["--tag", "trojan", "--proto", "udp"],
                                  lambda e: "trojan" in e.tags and "udp" in e.protocols),
+    "the README's AND example": (["--class", "registered", "--proto", "udp", "--tag", "trojan"],
+                                 lambda e: e.port_class == "registered" and "udp" in e.protocols
+                                 and "trojan" in e.tags),
     "class well-known and proto tcp and tag dns": (
         ["--class", "well-known", "--proto", "tcp", "--tag", "dns"],
         lambda e: e.port_class == "well-known" and "tcp" in e.protocols and "dns" in e.tags),
@@ -229,3 +232,20 @@ def test_bad_knowledge_exits_2_with_file_and_line(tmp_path):
         result = run_rulegen(*args, "-k", str(knowledge))
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert re.search(r"a\.yaml:\d+: odd: ", result.stderr), result.stderr
+
+
+def _readme_commands(section: str) -> list[str]:
+    text = (REPO / "README.md").read_text().split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
+    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()
+            if line.startswith("rulegen ")]
+
+
+@pytest.mark.parametrize("command", _readme_commands("Exploring the knowledge"))
+def test_the_readme_examples_run(command, tmp_path):
+    """Every command of the README's section, copied as a user would, from any folder."""
+    shell = command.replace("rulegen ", f"{sys.executable} -m rulegen ", 1)
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() and "Traceback" not in result.stderr
