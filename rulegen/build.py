@@ -22,18 +22,7 @@ from rulegen.model import KnowledgeBase
 from rulegen.output import discard, manifest, stage, swap_in, write_file_atomic
 from rulegen.render import make_environment, render_errors
 from rulegen.report import REPORT_NAME, render_report
-from rulegen.targets import (
-    TARGETS,
-    Artifact,
-    Plan,
-    Stamp,
-    gap,
-    iptables,
-    nftables,
-    pattern_lines,
-    sigma,
-    suricata,
-)
+from rulegen.targets import TARGETS, Artifact, Plan, Stamp, gap, iptables, nftables, pattern_lines, sigma, suricata
 from rulegen.validate.base import FileReport, Finding
 
 MODULES = {"suricata": suricata, "sigma": sigma, "iptables": iptables, "nftables": nftables}

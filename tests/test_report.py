@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import ODD_ENTRY_HEAD, need, run_rulegen
+from conftest import ODD_ENTRY_HEAD, copy_knowledge, need, run_rulegen
 
 from rulegen.targets import TARGETS
 from rulegen.validate import collect
@@ -77,7 +77,19 @@ def test_report_is_in_out_listed_in_the_manifest_and_skipped_by_validate(built, 
     assert report.is_file()
     assert "REPORT.html" in [a["path"] for a in manifest["artifacts"]]
     assert report not in [path for path, _ in collect([built], None)]
-    assert run_rulegen("validate", "--format", "suricata", str(report)).returncode == 1  # it is not a rule file
+    alone = run_rulegen("validate", str(report))  # named on its own, it is refused as what it is: not a rule file
+    assert alone.returncode == 2 and "cannot tell the format" in alone.stderr
+
+
+def test_a_build_of_some_targets_says_which_rules_the_report_leaves_out(tmp_path, manifest):
+    knowledge = copy_knowledge(tmp_path / "knowledge")
+    result = run_rulegen("build", "--no-validate", "-t", "suricata", "-k", str(knowledge), "-o", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "out" / "REPORT.html").read_text()
+    left_out = sum(row["coverage"][t]["expressed"] for row in manifest["patterns"] for t in TARGETS if t != "suricata")
+    assert left_out and html.count("Expressed, but not part of this build.") == left_out
+    assert html.count('<td class="off">expressed, not built</td>') == left_out
+    assert html.count("<td>yes</td></tr>") == 1 and html.count("<td>no</td></tr>") == 3
 
 
 def test_every_entry_and_pattern_renders_in_chromium(built, kb, tmp_path):
