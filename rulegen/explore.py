@@ -55,7 +55,8 @@ class PatternView:
     sid: int
     rev: int
     uuid: str
-    new: bool  # not in the lock yet: the SID is the one the next build reserves
+    new: bool  # not in the lock yet: the SID is the one the next build reserves (show says so; the report,
+    # written with the lock, does not)
     false_positives: str
     cells: tuple[Cell, ...]
 
