@@ -6,7 +6,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,8 @@ from rulegen.knowledge import load_knowledge
 from rulegen.model import KnowledgeBase
 from rulegen.output import discard, manifest, stage, swap_in, write_file_atomic
 from rulegen.render import make_environment, render_errors
-from rulegen.targets import TARGETS, Artifact, Plan, Stamp, gap, iptables, nftables, sigma, suricata
+from rulegen.report import REPORT_NAME, render_report
+from rulegen.targets import TARGETS, Artifact, Plan, Stamp, gap, iptables, nftables, pattern_lines, sigma, suricata
 from rulegen.validate.base import FileReport, Finding
 
 MODULES = {"suricata": suricata, "sigma": sigma, "iptables": iptables, "nftables": nftables}
@@ -72,7 +72,6 @@ def plan_all(kb: KnowledgeBase) -> dict[str, list[Plan]]:
 
 
 NEUTRAL_DATE = "1970-01-01"
-TOKEN = re.compile(r"[\w-]+")
 
 
 def render_targets(plans: dict[str, list[Plan]], stamps: dict[str, Stamp], env: SandboxedEnvironment,
@@ -96,12 +95,7 @@ def fingerprints(plans: dict[str, list[Plan]], env: SandboxedEnvironment, kb: Kn
         if artifact.per_pattern:
             parts[artifact.patterns[0]].append(artifact.text)
             continue
-        # One pass over the lines: a pattern id stands in a line as a whole run of [\w-] characters.
-        wanted = set(artifact.patterns)
-        hits: dict[str, list[str]] = {pid: [] for pid in wanted}
-        for line in artifact.text.splitlines():
-            for pid in wanted.intersection(TOKEN.findall(line)):
-                hits[pid].append(line)
+        hits = pattern_lines(artifact)
         for pid in artifact.patterns:
             parts[pid].append("\n".join(hits[pid]))
     return {pid: hashlib.sha256("\x00".join(texts).encode()).hexdigest() for pid, texts in parts.items()}
@@ -160,6 +154,44 @@ def _refuse_empty_targets(plans: dict[str, list[Plan]], selected: list[str]) -> 
                 for p in plans[target]] or [Problem("<knowledge>", 0, None, "no patterns")])
 
 
+@dataclass
+class Compiled:
+    """The build up to the files: every target's plan, the lock brought up to date in memory, the rendered
+    artifacts of the selected targets and the coverage rows. Nothing is written."""
+
+    kb: KnowledgeBase
+    targets: list[str]
+    plans: dict[str, list[Plan]]
+    lock: Lock
+    lock_changed: bool
+    changes: LockChanges
+    artifacts: list[Artifact]
+    rows: list[dict]
+    env: SandboxedEnvironment
+
+
+def compile_rules(knowledge: Sequence[Path], templates_dir: Path, targets: Sequence[str],
+                  targets_named: bool = False) -> Compiled:
+    """Knowledge -> plans -> lock (in memory: a new pattern gets the SID a build would reserve) -> rules."""
+    kb = load_knowledge(knowledge)
+    env = make_environment(templates_dir)
+    plans = plan_all(kb)
+    selected = [t for t in TARGETS if t in targets]
+    if targets_named:
+        _refuse_empty_targets(plans, selected)
+    lock_path = lock_path_for(knowledge)
+    lock = Lock.load(lock_path, upstream_locks(knowledge))
+    before = lock.dumps() if lock_path.exists() else ""  # a site's first build writes its lock
+    try:
+        prints = fingerprints(plans, env, kb)
+        changes = lock.update([p.id for p in kb.patterns], prints, today(), [p.id for p in kb.disabled])
+        artifacts = render_targets(plans, lock.stamps(), env, kb, selected)
+    except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
+        raise render_errors(exc, templates_dir) from None
+    rows = coverage(plans, artifacts, lock, kb, selected)
+    return Compiled(kb, selected, plans, lock, lock.dumps() != before, changes, artifacts, rows, env)
+
+
 def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets: Sequence[str],
           frozen: bool = False, validate: bool = True, save_lock: bool = True,
           targets_named: bool = False, siem_backends: Sequence[str] = ()) -> BuildResult:
@@ -167,41 +199,24 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
     none of the patterns is an input error. Nothing is written unless every step before writing succeeded:
     the new out/ is staged beside the old one, validated there, and only then swapped in. `siem_backends`: also
     convert the Sigma rules into out/siem/<backend>/."""
-    kb = load_knowledge(knowledge)
-    env = make_environment(templates_dir)
-    plans = plan_all(kb)
-    selected = [t for t in TARGETS if t in targets]
-    if siem_backends and "sigma" not in selected:
+    if siem_backends and "sigma" not in targets:
         raise siem.SiemInputError("--siem converts the Sigma rules: build the sigma target too (-t sigma)")
-    if targets_named:
-        _refuse_empty_targets(plans, selected)
-    lock_path = lock_path_for(knowledge)
-    lock = Lock.load(lock_path, upstream_locks(knowledge))
-    before = lock.dumps() if lock_path.exists() else ""
-    try:
-        prints = fingerprints(plans, env, kb)
-    except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
-        raise render_errors(exc, templates_dir) from None
-    changes = lock.update([p.id for p in kb.patterns], prints, today(), [p.id for p in kb.disabled])
-    lock_text = lock.dumps()
-    if frozen and lock_text != before:
+    compiled = compile_rules(knowledge, templates_dir, targets, targets_named)
+    lock, changes, artifacts = compiled.lock, compiled.changes, compiled.artifacts
+    if frozen and compiled.lock_changed:
         detail = ", ".join(f"{len(v)} {k}" for k, v in
                            (("added", changes.added), ("retired", changes.retired), ("revised", changes.revised)) if v)
-        raise LockChangedError(f"{lock_path}: --frozen: the build would change the lock file ({detail or 'format'})")
-    stamps = lock.stamps()
+        raise LockChangedError(f"{lock.path}: --frozen: the build would change the lock file ({detail or 'format'})")
     try:
-        artifacts = render_targets(plans, stamps, env, kb, selected)
+        conversions, siem_files = siem.convert_artifacts(artifacts, siem_backends, compiled.env)
     except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
         raise render_errors(exc, templates_dir) from None
-    rows = coverage(plans, artifacts, lock, kb, selected)
-    try:
-        conversions, siem_files = siem.convert_artifacts(artifacts, siem_backends, env)
-    except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
-        raise render_errors(exc, templates_dir) from None
-    artifacts += siem_files
+    report = Artifact(REPORT_NAME, render_report(compiled, templates_dir), sorted(p.id for p in compiled.kb.patterns))
+    artifacts = [*artifacts, *siem_files, report]
     files = {a.path: a.content for a in artifacts}
     siem_summary = {c.backend: c.summary("sigma/", "siem/") for c in conversions}
-    files["manifest.json"] = manifest(artifacts, rows, selected, __version__, siem=siem_summary or None).encode()
+    files["manifest.json"] = manifest(artifacts, compiled.rows, compiled.targets, __version__,
+                                      siem=siem_summary or None).encode()
     staging = stage(out_dir, files)
     reports: list[FileReport] = []
     try:
@@ -210,19 +225,19 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
             if validation.problems(reports):
                 raise ValidationFailed([_relocate(r, staging, out_dir) for r in reports])
         lock_written = False
-        if save_lock and lock_text != before:  # reserve the IDs first: an out/ never carries SIDs the lock lacks
+        if save_lock and compiled.lock_changed:  # reserve the IDs first: an out/ never carries SIDs the lock lacks
             try:
-                write_file_atomic(lock_path, lock_text)
+                write_file_atomic(lock.path, lock.dumps())
             except OSError as exc:
-                raise RulegenError(f"{lock_path}: cannot write the lock file: {exc.strerror}") from None
+                raise RulegenError(f"{lock.path}: cannot write the lock file: {exc.strerror}") from None
             lock_written = True
     except BaseException:
         discard(staging)
         raise
     swap_in(staging, out_dir)
     reports = [_relocate(r, staging, out_dir) for r in reports]
-    return BuildResult(kb, selected, artifacts, plans, changes, lock.sid_changes(changes), lock_path, lock_written,
-                       reports, conversions)
+    return BuildResult(compiled.kb, compiled.targets, artifacts, compiled.plans, changes, lock.sid_changes(changes),
+                       lock.path, lock_written, reports, conversions)
 
 
 def _relocate(report: FileReport, staging: Path, out_dir: Path) -> FileReport:

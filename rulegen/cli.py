@@ -7,15 +7,20 @@ import sys
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import jinja2
+
+if TYPE_CHECKING:
+    from rulegen.explore import EntryView
 
 from rulegen import __version__, siem
 from rulegen.build import ValidationFailed
 from rulegen.build import build as run_build
 from rulegen.errors import KnowledgeError, RulegenError
 from rulegen.knowledge import default_knowledge_dir
+from rulegen.model import KnowledgeBase
 from rulegen.render import default_templates_dir
 from rulegen.targets import TARGETS
 from rulegen.validate import FORMATS, problems
@@ -81,7 +86,8 @@ def _print_conversions(conversions: list[siem.Conversion], siem_dir: Path, rules
 def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, target: tuple[str, ...],
           siem_names: tuple[str, ...], frozen: bool, no_validate: bool, as_json: bool) -> None:
     """Build out/ from the knowledge base: Suricata rules and sid-msg.map, Sigma rules,
-    iptables/ip6tables-restore files and an nftables table, plus manifest.json.
+    iptables/ip6tables-restore files and an nftables table, plus manifest.json and REPORT.html
+    (the knowledge and its rules as one self-contained web page).
 
     The new output is validated (as `rulegen validate` does) before it replaces out/; a failed
     check leaves out/ and the lock unchanged (exit 1). Bad knowledge stops the build with
@@ -281,6 +287,104 @@ def selftest(knowledge: tuple[Path, ...], templates: Path | None, target: tuple[
             click.echo(f"{name}: {summary[(name, 'proven')]} proven, {summary[(name, 'failed')]} not proven, "
                        f"{summary[(name, 'skipped')]} skipped")
     sys.exit(1 if failed else 0)
+
+
+def _explored(knowledge: tuple[Path, ...], templates: Path | None) -> tuple[KnowledgeBase, list[EntryView]]:
+    """The knowledge compiled in memory for list/show/coverage; bad input exits 2 as build does."""
+    from rulegen.build import compile_rules
+    from rulegen.explore import describe
+
+    try:
+        compiled = compile_rules(_knowledge_roots(knowledge), templates or default_templates_dir(),
+                                 TARGETS)
+    except KnowledgeError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(exc.exit_code)
+    except RulegenError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    return compiled.kb, describe(compiled)
+
+
+def _knowledge_options(command):
+    command = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(command)
+    command = click.option("--templates", type=click.Path(path_type=Path), default=None,
+                           help="Templates folder (default: the shipped templates).")(command)
+    return click.option("--knowledge", "-k", "knowledge", multiple=True, type=click.Path(path_type=Path),
+                        help="Knowledge folder or file, repeatable as for build; `@shipped` is rulegen's own "
+                             "(the default). "
+                             "Nothing is written, not even the lock.")(command)
+
+
+@main.command(name="list")
+@_knowledge_options
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Entries whose ports (or port range, or source port) include this port.")
+@click.option("--class", "port_class", default=None, help="Entries in this port class (e.g. well-known).")
+@click.option("--proto", type=click.Choice(["tcp", "udp"]), default=None, help="Entries of this protocol.")
+@click.option("--tag", default=None, help="Entries with this tag (e.g. trojan).")
+def list_entries(knowledge: tuple[Path, ...], templates: Path | None, as_json: bool, port: int | None,
+                 port_class: str | None, proto: str | None, tag: str | None) -> None:
+    """List the knowledge entries: ports, protocol, service, port class, patterns and the targets that
+    express them. Filters combine with AND. A table on a terminal, plain columns when piped.
+    """
+    from rulegen.explore import select
+    from rulegen.present import entries_json, entries_table, print_json
+
+    kb, entries = _explored(knowledge, templates)
+    for option, value, known in (("--class", port_class, [c.id for c in kb.port_classes]),
+                                 ("--tag", tag, sorted({t for e in kb.entries for t in e.tags}))):
+        if value is not None and value not in known:
+            click.echo(f"error: {option}: unknown value {value!r} (the knowledge has: {', '.join(known)})", err=True)
+            sys.exit(2)
+    chosen = select(kb, entries, port=port, port_class=port_class, proto=proto, tag=tag)
+    if as_json:
+        print_json(entries_json(chosen))
+    else:
+        entries_table(chosen)
+
+
+@main.command()
+@_knowledge_options
+@click.argument("subject")
+@click.option("--lang", type=click.Choice(["en", "zh"]), default="en", show_default=True,
+              help="Language of the description.")
+def show(knowledge: tuple[Path, ...], templates: Path | None, as_json: bool, subject: str, lang: str) -> None:
+    """Show SUBJECT: a port number (every entry covering it, ranges and source ports included), an entry id
+    or a pattern id. Prints the entry, its patterns and, per target, the exact rule lines a build writes
+    (a pattern not yet in the lock shows the SID the next build reserves). Exit 2 when nothing matches.
+    """
+    from rulegen.explore import UnknownSubject, find
+    from rulegen.present import print_json, show_json
+    from rulegen.present import show as show_entries
+
+    kb, entries = _explored(knowledge, templates)
+    try:
+        chosen, only_pattern = find(kb, entries, subject)
+    except UnknownSubject as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        print_json(show_json(chosen, only_pattern))
+    else:
+        show_entries(chosen, only_pattern, lang)
+
+
+@main.command(name="coverage")
+@_knowledge_options
+def coverage_matrix(knowledge: tuple[Path, ...], templates: Path | None, as_json: bool) -> None:
+    """The pattern x target matrix: one row per pattern and target, expressed or not and why not
+    (the same verdicts as the coverage in out/manifest.json)."""
+    from rulegen.explore import coverage_rows
+    from rulegen.present import coverage_table, print_json
+
+    _, entries = _explored(knowledge, templates)
+    rows = coverage_rows(entries)
+    if as_json:
+        print_json(rows)
+    else:
+        coverage_table(rows)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from conftest import ODD_ENTRY_HEAD, REPO, copy_knowledge, need, need_root, run_
 from rulegen.knowledge import load_knowledge
 
 EXPECTED_FILES = ["suricata/rulegen.rules", "suricata/sid-msg.map", "suricata/rulegen.tar.gz", "iptables/rulegen.rules",
-                  "iptables/rulegen6.rules", "iptables/install.sh", "nftables/rulegen.nft", "manifest.json"]
+                  "iptables/rulegen6.rules", "iptables/install.sh", "nftables/rulegen.nft", "manifest.json",
+                  "REPORT.html"]
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -136,7 +137,8 @@ def test_target_subset(tmp_path):
     result = run_rulegen("build", "--knowledge", str(knowledge), "--out", str(tmp_path / "out"),
                          "--target", "suricata,nftables", "--json")
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "nftables", "suricata"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "REPORT.html", "manifest.json", "nftables", "suricata"]
     assert set(json.loads(result.stdout)["rules"]) == {"suricata", "nftables"}
     bad = run_rulegen("build", "--target", "snort", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "unknown target snort" in bad.stderr

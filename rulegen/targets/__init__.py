@@ -6,6 +6,7 @@ A Plan is either expressed (with a context of plain, JSON-able values) or a gap 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,20 @@ class Artifact:
     def content(self) -> bytes:
         """The file's bytes, as written to out/ and hashed in the manifest."""
         return self.data if self.data is not None else self.text.encode("utf-8")
+
+
+TOKEN = re.compile(r"[\w-]+")
+
+
+def pattern_lines(artifact: Artifact) -> dict[str, list[str]]:
+    """The lines of a line-based artifact per pattern it carries, in file order. One pass over the lines:
+    a pattern id stands in a line as a whole run of [\\w-] characters."""
+    wanted = set(artifact.patterns)
+    hits: dict[str, list[str]] = {pid: [] for pid in wanted}
+    for line in artifact.text.splitlines():
+        for pid in wanted.intersection(TOKEN.findall(line)):
+            hits[pid].append(line)
+    return hits
 
 
 def gap(pattern: Pattern, reason: str) -> Plan:
