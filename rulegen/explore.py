@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rulegen.attack import TACTIC_IDS, TECHNIQUE_NAMES
+from rulegen import attack
 from rulegen.model import Entry, KnowledgeBase, Pattern, PortRange
 from rulegen.targets import TARGETS, Artifact, Plan, pattern_lines
 
@@ -108,10 +108,8 @@ def _pattern_view(pattern: Pattern, compiled: Compiled, plans: dict[tuple[str, s
         cells.append(Cell(target, plan.expressed, plan.reason, mine))
     tactic = technique = None
     if pattern.attack:
-        tactic_id, _ = TACTIC_IDS[pattern.attack.tactic]
-        tactic = f"{pattern.attack.tactic} ({tactic_id})"
-        name = TECHNIQUE_NAMES.get(pattern.attack.technique, "").replace("_", " ")
-        technique = f"{pattern.attack.technique} {name}".strip()
+        tactic = f"{pattern.attack.tactic} ({attack.tactics()[pattern.attack.tactic].id})"
+        technique = f"{pattern.attack.technique} {attack.techniques()[pattern.attack.technique].name}"
     return PatternView(
         id=pattern.id, entry=pattern.entry_id, title=pattern.title, category=pattern.category,
         severity=pattern.severity.value, transport=pattern.transport, direction=pattern.direction.value,
