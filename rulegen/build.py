@@ -22,10 +22,11 @@ from rulegen.knowledge import load_knowledge
 from rulegen.model import KnowledgeBase
 from rulegen.output import discard, manifest, stage, swap_in, write_file_atomic
 from rulegen.render import make_environment, render_errors
-from rulegen.targets import TARGETS, Artifact, Plan, Stamp, gap, iptables, nftables, sigma, suricata
+from rulegen.targets import TARGETS, Artifact, Plan, Stamp, firewall, gap, iptables, nftables, sigma, suricata
 from rulegen.validate.base import FileReport, Finding
 
 MODULES = {"suricata": suricata, "sigma": sigma, "iptables": iptables, "nftables": nftables}
+FIREWALLS = ("iptables", "nftables")
 
 
 @dataclass
@@ -54,10 +55,12 @@ def lock_path_for(knowledge: Sequence[Path]) -> Path:
     return (last if last.is_dir() else last.parent) / LOCK_NAME
 
 
-def plan_all(kb: KnowledgeBase) -> dict[str, list[Plan]]:
-    """Every target's plan for every pattern; a gap the knowledge declares wins over the target's own say."""
-    return {name: [gap(p, p.declared_gap(name)) if p.declared_gap(name) else MODULES[name].plan(p, kb)
-                   for p in kb.patterns] for name in TARGETS}
+def plan_all(kb: KnowledgeBase, policy: str | None = None) -> dict[str, list[Plan]]:
+    """Every target's plan for every pattern; a gap the knowledge declares wins over the target's own say.
+    `policy` (log, drop, reject) replaces the response the firewall targets see (firewall.with_policy)."""
+    views = {name: firewall.with_policy(kb, policy) if name in FIREWALLS else kb for name in TARGETS}
+    return {name: [gap(p, p.declared_gap(name)) if p.declared_gap(name) else MODULES[name].plan(p, views[name])
+                   for p in views[name].patterns] for name in TARGETS}
 
 
 NEUTRAL_DATE = "1970-01-01"
@@ -139,13 +142,14 @@ def _refuse_empty_targets(plans: dict[str, list[Plan]], selected: list[str]) -> 
 
 def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets: Sequence[str],
           frozen: bool = False, validate: bool = True, save_lock: bool = True,
-          targets_named: bool = False) -> BuildResult:
+          targets_named: bool = False, policy: str | None = None) -> BuildResult:
     """Run the whole build. `targets_named`: the user chose the targets, so one that can express
-    none of the patterns is an input error. Nothing is written unless every step before writing succeeded:
+    none of the patterns is an input error. `policy`: the firewall response for every pattern the
+    firewalls express; the lock's fingerprints (so the revs) stay those of the knowledge's own responses. Nothing is written unless every step before writing succeeded:
     the new out/ is staged beside the old one, validated there, and only then swapped in."""
     kb = load_knowledge(knowledge)
     env = make_environment(templates_dir)
-    plans = plan_all(kb)
+    plans = plan_all(kb, policy)
     selected = [t for t in TARGETS if t in targets]
     if targets_named:
         _refuse_empty_targets(plans, selected)
@@ -153,7 +157,8 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
     lock = Lock.load(lock_path)
     before = lock.dumps()
     try:
-        prints = fingerprints(plans, env, kb)
+        # a deployment policy is no change to a rule: fingerprint what the knowledge itself says
+        prints = fingerprints(plan_all(kb) if policy else plans, env, kb)
     except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
         raise render_errors(exc, templates_dir) from None
     changes = lock.update([p.id for p in kb.patterns], prints, today())

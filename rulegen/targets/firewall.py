@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from typing import Any
 
-from rulegen.model import Detect, Direction, KnowledgeBase, Net, Pattern, PortRange
+from rulegen.model import Detect, Direction, KnowledgeBase, Net, Pattern, PortRange, Response
 from rulegen.targets import Plan, Stamp, gap
 
 HOOKS = {
@@ -19,6 +20,20 @@ HOOKS = {
 LOG_RATE = "5/minute"
 LOG_BURST = 10
 MULTIPORT_MAX = 15  # ports per multiport rule; a range counts two
+POLICIES = ("log", "drop", "reject")  # `rulegen build --policy`
+
+
+def with_policy(kb: KnowledgeBase, policy: str | None) -> KnowledgeBase:
+    """The knowledge as the firewall targets see it under `--policy`: every response becomes the policy,
+    except `alert`, which stays detection only (the knowledge says not to block or log it, e.g. the
+    Conducent ad servers, whose adbot floods the link when blocked). None: the knowledge unchanged."""
+    if policy is None:
+        return kb
+    response = Response(policy)
+    entries = tuple(dataclasses.replace(entry, patterns=tuple(
+        p if p.response is Response.ALERT else dataclasses.replace(p, response=response) for p in entry.patterns))
+        for entry in kb.entries)
+    return dataclasses.replace(kb, entries=entries)
 
 
 def log_prefix(sid: int, action: str) -> str:
