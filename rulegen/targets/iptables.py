@@ -1,27 +1,67 @@
-"""iptables-restore files (IPv4 and IPv6) with rulegen's own chains and the jumps into them."""
+"""iptables-restore files (IPv4 and IPv6) with rulegen's own chains and the jumps into them, and the IP
+lists as ipsets (an `ipset restore` file) that the rules match with `-m set`."""
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 from typing import Any
 
-from rulegen.model import KnowledgeBase, Pattern
-from rulegen.targets import Artifact, Plan, Stamp, firewall, gap
+from rulegen.model import KnowledgeBase
+from rulegen.targets import Artifact, Plan, Stamp, firewall
 
 NAME = "iptables"
 CHAINS = {"input": ("INPUT", "RULEGEN-INPUT"), "forward": ("FORWARD", "RULEGEN-FORWARD"),
           "output": ("OUTPUT", "RULEGEN-OUTPUT")}
 HOOK_COMMENT = "rulegen hook"
 FILES = {4: "iptables/rulegen.rules", 6: "iptables/rulegen6.rules"}
+IPSET_FILE = "iptables/rulegen.ipset"
+IPSET_NAME_MAX = 31  # the kernel's limit for a set name
+IPSET_SWAP_SUFFIX = "-new"  # the reload fills NAME-new, then swaps it with NAME
+IPSET_MAXELEM = 65536  # ipset's default; larger lists raise it
 
 
-def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
-    result = firewall.plan(pattern, kb)
-    if result.expressed:
+plan = firewall.plan  # an IP list, negated or not, is an ipset: iptables expresses what both firewalls share
+
+
+def ipset_name(list_id: str, family: int) -> str:
+    """`rg-<list>-4` / `-6`, shortened with a hash of the list id so that NAME-new fits in 31 characters."""
+    room = IPSET_NAME_MAX - len(IPSET_SWAP_SUFFIX)
+    name = f"rg-{list_id}-{family}"
+    if len(name) <= room:
+        return name
+    digest = hashlib.sha256(list_id.encode()).hexdigest()[:6]
+    return f"rg-{list_id[:room - len(digest) - 6]}-{digest}-{family}"
+
+
+def _set_members(items: list[str]) -> list[str]:
+    """Unique networks as hash:net takes them: it refuses a /0, which becomes its two halves."""
+    members: list[str] = []
+    for item in items:
+        net = ipaddress.ip_network(item, strict=False)
+        for part in (net.subnets(new_prefix=1) if net.prefixlen == 0 else [net]):
+            text = str(part.network_address) if part.prefixlen == part.max_prefixlen else str(part)
+            if text not in members:
+                members.append(text)
+    return members
+
+
+def _ipsets(plans: list[Plan]) -> list[dict[str, Any]]:
+    """One hash:net set per IP list and family that an expressed rule matches."""
+    sets: dict[str, dict[str, Any]] = {}
+    for p in plans:
         for side in ("src", "dst"):
-            listed = result.context[side]
-            if listed.get("negated") and len(listed["v4"]) + len(listed["v6"]) > 1:
-                return gap(pattern, "iptables cannot negate a list of several addresses without an ipset")
-    return result
+            spec = p.context[side]
+            if "list" not in spec:
+                continue
+            for family in (4, 6):
+                if spec[f"v{family}"]:
+                    name = ipset_name(spec["list"], family)
+                    sets[name] = {"name": name, "temp": name + IPSET_SWAP_SUFFIX,
+                                  "family": "inet" if family == 4 else "inet6",
+                                  "maxelem": max(IPSET_MAXELEM, len(spec[f"v{family}"]) * 2),
+                                  "members": _set_members(spec[f"v{family}"])}
+    return [sets[k] for k in sorted(sets)]
 
 
 def _multiport_chunks(ranges: list[list[int]]) -> list[list[list[int]]]:
@@ -54,16 +94,14 @@ def _port_args(side: str, ranges: list[list[int]], negate: bool = False) -> list
 
 def _address_args(side: str, spec: dict[str, Any], family: int) -> str | None:
     """Arguments for one address side, '' for none, or None when the family cannot carry the rule."""
-    flag = "-s" if side == "src" else "-d"
     if spec.get("broadcast"):
         if family == 6:
             return None
         return f"-m addrtype --{side}-type BROADCAST"
     if "list" in spec:
-        items = spec["v4"] if family == 4 else spec["v6"]
-        if not items:
+        if not spec[f"v{family}"]:
             return "" if spec["negated"] else None
-        return f"{'! ' if spec['negated'] else ''}{flag} {','.join(items)}"
+        return f"-m set {'! ' if spec['negated'] else ''}--match-set {ipset_name(spec['list'], family)} {side}"
     return ""
 
 
@@ -109,7 +147,12 @@ def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeB
         text = env.get_template("iptables/rulegen.rules.j2").render(
             chains=chains, family=family, hook_comment=HOOK_COMMENT)
         artifacts.append(Artifact(path, text, ids))
+    sets = _ipsets(ordered)
+    if sets:
+        listed = [p.pattern.id for p in plans if "list" in p.context["src"] or "list" in p.context["dst"]]
+        artifacts.append(Artifact(IPSET_FILE, env.get_template("iptables/rulegen.ipset.j2").render(sets=sets),
+                                  sorted(listed, key=lambda pid: stamps[pid].sid)))
     script = env.get_template("iptables/install.sh.j2").render(chains=list(CHAINS.values()),
-                                                                hook_comment=HOOK_COMMENT)
+                                                                hook_comment=HOOK_COMMENT, sets=sets)
     artifacts.append(Artifact("iptables/install.sh", script, ids))
     return artifacts

@@ -12,7 +12,7 @@ from pathlib import Path
 from rulegen.errors import RulegenError
 from rulegen.validate.base import FileReport, Finding
 
-FORMATS = ("suricata", "sigma", "iptables", "nftables")
+FORMATS = ("suricata", "sigma", "iptables", "ipset", "nftables")
 ENTRY_IN_LINE = re.compile(r"rulegen_entry ([a-z0-9][a-z0-9-]*)")
 PATTERN_IN_LINE = re.compile(r"rulegen \d+ ([a-z0-9][a-z0-9-]*)")
 
@@ -22,8 +22,11 @@ class ValidationInputError(RulegenError):
 
 
 def detect_format(path: Path) -> str | None:
-    """Suricata `.rules`, Sigma `.yml`/`.yaml`, iptables-restore files, nftables `.nft`; None when unknown."""
+    """Suricata `.rules`, Sigma `.yml`/`.yaml`, iptables-restore files, `.ipset` restore files, nftables `.nft`;
+    None when unknown."""
     suffix = path.suffix.lower()
+    if suffix == ".ipset":
+        return "ipset"
     if suffix in (".yml", ".yaml"):
         return "sigma"
     if suffix == ".nft":
@@ -159,6 +162,8 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
                     jobs.append(("lint", pool.submit(lint_suricata, path)))
             elif fmt == "iptables":
                 jobs.append(("iptables", pool.submit(firewall.check_iptables, path)))
+            elif fmt == "ipset":
+                jobs.append(("ipset", pool.submit(firewall.check_ipset, path)))
             elif fmt == "nftables":
                 jobs.append(("nftables", pool.submit(firewall.check_nft, path)))
         reports: list[FileReport] = []
