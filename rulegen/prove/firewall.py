@@ -15,8 +15,11 @@ the host namespace. What to send and what must happen comes from each pattern's 
   no answer within TIMEOUT, reject means an immediate refusal (TCP RST / ICMP port unreachable) where a
   listener would otherwise answer, log means the listener answers.
 
+- `src_net` / `dst_net` as an IP list: probes only in the families and directions whose namespace
+  addresses the list takes in (a test knowledge may list 10.231.0.2); none: the pattern is skipped.
+
 Each proof also reads the packet counters of the pattern's own rules (by the `rulegen <sid> <id>`
-comment): the LOG rule, and for drop/reject the verdict rule, must have counted the probe. The
+comment, in any chain of the hook: RULEGEN-INPUT-*, input_*): the LOG rule, and for drop/reject the verdict rule, must have counted the probe. The
 forward hook would need a third, routed namespace and is not exercised.
 
 Traffic never leaves the two namespaces. They are deleted again even when a probe fails.
@@ -61,8 +64,8 @@ FIRST_SOURCE_PORT = 40000  # probes without a fixed source port get their own fr
 MAX_PORTS = 6  # representative destination ports per pattern
 CMD_TIMEOUT = 30  # seconds for any one ip / iptables / nft command
 HELPER_TIMEOUT = 60  # seconds for one probe run inside a namespace
-TOOLS = ("ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft")
-CHAINS = {"RULEGEN-INPUT": "input", "RULEGEN-OUTPUT": "output", "RULEGEN-FORWARD": "forward"}
+TOOLS = ("ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft", "ipset")
+HOOK_OF_CHAIN = re.compile(r"^(?:RULEGEN-(INPUT|FORWARD|OUTPUT)(?:-\S+)?|(input|forward|output)(?:_\w+)?)$")
 WAYS = {"in": ("peer", "host", "input"), "out": ("host", "peer", "output")}  # client, listener, hook
 
 
@@ -216,10 +219,6 @@ def plan_cases(kb: KnowledgeBase, expressed: dict[str, int]) -> list[Case]:
         case = Case(pattern.id, expressed[pattern.id], pattern.response.value, [])
         cases.append(case)
         lists = [n.list_id for n in (pattern.src_net, pattern.dst_net) if n.kind == "list"]
-        if lists:
-            case.skipped = (f"needs addresses of IP list {lists[0]}; the proof sends only between its own "
-                            "namespace addresses")
-            continue
         if pattern.src_net.kind == "broadcast":
             case.skipped = "a broadcast source address cannot be sent from a socket"
             continue
@@ -228,6 +227,10 @@ def plan_cases(kb: KnowledgeBase, expressed: dict[str, int]) -> list[Case]:
         sports = _representatives(pattern.src_ports)
         for way in _ways(pattern):
             for family in families:
+                client, server = (ADDR[family][WAYS[way][0]], ADDR[family][WAYS[way][1]])
+                if lists and not (_net_matches(pattern.src_net, client, False, kb)
+                                  and _net_matches(pattern.dst_net, server, broadcast, kb)):
+                    continue  # the IP list does not take in this namespace address: no probe can match
                 if pattern.dst_ports:
                     dports: list[int | None] = list(_representatives(pattern.dst_ports))
                 else:
@@ -250,6 +253,9 @@ def plan_cases(kb: KnowledgeBase, expressed: dict[str, int]) -> list[Case]:
             if dport is not None:
                 allowed.probes.append(Probe(f"{ALLOWED}|v{family}|{way}|{transport}|{sport}>{dport}", ALLOWED,
                                             family, transport, way, sport, dport))
+        if lists and not case.probes and not case.skipped:
+            case.skipped = (f"needs addresses of IP list {lists[0]}; the proof sends only between its own "
+                            "namespace addresses")
     cases.append(allowed)
     return cases
 
@@ -308,6 +314,9 @@ def namespaces() -> Iterator[dict[str, str]]:
 
 def _load(target: str, ns: str, out_dir: Path) -> None:
     if target == "iptables":
+        ipsets = out_dir / "iptables" / "rulegen.ipset"
+        if ipsets.is_file():  # the sets the rules match must exist first
+            _run("ip", "netns", "exec", ns, "ipset", "restore", "-file", str(ipsets))
         _run("ip", "netns", "exec", ns, "iptables-restore", "--noflush", str(out_dir / "iptables" / "rulegen.rules"))
         _run("ip", "netns", "exec", ns, "ip6tables-restore", "--noflush",
              str(out_dir / "iptables" / "rulegen6.rules"))
@@ -331,12 +340,13 @@ def read_counters(target: str, ns: str) -> list[Counted]:
             text = _run("ip", "netns", "exec", ns, tool, "-c", "-t", "filter").stdout
             for line in text.splitlines():
                 m = re.match(r"^\[(\d+):\d+\] -A (\S+) (.*)$", line)
-                if not m or m.group(2) not in CHAINS:
+                hook = HOOK_OF_CHAIN.match(m.group(2)) if m else None
+                if not m or not hook or not hook.group(1):
                     continue
                 comment = re.search(r'--comment (?:"([^"]*)"|(\S+))', m.group(3))
                 verdict = re.search(r" -j (\S+)", m.group(3))
                 kind = (verdict.group(1).lower() if verdict else "other")
-                rules.append(Counted(family, CHAINS[m.group(2)], (comment.group(1) or comment.group(2))
+                rules.append(Counted(family, hook.group(1).lower(), (comment.group(1) or comment.group(2))
                                      if comment else "", kind if kind in ("log", "drop", "reject") else "other",
                                      int(m.group(1))))
     else:
@@ -347,7 +357,10 @@ def read_counters(target: str, ns: str) -> list[Counted]:
                 continue
             kinds = [k for e in rule.get("expr", []) for k in e if k in ("log", "drop", "reject")]
             counters = [e["counter"]["packets"] for e in rule.get("expr", []) if "counter" in e]
-            rules.append(Counted("inet", rule["chain"], rule.get("comment", ""), kinds[-1] if kinds else "other",
+            hook = HOOK_OF_CHAIN.match(rule["chain"])
+            if not hook or not hook.group(2):
+                continue
+            rules.append(Counted("inet", hook.group(2), rule.get("comment", ""), kinds[-1] if kinds else "other",
                                  counters[0] if counters else None))
     return rules
 

@@ -105,14 +105,13 @@ def _address_args(side: str, spec: dict[str, Any], family: int) -> str | None:
     return ""
 
 
-def _rules_for(context: dict[str, Any], sid: int, family: int) -> list[str]:
+def _matches(context: dict[str, Any], family: int) -> list[str]:
+    """The match arguments of a pattern's rules in one family (one per multiport chunk; none: no rule)."""
     src = _address_args("src", context["src"], family)
     dst = _address_args("dst", context["dst"], family)
     if src is None or dst is None:
         return []
-    action = context["action"]
-    comment = firewall.comment(sid, context["pattern_id"], context["title"])
-    rules = []
+    matches = []
     for sport in _port_args("s", context["src_ports"]):
         dports = (_port_args("d", context["dst_ports_except"], negate=True) if context["dst_ports_except"]
                   else _port_args("d", context["dst_ports"]))
@@ -120,39 +119,67 @@ def _rules_for(context: dict[str, Any], sid: int, family: int) -> list[str]:
             parts = [f"-p {context['transport']}", src, dst, sport, dport]
             if context["new_only"]:
                 parts.append("-m conntrack --ctstate NEW")
-            match = " ".join(p for p in parts if p)
-            rules.append(f"{match} -m limit --limit {firewall.LOG_RATE} --limit-burst {firewall.LOG_BURST} "
-                         f'-m comment --comment "{comment}" -j LOG --log-prefix "{firewall.log_prefix(sid, action)}"')
-            if action == "drop":
-                rules.append(f'{match} -m comment --comment "{comment}" -j DROP')
-            elif action == "reject":
-                with_ = ("tcp-reset" if context["transport"] == "tcp"
-                         else ("icmp-port-unreachable" if family == 4 else "icmp6-port-unreachable"))
-                rules.append(f'{match} -m comment --comment "{comment}" -j REJECT --reject-with {with_}')
-    return rules
+            matches.append(" ".join(p for p in parts if p))
+    return matches
+
+
+def _log(context: dict[str, Any], sid: int, match: str, comment: str) -> str:
+    return (f"{match} -m limit --limit {firewall.LOG_RATE} --limit-burst {firewall.LOG_BURST} "
+            f'-m comment --comment "{comment}" -j LOG --log-prefix "{firewall.log_prefix(sid, context["action"])}"')
+
+
+def _verdict(context: dict[str, Any], family: int, comment: str) -> str:
+    if context["action"] == "drop":
+        return f'-p {context["transport"]} -m comment --comment "{comment}" -j DROP'
+    with_ = ("tcp-reset" if context["transport"] == "tcp"
+             else ("icmp-port-unreachable" if family == 4 else "icmp6-port-unreachable"))
+    return f'-p {context["transport"]} -m comment --comment "{comment}" -j REJECT --reject-with {with_}'
+
+
+def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], family: int) -> list[dict[str, Any]]:
+    """A hook's chains, so that a packet is compared with as few rules as possible while every pattern keeps
+    its own counters: RULEGEN-<HOOK> sends each protocol to RULEGEN-<HOOK>-TCP / -UDP (a UDP packet never
+    meets a TCP rule). There a log-only pattern is one LOG rule per match; a drop or reject pattern is one
+    rule per match that jumps to its own chain RULEGEN-<HOOK>-<SID>, which logs and then drops or rejects.
+    Within a protocol chain the rules keep rule_order (most specific first)."""
+    base = CHAINS[hook][1]
+    by_transport: dict[str, list[str]] = {}
+    verdict_chains = []
+    for p in plans:
+        if hook not in p.context["hooks"]:
+            continue
+        sid = stamps[p.pattern.id].sid
+        comment = firewall.comment(sid, p.context["pattern_id"], p.context["title"])
+        rules = by_transport.setdefault(p.context["transport"], [])
+        matches = _matches(p.context, family)
+        if p.context["action"] == "log":
+            rules += [_log(p.context, sid, match, comment) for match in matches]
+        elif matches:
+            own = f"{base}-{sid}"
+            rules += [f'{match} -m comment --comment "{comment}" -j {own}' for match in matches]
+            verdict_chains.append({"name": own, "rules": [_log(p.context, sid, f"-p {p.context['transport']}", comment),
+                                                           _verdict(p.context, family, comment)]})
+    protocol_chains = [{"name": f"{base}-{t.upper()}", "rules": by_transport[t]}
+                       for t in sorted(by_transport) if by_transport[t]]
+    dispatch = [f"-p {c['name'].rsplit('-', 1)[1].lower()} -j {c['name']}" for c in protocol_chains]
+    return [{"name": base, "rules": dispatch}, *protocol_chains, *verdict_chains]
 
 
 def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeBase) -> list[Artifact]:
     ordered = firewall.rule_order(plans, stamps)
     ids = [p.pattern.id for p in sorted(plans, key=lambda p: stamps[p.pattern.id].sid)]
+    hooks = list(CHAINS.values())
     artifacts = []
     for family, path in FILES.items():
-        chains = []
-        for hook, (builtin, chain) in CHAINS.items():
-            rules = []
-            for p in ordered:
-                if hook in p.context["hooks"]:
-                    rules.extend(_rules_for(p.context, stamps[p.pattern.id].sid, family))
-            chains.append({"name": chain, "builtin": builtin, "rules": rules})
+        chains = [chain for hook in CHAINS for chain in _hook_chains(hook, ordered, stamps, family)]
         text = env.get_template("iptables/rulegen.rules.j2").render(
-            chains=chains, family=family, hook_comment=HOOK_COMMENT)
+            chains=chains, hooks=hooks, family=family, hook_comment=HOOK_COMMENT)
         artifacts.append(Artifact(path, text, ids))
     sets = _ipsets(ordered)
     if sets:
         listed = [p.pattern.id for p in plans if "list" in p.context["src"] or "list" in p.context["dst"]]
         artifacts.append(Artifact(IPSET_FILE, env.get_template("iptables/rulegen.ipset.j2").render(sets=sets),
                                   sorted(listed, key=lambda pid: stamps[pid].sid)))
-    script = env.get_template("iptables/install.sh.j2").render(chains=list(CHAINS.values()),
-                                                                hook_comment=HOOK_COMMENT, sets=sets)
+    script = env.get_template("iptables/install.sh.j2").render(hooks=hooks, hook_comment=HOOK_COMMENT, sets=sets)
     artifacts.append(Artifact("iptables/install.sh", script, ids))
     return artifacts
