@@ -145,8 +145,9 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
           targets_named: bool = False, policy: str | None = None) -> BuildResult:
     """Run the whole build. `targets_named`: the user chose the targets, so one that can express
     none of the patterns is an input error. `policy`: the firewall response for every pattern the
-    firewalls express; the lock's fingerprints (so the revs) stay those of the knowledge's own responses. Nothing is written unless every step before writing succeeded:
-    the new out/ is staged beside the old one, validated there, and only then swapped in."""
+    firewalls express; the lock's fingerprints (so the revs) stay those of the knowledge's own responses.
+    Nothing is written unless every step before writing succeeded: the new out/ is staged beside the
+    old one, validated there, and only then swapped in."""
     kb = load_knowledge(knowledge)
     env = make_environment(templates_dir)
     plans = plan_all(kb, policy)

@@ -19,8 +19,8 @@ the host namespace. What to send and what must happen comes from each pattern's 
   addresses the list takes in (a test knowledge may list 10.231.0.2); none: the pattern is skipped.
 
 Each proof also reads the packet counters of the pattern's own rules (by the `rulegen <sid> <id>`
-comment, in any chain of the hook: RULEGEN-INPUT-*, input_*): the LOG rule, and for drop/reject the verdict rule, must have counted the probe. The
-forward hook would need a third, routed namespace and is not exercised.
+comment, in any chain of the hook: RULEGEN-INPUT-*, input_*): the LOG rule, and for drop/reject the
+verdict rule, must have counted the probe. The forward hook would need a third, routed namespace and is not exercised.
 
 Traffic never leaves the two namespaces. They are deleted again even when a probe fails.
 This module is also the probe helper itself: `python -m rulegen.prove.firewall listen|probe`,
