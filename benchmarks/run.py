@@ -23,6 +23,7 @@ import tempfile
 import time
 from array import array
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -196,43 +197,79 @@ def replay(pcap: Path, rules: Path, config: Path, logdir: Path) -> float:
 
 # --------------------------------------------------------------------------- firewall shape
 
+PROTOCOLS = ("tcp", "udp", "icmp")  # a packet of each; the worst case over them is reported
+
+
 def iptables_walk(path: Path) -> dict[str, int]:
-    """Worst case per hook: the rules a packet that matches nothing is compared with, jumps followed."""
+    """Worst case per hook: the rules a packet that matches nothing is compared with. A jump is followed
+    when nothing but the packet's protocol (-p) conditions it: the hook jump and the protocol dispatch;
+    a jump that also needs ports or addresses does not take a packet that matches nothing."""
     rules: dict[str, list[str]] = {}
     for line in path.read_text().splitlines():
         m = re.match(r"-[AI] (\S+) (.*)", line)
         if m:
             rules.setdefault(m.group(1), []).append(m.group(2))
 
-    def walk(chain: str, seen: frozenset = frozenset()) -> int:
+    def taken(rule: str, proto: str) -> str | None:
+        target = re.search(r"-j (\S+)", rule)
+        if not target or target.group(1) not in rules:
+            return None
+        conditions = re.sub(r'-m comment --comment "[^"]*"|-j \S+', "", rule).split()
+        if conditions in ([], ["-p", proto]):
+            return target.group(1)
+        return None
+
+    def walk(chain: str, proto: str, seen: frozenset = frozenset()) -> int:
         total = 0
         for rule in rules.get(chain, []):
             total += 1
-            target = re.search(r"-j (\S+)", rule)
-            if target and target.group(1) in rules and target.group(1) not in seen:
-                total += walk(target.group(1), seen | {chain})
+            target = taken(rule, proto)
+            if target and target not in seen:
+                total += walk(target, proto, seen | {chain})
         return total
 
-    return {hook: walk(hook) for hook in ("INPUT", "FORWARD", "OUTPUT") if hook in rules}
+    return {hook: max(walk(hook, proto) for proto in PROTOCOLS)
+            for hook in ("INPUT", "FORWARD", "OUTPUT") if hook in rules}
 
 
-def nft_shape(path: Path) -> dict[str, int]:
+def nft_shape(path: Path) -> dict[str, Any]:
+    """Rules and sets of the table, and per base chain the rules a packet that matches nothing walks
+    (worst case over protocols): a protocol verdict map or a bare `meta l4proto X jump` is followed."""
     text = path.read_text()
-    chains: dict[str, int] = {}
+    chains: dict[str, list[str]] = {}
+    base: dict[str, str] = {}
     current = None
     for line in text.splitlines():
         s = line.strip()
         m = re.match(r"chain (\S+) \{", s)
         if m:
             current = m.group(1)
-            chains[current] = 0
+            chains[current] = []
         elif s == "}":
             current = None
-        elif current and s and not s.startswith(("type ", "#", "policy ")):
-            chains[current] += 1
-    return {"rules": sum(chains.values()), "longest chain": max(chains.values(), default=0),
+        elif current and (hook := re.match(r"type filter hook (\w+)", s)):
+            base[hook.group(1)] = current
+        elif current and s and not s.startswith(("#", "policy ")):
+            chains[current].append(s)
+
+    def walk(chain: str, proto: str) -> int:
+        total = 0
+        for rule in chains.get(chain, []):
+            total += 1
+            vmap = re.fullmatch(r"meta l4proto vmap \{ (.*) \}", rule)
+            bare = re.fullmatch(r"meta l4proto (\w+) jump (\w+)", rule)
+            if vmap:
+                targets = dict(re.findall(r"(\w+) : jump (\w+)", vmap.group(1)))
+                total += walk(targets[proto], proto) if proto in targets else 0
+            elif bare and bare.group(1) == proto:
+                total += walk(bare.group(2), proto)
+        return total
+
+    rules = sum(len(r) for r in chains.values())
+    return {"rules": rules, "chains": len(chains), "longest chain": max(map(len, chains.values()), default=0),
+            "walk": {hook: max(walk(chain, proto) for proto in PROTOCOLS) for hook, chain in base.items()},
             "named sets": len(re.findall(r"^\s*set \S+ \{", text, re.M)),
-            "anonymous sets": len(re.findall(r"\{ [^}]*, [^}]*\}", text))}
+            "anonymous sets": len(re.findall(r"\{ [^}]*, [^}]*\}", text)) - len(re.findall(r"vmap \{", text))}
 
 
 # --------------------------------------------------------------------------- main
@@ -351,9 +388,12 @@ def main() -> None:
                  *["/".join(str(v) for v in r["iptables"]["v4"].values()) for r in results]])
     rows.append(["firewall: ip6tables rules walked, v6 INPUT/FORWARD/OUTPUT",
                  *["/".join(str(v) for v in r["iptables"]["v6"].values()) for r in results]])
-    rows.append(["firewall: nft rules (longest chain) / sets named+anon",
-                 *[f"{r['nft']['rules']} ({r['nft']['longest chain']}) / {r['nft']['named sets']}+"
-                   f"{r['nft']['anonymous sets']}" for r in results]])
+    rows.append(["firewall: nft rules walked, input/forward/output",
+                 *["/".join(str(r["nft"]["walk"].get(h, 0)) for h in ("input", "forward", "output"))
+                   for r in results]])
+    rows.append(["firewall: nft rules in chains (longest) / sets named+anon",
+                 *[f"{r['nft']['rules']} in {r['nft']['chains']} ({r['nft']['longest chain']}) / "
+                   f"{r['nft']['named sets']}+{r['nft']['anonymous sets']}" for r in results]])
 
     print(machine())
     headline = []
