@@ -85,6 +85,31 @@ def rule_order(plans: list[Plan], stamps: dict[str, Stamp]) -> list[Plan]:
     return sorted(plans, key=lambda p: (-specificity(p.context or {}), stamps[p.pattern.id].sid))
 
 
+def port_runs(plans: list[Plan]) -> list[list[Plan]]:
+    """A protocol chain's plans (in rule_order) cut into runs: consecutive plans that all name destination
+    ports, and single plans that do not. A run of the first kind can sit in a chain of its own behind a gate
+    on those ports: a packet to any other port passes one gate rule instead of every rule of the run, and
+    the order of the rules (so what each pattern counts) is unchanged."""
+    runs: list[list[Plan]] = []
+    for p in plans:
+        if p.context["dst_ports"] and runs and runs[-1][-1].context["dst_ports"]:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs
+
+
+def merged_ports(plans: list[Plan]) -> list[list[int]]:
+    """The destination ports of the plans as few sorted, disjoint ranges as possible."""
+    merged: list[list[int]] = []
+    for low, high in sorted(r for p in plans for r in p.context["dst_ports"]):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], high)
+        else:
+            merged.append([low, high])
+    return merged
+
+
 def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
     if pattern.response.value == "alert":
         return gap(pattern, "response is alert: the knowledge asks for detection only, nothing to block or log")

@@ -136,33 +136,56 @@ def _verdict(context: dict[str, Any], family: int, comment: str) -> str:
     return f'-p {context["transport"]} -m comment --comment "{comment}" -j REJECT --reject-with {with_}'
 
 
-def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], family: int) -> list[dict[str, Any]]:
-    """A hook's chains, so that a packet is compared with as few rules as possible while every pattern keeps
-    its own counters: RULEGEN-<HOOK> sends each protocol to RULEGEN-<HOOK>-TCP / -UDP (a UDP packet never
-    meets a TCP rule). There a log-only pattern is one LOG rule per match; a drop or reject pattern is one
-    rule per match that jumps to its own chain RULEGEN-<HOOK>-<SID>, which logs and then drops or rejects.
-    Within a protocol chain the rules keep rule_order (most specific first)."""
-    base = CHAINS[hook][1]
-    by_transport: dict[str, list[str]] = {}
-    verdict_chains = []
+def _pattern_rules(plans: list[Plan], stamps: dict[str, Stamp], family: int, base: str,
+                   verdict_chains: list[dict[str, Any]]) -> list[str]:
+    """A log-only pattern: one LOG rule per match. A drop or reject pattern: one rule per match that jumps
+    to its own chain <base>-<SID> (appended to verdict_chains), which logs and then drops or rejects."""
+    rules = []
     for p in plans:
-        if hook not in p.context["hooks"]:
-            continue
         sid = stamps[p.pattern.id].sid
         comment = firewall.comment(sid, p.context["pattern_id"], p.context["title"])
-        rules = by_transport.setdefault(p.context["transport"], [])
         matches = _matches(p.context, family)
         if p.context["action"] == "log":
             rules += [_log(p.context, sid, match, comment) for match in matches]
         elif matches:
             own = f"{base}-{sid}"
             rules += [f'{match} -m comment --comment "{comment}" -j {own}' for match in matches]
-            verdict_chains.append({"name": own, "rules": [_log(p.context, sid, f"-p {p.context['transport']}", comment),
-                                                           _verdict(p.context, family, comment)]})
-    protocol_chains = [{"name": f"{base}-{t.upper()}", "rules": by_transport[t]}
-                       for t in sorted(by_transport) if by_transport[t]]
-    dispatch = [f"-p {c['name'].rsplit('-', 1)[1].lower()} -j {c['name']}" for c in protocol_chains]
-    return [{"name": base, "rules": dispatch}, *protocol_chains, *verdict_chains]
+            verdict_chains.append({"name": own, "rules": [_log(p.context, sid, f"-p {p.context['transport']}",
+                                                               comment), _verdict(p.context, family, comment)]})
+    return rules
+
+
+def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], family: int) -> list[dict[str, Any]]:
+    """A hook's chains, so that a packet is compared with as few rules as possible while every pattern keeps
+    its own counters: RULEGEN-<HOOK> sends each protocol to RULEGEN-<HOOK>-TCP / -UDP (a UDP packet never
+    meets a TCP rule). There the rules keep rule_order (most specific first); each run of patterns that
+    name destination ports (firewall.port_runs) moves to RULEGEN-<HOOK>-<PROTO>-P<n>, entered by one
+    multiport rule per 15 of their ports, when that is fewer rules than the run has."""
+    base = CHAINS[hook][1]
+    dispatch: list[str] = []
+    chains: list[dict[str, Any]] = []
+    verdict_chains: list[dict[str, Any]] = []
+    for transport in sorted({p.context["transport"] for p in plans if hook in p.context["hooks"]}):
+        name = f"{base}-{transport.upper()}"
+        rules: list[str] = []
+        gated_chains = []
+        runs = firewall.port_runs([p for p in plans if hook in p.context["hooks"]
+                                   and p.context["transport"] == transport])
+        for run in runs:
+            run_rules = _pattern_rules(run, stamps, family, base, verdict_chains)
+            gate = f"{name}-P{len(gated_chains) + 1}"
+            entries = ([f"-p {transport} {ports} -j {gate}"
+                        for ports in _port_args("d", firewall.merged_ports(run))] if run[0].context["dst_ports"]
+                       else [])
+            if entries and len(run_rules) > len(entries):
+                rules += entries
+                gated_chains.append({"name": gate, "rules": run_rules})
+            else:
+                rules += run_rules
+        if rules:
+            dispatch.append(f"-p {transport} -j {name}")
+            chains += [{"name": name, "rules": rules}, *gated_chains]
+    return [{"name": base, "rules": dispatch}, *chains, *verdict_chains]
 
 
 def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeBase) -> list[Artifact]:

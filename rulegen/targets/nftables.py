@@ -86,19 +86,14 @@ def _verdict(context: dict[str, Any], comment: str) -> str:
     return f'meta l4proto {proto} counter {verdict} comment "{comment}"'
 
 
-def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], sets: dict[str, dict]) -> list[dict]:
-    """A hook's chains: the base chain sends each protocol with one verdict map lookup to <hook>_tcp /
-    <hook>_udp; there a log-only pattern is one log rule per match, a drop or reject pattern one rule per
-    match that jumps to its own chain <hook>_<sid> (log, then drop or reject). Regular chains come first:
-    a jump needs its chain declared. Within a protocol chain the rules keep rule_order."""
-    by_transport: dict[str, list[str]] = {}
-    verdict_chains = []
+def _pattern_rules(plans: list[Plan], stamps: dict[str, Stamp], sets: dict[str, dict], hook: str,
+                   verdict_chains: list[dict]) -> list[str]:
+    """A log-only pattern: one log rule per match. A drop or reject pattern: one rule per match that jumps
+    to its own chain <hook>_<sid> (appended to verdict_chains), which logs and then drops or rejects."""
+    rules = []
     for p in plans:
-        if hook not in p.context["hooks"]:
-            continue
         sid = stamps[p.pattern.id].sid
         comment = firewall.comment(sid, p.context["pattern_id"], p.context["title"], limit=128)
-        rules = by_transport.setdefault(p.context["transport"], [])
         matches = _matches(p.context, sets)
         if p.context["action"] == "log":
             rules += [_log(p.context, sid, match + " ", comment) for match in matches]
@@ -107,11 +102,36 @@ def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], sets: d
             rules += [f'{match} jump {own} comment "{comment}"' for match in matches]
             verdict_chains.append({"name": own, "hook": None,
                                    "rules": [_log(p.context, sid, "", comment), _verdict(p.context, comment)]})
-    protocol_chains = [{"name": f"{hook}_{t}", "hook": None, "rules": by_transport[t]}
-                       for t in sorted(by_transport) if by_transport[t]]
-    dispatch = ", ".join(f"{c['name'].rsplit('_', 1)[1]} : jump {c['name']}" for c in protocol_chains)
-    base = {"name": hook, "hook": hook, "rules": [f"meta l4proto vmap {{ {dispatch} }}"] if dispatch else []}
-    return [*verdict_chains, *protocol_chains, base]
+    return rules
+
+
+def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], sets: dict[str, dict]) -> list[dict]:
+    """A hook's chains: the base chain sends each protocol with one verdict map lookup to <hook>_tcp /
+    <hook>_udp. There the rules keep rule_order; each run of patterns that name destination ports
+    (firewall.port_runs) moves to <hook>_<proto>_p<n>, entered by one rule matching the set of their ports.
+    Regular chains come first: a jump needs its chain declared."""
+    dispatch: list[str] = []
+    chains: list[dict] = []
+    verdict_chains: list[dict] = []
+    for transport in sorted({p.context["transport"] for p in plans if hook in p.context["hooks"]}):
+        name = f"{hook}_{transport}"
+        rules: list[str] = []
+        gated_chains = []
+        runs = firewall.port_runs([p for p in plans if hook in p.context["hooks"]
+                                   and p.context["transport"] == transport])
+        for run in runs:
+            run_rules = _pattern_rules(run, stamps, sets, hook, verdict_chains)
+            if run[0].context["dst_ports"] and len(run_rules) > 1:
+                gate = f"{name}_p{len(gated_chains) + 1}"
+                rules.append(f"{transport} dport {_ports(firewall.merged_ports(run))} jump {gate}")
+                gated_chains.append({"name": gate, "hook": None, "rules": run_rules})
+            else:
+                rules += run_rules
+        if rules:
+            dispatch.append(f"{transport} : jump {name}")
+            chains += [*gated_chains, {"name": name, "hook": None, "rules": rules}]
+    base = {"name": hook, "hook": hook, "rules": [f"meta l4proto vmap {{ {', '.join(dispatch)} }}"] if dispatch else []}
+    return [*verdict_chains, *chains, base]
 
 
 def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeBase) -> list[Artifact]:
