@@ -13,7 +13,8 @@ the host namespace. What to send and what must happen comes from each pattern's 
 - `dst_net: broadcast`: a datagram to the veth subnet's broadcast address (IPv4 only);
 - `response`, together with every other expressed pattern that matches the same packet: drop means
   no answer within TIMEOUT, reject means an immediate refusal (TCP RST / ICMP port unreachable) where a
-  listener would otherwise answer, log means the listener answers.
+  listener would otherwise answer (no answer to a broadcast: the kernel sends no ICMP error about one),
+  log means the probe fares as without the firewall (the listener answers; port 0 stays refused).
 
 - `src_net` / `dst_net` as an IP list: probes only in the families and directions whose namespace
   addresses the list takes in (a test knowledge may list 10.231.0.2); none: the pattern is skipped.
@@ -161,7 +162,7 @@ def expected(probe: Probe, patterns: list[Pattern], kb: KnowledgeBase) -> tuple[
     if not verdicts:
         back = [p for p in _matching(probe, patterns, kb, reply=True) if p.response is Response.DROP]
         return ("timeout" if back else "answered"), hits + back
-    if verdicts == {Response.DROP}:
+    if verdicts == {Response.DROP} or probe.broadcast:  # no ICMP error answers a broadcast: a reject is silent
         return "timeout", hits
     if verdicts == {Response.REJECT}:
         return "refused", hits
@@ -307,6 +308,10 @@ def namespaces() -> Iterator[dict[str, str]]:
             _run("ip", "-n", ns, "addr", "add", f"{ADDR[4][role]}/{ADDR[4]['prefix']}", "brd", "+", "dev", dev)
             _run("ip", "-n", ns, "addr", "add", f"{ADDR[6][role]}/{ADDR[6]['prefix']}", "dev", dev, "nodad")
             _run("ip", "-n", ns, "link", "set", dev, "up")
+            # the kernel answers at most one ICMP error per second and destination by default: every UDP
+            # reject's port unreachable must come back (these sysctls belong to the namespace)
+            _run("ip", "netns", "exec", ns, "sh", "-c", "echo 0 > /proc/sys/net/ipv4/icmp_ratelimit && "
+                 "echo 0 > /proc/sys/net/ipv6/icmp/ratelimit")
         yield {"host": host, "peer": peer}
     finally:
         _delete_namespaces()
@@ -450,13 +455,15 @@ def _judge(case: Case, target: str, patterns: list[Pattern], kb: KnowledgeBase, 
         want, hits = expected(probe, patterns, kb)
         got, base = firewalled.get(probe.key, {"outcome": "missing"}), control.get(probe.key, {"outcome": "missing"})
         outcome = got["outcome"]
-        good = {"answered": outcome == "answered",
+        good = {"answered": outcome == base["outcome"],
                 "timeout": outcome == "timeout" or (probe.way == "out" and outcome == "eperm"),
-                "refused": outcome == "refused" and got.get("elapsed", TIMEOUT) < REFUSED_WITHIN,
+                "refused": (outcome == "refused" and got.get("elapsed", TIMEOUT) < REFUSED_WITHIN)
+                or (probe.way == "out" and outcome == "eperm"),  # the sender's own stack refused it
                 "blocked": outcome in ("timeout", "refused", "eperm")}[want]
-        # without the firewall something must answer, or a timeout proves nothing; a reject needs a
-        # listener there, or its RST cannot be told from a closed port's
-        base_ok = base["outcome"] == "answered" or (want == "timeout" and base["outcome"] == "refused")
+        # without the firewall something must answer, or a timeout proves nothing. Where nothing can listen
+        # (port 0) the closed port's refusal is the baseline: a logged probe must meet it unchanged, and a
+        # reject, which looks the same, is shown by the pattern's own REJECT counter (checked below)
+        base_ok = base["outcome"] == "answered" or (want != "blocked" and base["outcome"] == "refused")
         note = f"{probe.label()}: {outcome}"
         if outcome == "refused":
             note += f" in {got.get('elapsed', 0):.3f}s"
