@@ -225,16 +225,18 @@ def iptables_walk(path: Path) -> dict[str, dict[str, int]]:
             return None
         return target.group(1) if worst or len(conditions) <= 2 else None
 
-    def walk(chain: str, proto: str, worst: bool, seen: frozenset = frozenset()) -> int:
+    def walk(chain: str, proto: str, worst: bool, entered: set[str]) -> int:
+        """A chain is entered once: the multiport gates of one run cover disjoint ports."""
+        entered.add(chain)
         total = 0
         for rule in rules.get(chain, []):
             total += 1
             target = taken(rule, proto, worst)
-            if target and target not in seen:
-                total += walk(target, proto, worst, seen | {chain})
+            if target and target not in entered:
+                total += walk(target, proto, worst, entered)
         return total
 
-    return {mode: {hook: max(walk(hook, proto, mode == "worst") for proto in PROTOCOLS)
+    return {mode: {hook: max(walk(hook, proto, mode == "worst", set()) for proto in PROTOCOLS)
                    for hook in ("INPUT", "FORWARD", "OUTPUT") if hook in rules} for mode in ("other port", "worst")}
 
 

@@ -81,8 +81,11 @@ def rule_order(plans: list[Plan], stamps: dict[str, Stamp]) -> list[Plan]:
     packet behind `echo-udp-probe` (UDP -> 7, drop), nor `hack-a-tack-31790-to-31789` behind
     `hack-a-tack-inbound-probe` (UDP -> 31789, drop). Narrow first, every pattern's own rules count
     the traffic they describe, and the broad rule still drops it when the narrow one only logs.
+    Among equally specific rules, those that name destination ports come first, so that they form one
+    run behind one port gate (port_runs); the SID orders the rest.
     """
-    return sorted(plans, key=lambda p: (-specificity(p.context or {}), stamps[p.pattern.id].sid))
+    return sorted(plans, key=lambda p: (-specificity(p.context or {}), not (p.context or {}).get("dst_ports"),
+                                        stamps[p.pattern.id].sid))
 
 
 def port_runs(plans: list[Plan]) -> list[list[Plan]]:
