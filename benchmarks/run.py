@@ -393,11 +393,11 @@ def main() -> None:
     rows.append(["    peak RSS build+validate (largest process), MiB",
                  *[f"{r['validate_rss'] / 1024:.0f}" for r in results]])
     for mode in ("other port", "worst"):
-        rows.append([f"firewall: iptables walk ({mode}), v4 INPUT/FORWARD/OUTPUT",
+        rows.append([f"firewall: iptables walk ({mode}), v4 IN/FWD/OUT",
                      *["/".join(map(str, r["iptables"]["v4"][mode].values())) for r in results]])
-        rows.append([f"firewall: ip6tables walk ({mode}), v6 INPUT/FORWARD/OUTPUT",
+        rows.append([f"firewall: ip6tables walk ({mode}), v6 IN/FWD/OUT",
                      *["/".join(map(str, r["iptables"]["v6"][mode].values())) for r in results]])
-        rows.append([f"firewall: nft walk ({mode}), input/forward/output",
+        rows.append([f"firewall: nft walk ({mode}), in/fwd/out",
                      *["/".join(str(r["nft"]["walk"][mode].get(h, 0)) for h in ("input", "forward", "output"))
                        for r in results]])
     rows.append(["firewall: nft rules in chains / sets named+anon",
