@@ -166,6 +166,23 @@ def test_iptables_ipset_install_reload_and_remove(built_lists):
         assert _state(host) == before
 
 
+def test_iptables_reload_drops_the_chains_a_new_build_no_longer_declares(built_lists, tmp_path):
+    """Reloading with a --policy log build (no drop patterns, so no RULEGEN-<HOOK>-<SID> chains) leaves
+    exactly the chains that file declares."""
+    _tools()
+    logged = _build(built_lists.parent, "--policy", "log")
+    with firewall.namespaces() as ns:
+        host = ns["host"]
+        _in(host, "sh", str(built_lists / "iptables" / "install.sh"))
+        assert re.search(r"^:RULEGEN-INPUT-\d+ ", _in(host, "iptables-save"), re.M)
+        _in(host, "sh", str(logged / "iptables" / "install.sh"))
+        for family, name in (("iptables", "rulegen.rules"), ("ip6tables", "rulegen6.rules")):
+            loaded = set(re.findall(r"^:(RULEGEN-\S+)", _in(host, f"{family}-save"), re.M))
+            assert loaded == set(re.findall(r"^:(RULEGEN-\S+)", (logged / "iptables" / name).read_text(), re.M))
+        _in(host, "sh", str(logged / "iptables" / "install.sh"), "remove")
+        assert "RULEGEN" not in _in(host, "iptables-save") + _in(host, "ip6tables-save")
+
+
 def test_nft_table_load_reload_and_delete(built_lists):
     _tools()
     path = str(built_lists / "nftables" / "rulegen.nft")
