@@ -91,7 +91,7 @@ def fingerprints(plans: dict[str, list[Plan]], env: SandboxedEnvironment, kb: Kn
         hits: dict[str, list[str]] = {pid: [] for pid in wanted}
         for line in artifact.text.splitlines():
             for pid in wanted.intersection(TOKEN.findall(line)):
-                hits[pid].append(line)
+                hits[pid].append(re.sub(artifact.placement, "", line) if artifact.placement else line)
         for pid in artifact.patterns:
             parts[pid].append("\n".join(hits[pid]))
     return {pid: hashlib.sha256("\x00".join(texts).encode()).hexdigest() for pid, texts in parts.items()}

@@ -44,6 +44,9 @@ class Artifact:
     text: str
     patterns: list[str] = field(default_factory=list)
     per_pattern: bool = False  # the whole file is one pattern's rule (Sigma); else lines name their pattern
+    # the part of a line that only places the rule in the file (iptables' `-A CHAIN `: which chain depends
+    # on the neighbouring patterns too), left out of the pattern's fingerprint
+    placement: str | None = None
 
 
 def gap(pattern: Pattern, reason: str) -> Plan:

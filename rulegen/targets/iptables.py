@@ -15,6 +15,7 @@ CHAINS = {"input": ("INPUT", "RULEGEN-INPUT"), "forward": ("FORWARD", "RULEGEN-F
           "output": ("OUTPUT", "RULEGEN-OUTPUT")}
 HOOK_COMMENT = "rulegen hook"
 FILES = {4: "iptables/rulegen.rules", 6: "iptables/rulegen6.rules"}
+PLACEMENT = r"^-A \S+ "  # a rule's chain: RULEGEN-INPUT-UDP or -UDP-P2 as the port gates around it fall
 IPSET_FILE = "iptables/rulegen.ipset"
 IPSET_NAME_MAX = 31  # the kernel's limit for a set name
 IPSET_SWAP_SUFFIX = "-new"  # the reload fills NAME-new, then swaps it with NAME
@@ -197,7 +198,7 @@ def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeB
         chains = [chain for hook in CHAINS for chain in _hook_chains(hook, ordered, stamps, family)]
         text = env.get_template("iptables/rulegen.rules.j2").render(
             chains=chains, hooks=hooks, family=family, hook_comment=HOOK_COMMENT)
-        artifacts.append(Artifact(path, text, ids))
+        artifacts.append(Artifact(path, text, ids, placement=PLACEMENT))
     sets = _ipsets(ordered)
     if sets:
         listed = [p.pattern.id for p in plans if "list" in p.context["src"] or "list" in p.context["dst"]]
