@@ -23,6 +23,7 @@ import tempfile
 import time
 from array import array
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -196,43 +197,87 @@ def replay(pcap: Path, rules: Path, config: Path, logdir: Path) -> float:
 
 # --------------------------------------------------------------------------- firewall shape
 
-def iptables_walk(path: Path) -> dict[str, int]:
-    """Worst case per hook: the rules a packet that matches nothing is compared with, jumps followed."""
+PROTOCOLS = ("tcp", "udp", "icmp")  # a packet of each; the worst case over them is reported
+
+
+PROTOCOLS = ("tcp", "udp", "icmp")  # a packet of each; the largest walk over them is reported
+PATTERN_JUMP = re.compile(r"rulegen \d+ ")  # a jump carrying a pattern's comment: only its own packets take it
+
+
+def iptables_walk(path: Path) -> dict[str, dict[str, int]]:
+    """Per hook, the rules a packet that no pattern matches is compared with, jumps followed:
+    - `other port`: a packet to a port no pattern names (most traffic): only jumps that nothing but the
+      protocol (-p) conditions are taken (the hook jump, the protocol dispatch);
+    - `worst`: an upper bound for any unmatched packet: port gates are taken too (a packet to a pattern's
+      port that fails its other matches); a jump to a pattern's own chain is never taken."""
     rules: dict[str, list[str]] = {}
     for line in path.read_text().splitlines():
         m = re.match(r"-[AI] (\S+) (.*)", line)
         if m:
             rules.setdefault(m.group(1), []).append(m.group(2))
 
-    def walk(chain: str, seen: frozenset = frozenset()) -> int:
+    def taken(rule: str, proto: str, worst: bool) -> str | None:
+        target = re.search(r"-j (\S+)", rule)
+        if not target or target.group(1) not in rules or PATTERN_JUMP.search(rule):
+            return None
+        conditions = re.sub(r'-m comment --comment "[^"]*"|-j \S+', "", rule).split()
+        if conditions[:2] not in ([], ["-p", proto]):
+            return None
+        return target.group(1) if worst or len(conditions) <= 2 else None
+
+    def walk(chain: str, proto: str, worst: bool, entered: set[str]) -> int:
+        """A chain is entered once: the multiport gates of one run cover disjoint ports."""
+        entered.add(chain)
         total = 0
         for rule in rules.get(chain, []):
             total += 1
-            target = re.search(r"-j (\S+)", rule)
-            if target and target.group(1) in rules and target.group(1) not in seen:
-                total += walk(target.group(1), seen | {chain})
+            target = taken(rule, proto, worst)
+            if target and target not in entered:
+                total += walk(target, proto, worst, entered)
         return total
 
-    return {hook: walk(hook) for hook in ("INPUT", "FORWARD", "OUTPUT") if hook in rules}
+    return {mode: {hook: max(walk(hook, proto, mode == "worst", set()) for proto in PROTOCOLS)
+                   for hook in ("INPUT", "FORWARD", "OUTPUT") if hook in rules} for mode in ("other port", "worst")}
 
 
-def nft_shape(path: Path) -> dict[str, int]:
+def nft_shape(path: Path) -> dict[str, Any]:
+    """Rules, chains and sets of the table, and per base chain the rules walked as iptables_walk counts them:
+    the protocol verdict map is followed; a port gate (`tcp dport {...} jump`, no comment) only for `worst`."""
     text = path.read_text()
-    chains: dict[str, int] = {}
+    chains: dict[str, list[str]] = {}
+    base: dict[str, str] = {}
     current = None
     for line in text.splitlines():
         s = line.strip()
         m = re.match(r"chain (\S+) \{", s)
         if m:
             current = m.group(1)
-            chains[current] = 0
+            chains[current] = []
         elif s == "}":
             current = None
-        elif current and s and not s.startswith(("type ", "#", "policy ")):
-            chains[current] += 1
-    return {"rules": sum(chains.values()), "longest chain": max(chains.values(), default=0),
+        elif current and (hook := re.match(r"type filter hook (\w+)", s)):
+            base[hook.group(1)] = current
+        elif current and s and not s.startswith(("#", "policy ")):
+            chains[current].append(s)
+
+    def walk(chain: str, proto: str, worst: bool) -> int:
+        total = 0
+        for rule in chains.get(chain, []):
+            total += 1
+            vmap = re.fullmatch(r"meta l4proto vmap \{ (.*) \}", rule)
+            gate = re.fullmatch(r"(\w+) dport .* jump (\w+)", rule)
+            if vmap:
+                targets = dict(re.findall(r"(\w+) : jump (\w+)", vmap.group(1)))
+                total += walk(targets[proto], proto, worst) if proto in targets else 0
+            elif gate and worst and gate.group(1) == proto:
+                total += walk(gate.group(2), proto, worst)
+        return total
+
+    return {"rules": sum(len(r) for r in chains.values()), "chains": len(chains),
+            "walk": {mode: {hook: max(walk(chain, proto, mode == "worst") for proto in PROTOCOLS)
+                            for hook, chain in base.items()} for mode in ("other port", "worst")},
             "named sets": len(re.findall(r"^\s*set \S+ \{", text, re.M)),
-            "anonymous sets": len(re.findall(r"\{ [^}]*, [^}]*\}", text))}
+            "anonymous sets": len(re.findall(r"\{ [^}]*, [^}]*\}", text)) - len(re.findall(r"vmap \{", text))}
 
 
 # --------------------------------------------------------------------------- main
@@ -347,13 +392,17 @@ def main() -> None:
     rows.append(["(c) peak RSS build --no-validate, MiB", *[f"{r['build_rss'] / 1024:.0f}" for r in results]])
     rows.append(["    peak RSS build+validate (largest process), MiB",
                  *[f"{r['validate_rss'] / 1024:.0f}" for r in results]])
-    rows.append(["firewall: iptables rules walked, v4 INPUT/FORWARD/OUTPUT",
-                 *["/".join(str(v) for v in r["iptables"]["v4"].values()) for r in results]])
-    rows.append(["firewall: ip6tables rules walked, v6 INPUT/FORWARD/OUTPUT",
-                 *["/".join(str(v) for v in r["iptables"]["v6"].values()) for r in results]])
-    rows.append(["firewall: nft rules (longest chain) / sets named+anon",
-                 *[f"{r['nft']['rules']} ({r['nft']['longest chain']}) / {r['nft']['named sets']}+"
-                   f"{r['nft']['anonymous sets']}" for r in results]])
+    for mode in ("other port", "worst"):
+        rows.append([f"firewall: iptables walk ({mode}), v4 IN/FWD/OUT",
+                     *["/".join(map(str, r["iptables"]["v4"][mode].values())) for r in results]])
+        rows.append([f"firewall: ip6tables walk ({mode}), v6 IN/FWD/OUT",
+                     *["/".join(map(str, r["iptables"]["v6"][mode].values())) for r in results]])
+        rows.append([f"firewall: nft walk ({mode}), in/fwd/out",
+                     *["/".join(str(r["nft"]["walk"][mode].get(h, 0)) for h in ("input", "forward", "output"))
+                       for r in results]])
+    rows.append(["firewall: nft rules in chains / sets named+anon",
+                 *[f"{r['nft']['rules']} in {r['nft']['chains']} / "
+                   f"{r['nft']['named sets']}+{r['nft']['anonymous sets']}" for r in results]])
 
     print(machine())
     headline = []

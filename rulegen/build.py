@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +23,23 @@ from rulegen.model import KnowledgeBase
 from rulegen.output import discard, manifest, stage, swap_in, write_file_atomic
 from rulegen.render import make_environment, render_errors
 from rulegen.report import REPORT_NAME, render_report
-from rulegen.targets import TARGETS, Artifact, Plan, Stamp, gap, iptables, nftables, pattern_lines, sigma, suricata
+from rulegen.targets import (
+    TARGETS,
+    Artifact,
+    Plan,
+    Stamp,
+    firewall,
+    gap,
+    iptables,
+    nftables,
+    pattern_lines,
+    sigma,
+    suricata,
+)
 from rulegen.validate.base import FileReport, Finding
 
 MODULES = {"suricata": suricata, "sigma": sigma, "iptables": iptables, "nftables": nftables}
+FIREWALLS = ("iptables", "nftables")
 
 
 @dataclass
@@ -65,10 +79,12 @@ def _folder(root: Path) -> Path:
     return root if root.is_dir() else root.parent
 
 
-def plan_all(kb: KnowledgeBase) -> dict[str, list[Plan]]:
-    """Every target's plan for every pattern; a gap the knowledge declares wins over the target's own say."""
-    return {name: [gap(p, p.declared_gap(name)) if p.declared_gap(name) else MODULES[name].plan(p, kb)
-                   for p in kb.patterns] for name in TARGETS}
+def plan_all(kb: KnowledgeBase, policy: str | None = None) -> dict[str, list[Plan]]:
+    """Every target's plan for every pattern; a gap the knowledge declares wins over the target's own say.
+    `policy` (log, drop, reject) replaces the response the firewall targets see (firewall.with_policy)."""
+    views = {name: firewall.with_policy(kb, policy) if name in FIREWALLS else kb for name in TARGETS}
+    return {name: [gap(p, p.declared_gap(name)) if p.declared_gap(name) else MODULES[name].plan(p, views[name])
+                   for p in views[name].patterns] for name in TARGETS}
 
 
 NEUTRAL_DATE = "1970-01-01"
@@ -96,6 +112,8 @@ def fingerprints(plans: dict[str, list[Plan]], env: SandboxedEnvironment, kb: Kn
             parts[artifact.patterns[0]].append(artifact.text)
             continue
         hits = pattern_lines(artifact)
+        if artifact.placement:
+            hits = {pid: [re.sub(artifact.placement, "", line) for line in lines] for pid, lines in hits.items()}
         for pid in artifact.patterns:
             parts[pid].append("\n".join(hits[pid]))
     return {pid: hashlib.sha256("\x00".join(texts).encode()).hexdigest() for pid, texts in parts.items()}
@@ -171,11 +189,13 @@ class Compiled:
 
 
 def compile_rules(knowledge: Sequence[Path], templates_dir: Path, targets: Sequence[str],
-                  targets_named: bool = False) -> Compiled:
-    """Knowledge -> plans -> lock (in memory: a new pattern gets the SID a build would reserve) -> rules."""
+                  targets_named: bool = False, policy: str | None = None) -> Compiled:
+    """Knowledge -> plans -> lock (in memory: a new pattern gets the SID a build would reserve) -> rules.
+    `policy`: the firewall response for every pattern the firewalls express; the lock's fingerprints (so
+    the revs) stay those of the knowledge's own responses."""
     kb = load_knowledge(knowledge)
     env = make_environment(templates_dir)
-    plans = plan_all(kb)
+    plans = plan_all(kb, policy)
     selected = [t for t in TARGETS if t in targets]
     if targets_named:
         _refuse_empty_targets(plans, selected)
@@ -183,7 +203,8 @@ def compile_rules(knowledge: Sequence[Path], templates_dir: Path, targets: Seque
     lock = Lock.load(lock_path, upstream_locks(knowledge))
     before = lock.dumps() if lock_path.exists() else ""  # a site's first build writes its lock
     try:
-        prints = fingerprints(plans, env, kb)
+        # a deployment policy is no change to a rule: fingerprint what the knowledge itself says
+        prints = fingerprints(plan_all(kb) if policy else plans, env, kb)
         changes = lock.update([p.id for p in kb.patterns], prints, today(), [p.id for p in kb.disabled])
         artifacts = render_targets(plans, lock.stamps(), env, kb, selected)
     except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
@@ -194,14 +215,14 @@ def compile_rules(knowledge: Sequence[Path], templates_dir: Path, targets: Seque
 
 def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets: Sequence[str],
           frozen: bool = False, validate: bool = True, save_lock: bool = True,
-          targets_named: bool = False, siem_backends: Sequence[str] = ()) -> BuildResult:
+          targets_named: bool = False, siem_backends: Sequence[str] = (), policy: str | None = None) -> BuildResult:
     """Run the whole build. `targets_named`: the user chose the targets, so one that can express
     none of the patterns is an input error. Nothing is written unless every step before writing succeeded:
     the new out/ is staged beside the old one, validated there, and only then swapped in. `siem_backends`: also
-    convert the Sigma rules into out/siem/<backend>/."""
+    convert the Sigma rules into out/siem/<backend>/. `policy`: see compile_rules."""
     if siem_backends and "sigma" not in targets:
         raise siem.SiemInputError("--siem converts the Sigma rules: build the sigma target too (-t sigma)")
-    compiled = compile_rules(knowledge, templates_dir, targets, targets_named)
+    compiled = compile_rules(knowledge, templates_dir, targets, targets_named, policy)
     lock, changes, artifacts = compiled.lock, compiled.changes, compiled.artifacts
     if frozen and compiled.lock_changed:
         detail = ", ".join(f"{len(v)} {k}" for k, v in

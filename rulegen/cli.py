@@ -23,6 +23,7 @@ from rulegen.knowledge import default_knowledge_dir
 from rulegen.model import KnowledgeBase
 from rulegen.render import default_templates_dir
 from rulegen.targets import TARGETS
+from rulegen.targets.firewall import POLICIES
 from rulegen.validate import FORMATS, problems
 from rulegen.validate import validate as run_validate
 from rulegen.validate.base import FileReport
@@ -82,9 +83,12 @@ def _print_conversions(conversions: list[siem.Conversion], siem_dir: Path, rules
                    f"comma-separated: {', '.join(siem.BACKENDS)} (default: none).")
 @click.option("--frozen", is_flag=True, help="Fail (exit 1) instead of changing the lock file (for CI).")
 @click.option("--no-validate", is_flag=True, help="Skip validating the new output before it replaces out/.")
+@click.option("--policy", type=click.Choice(POLICIES), default=None,
+              help="Firewall response for every pattern iptables and nftables express, instead of the "
+                   "knowledge's (alert-only patterns stay out of the firewall).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, target: tuple[str, ...],
-          siem_names: tuple[str, ...], frozen: bool, no_validate: bool, as_json: bool) -> None:
+          siem_names: tuple[str, ...], frozen: bool, no_validate: bool, policy: str | None, as_json: bool) -> None:
     """Build out/ from the knowledge base: Suricata rules and sid-msg.map, Sigma rules,
     iptables/ip6tables-restore files and an nftables table, plus manifest.json and REPORT.html
     (the knowledge and its rules as one self-contained web page).
@@ -98,7 +102,8 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
     roots = _knowledge_roots(knowledge)
     try:
         result = run_build(roots, templates or default_templates_dir(), out_dir, targets, frozen=frozen,
-                           validate=not no_validate, targets_named=bool(target), siem_backends=backends)
+                           validate=not no_validate, targets_named=bool(target), siem_backends=backends,
+                           policy=policy)
     except ValidationFailed as exc:
         _print_reports(exc.reports, err=True)
         click.echo(f"rulegen build: {exc}", err=True)
@@ -252,8 +257,12 @@ def validate(paths: tuple[Path, ...], forced: str | None, lint: bool, as_json: b
 @click.option("--templates", type=click.Path(path_type=Path), default=None, help="Templates folder.")
 @click.option("--target", "-t", "target", multiple=True,
               help=f"Targets to prove, repeatable or comma-separated: {', '.join(TARGETS)} (default: all).")
+@click.option("--policy", type=click.Choice(POLICIES), default=None,
+              help="Firewall response for every pattern iptables and nftables express, instead of the "
+                   "knowledge's (alert-only patterns stay out of the firewall).")
 @click.option("--json", "as_json", is_flag=True, help="Print the proofs as JSON.")
-def selftest(knowledge: tuple[Path, ...], templates: Path | None, target: tuple[str, ...], as_json: bool) -> None:
+def selftest(knowledge: tuple[Path, ...], templates: Path | None, target: tuple[str, ...], policy: str | None,
+             as_json: bool) -> None:
     """Prove that the rules built from the knowledge fire: Suricata on generated captures, Sigma on
     log events in SQLite, iptables and nftables in network namespaces it creates (needs root and the
     engines; it says what it skips and why). Normal traffic must stay quiet.
@@ -265,7 +274,7 @@ def selftest(knowledge: tuple[Path, ...], templates: Path | None, target: tuple[
 
     roots = _knowledge_roots(knowledge)
     try:
-        proofs = run_selftest(roots, templates or default_templates_dir(), _targets(target))
+        proofs = run_selftest(roots, templates or default_templates_dir(), _targets(target), policy)
     except KnowledgeError as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)

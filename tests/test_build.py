@@ -118,8 +118,10 @@ def test_firewall_lines_respect_kernel_limits(built):
 
 
 def test_ident_is_answered_with_rst(built):
-    lines = [ln for ln in (built / "iptables" / "rulegen.rules").read_text().splitlines() if "--dport 113" in ln]
-    assert any("-j REJECT --reject-with tcp-reset" in ln for ln in lines)
+    """Port 113 jumps to the pattern's own chain, which rejects with a TCP reset."""
+    rules = (built / "iptables" / "rulegen.rules").read_text()
+    own = {m.group(1) for m in re.finditer(r"^-A \S+ .*--dport 113 .*-j (RULEGEN-INPUT-\d+)$", rules, re.M)}
+    assert own and all(re.search(rf"^-A {chain} .*-j REJECT --reject-with tcp-reset$", rules, re.M) for chain in own)
     assert "tcp dport 113" in (built / "nftables" / "rulegen.nft").read_text()
     assert "reject with tcp reset" in (built / "nftables" / "rulegen.nft").read_text()
 

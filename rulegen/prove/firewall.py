@@ -13,11 +13,15 @@ the host namespace. What to send and what must happen comes from each pattern's 
 - `dst_net: broadcast`: a datagram to the veth subnet's broadcast address (IPv4 only);
 - `response`, together with every other expressed pattern that matches the same packet: drop means
   no answer within TIMEOUT, reject means an immediate refusal (TCP RST / ICMP port unreachable) where a
-  listener would otherwise answer, log means the listener answers.
+  listener would otherwise answer (no answer to a broadcast: the kernel sends no ICMP error about one),
+  log means the probe fares as without the firewall (the listener answers; port 0 stays refused).
+
+- `src_net` / `dst_net` as an IP list: probes only in the families and directions whose namespace
+  addresses the list takes in (a test knowledge may list 10.231.0.2); none: the pattern is skipped.
 
 Each proof also reads the packet counters of the pattern's own rules (by the `rulegen <sid> <id>`
-comment): the LOG rule, and for drop/reject the verdict rule, must have counted the probe. The
-forward hook would need a third, routed namespace and is not exercised.
+comment, in any chain of the hook: RULEGEN-INPUT-*, input_*): the LOG rule, and for drop/reject the
+verdict rule, must have counted the probe. The forward hook would need a third, routed namespace and is not exercised.
 
 Traffic never leaves the two namespaces. They are deleted again even when a probe fails.
 This module is also the probe helper itself: `python -m rulegen.prove.firewall listen|probe`,
@@ -61,8 +65,8 @@ FIRST_SOURCE_PORT = 40000  # probes without a fixed source port get their own fr
 MAX_PORTS = 6  # representative destination ports per pattern
 CMD_TIMEOUT = 30  # seconds for any one ip / iptables / nft command
 HELPER_TIMEOUT = 60  # seconds for one probe run inside a namespace
-TOOLS = ("ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft")
-CHAINS = {"RULEGEN-INPUT": "input", "RULEGEN-OUTPUT": "output", "RULEGEN-FORWARD": "forward"}
+TOOLS = ("ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft", "ipset")
+HOOK_OF_CHAIN = re.compile(r"^(?:RULEGEN-(INPUT|FORWARD|OUTPUT)(?:-\S+)?|(input|forward|output)(?:_\w+)?)$")
 WAYS = {"in": ("peer", "host", "input"), "out": ("host", "peer", "output")}  # client, listener, hook
 
 
@@ -158,7 +162,7 @@ def expected(probe: Probe, patterns: list[Pattern], kb: KnowledgeBase) -> tuple[
     if not verdicts:
         back = [p for p in _matching(probe, patterns, kb, reply=True) if p.response is Response.DROP]
         return ("timeout" if back else "answered"), hits + back
-    if verdicts == {Response.DROP}:
+    if verdicts == {Response.DROP} or probe.broadcast:  # no ICMP error answers a broadcast: a reject is silent
         return "timeout", hits
     if verdicts == {Response.REJECT}:
         return "refused", hits
@@ -216,10 +220,6 @@ def plan_cases(kb: KnowledgeBase, expressed: dict[str, int]) -> list[Case]:
         case = Case(pattern.id, expressed[pattern.id], pattern.response.value, [])
         cases.append(case)
         lists = [n.list_id for n in (pattern.src_net, pattern.dst_net) if n.kind == "list"]
-        if lists:
-            case.skipped = (f"needs addresses of IP list {lists[0]}; the proof sends only between its own "
-                            "namespace addresses")
-            continue
         if pattern.src_net.kind == "broadcast":
             case.skipped = "a broadcast source address cannot be sent from a socket"
             continue
@@ -228,6 +228,10 @@ def plan_cases(kb: KnowledgeBase, expressed: dict[str, int]) -> list[Case]:
         sports = _representatives(pattern.src_ports)
         for way in _ways(pattern):
             for family in families:
+                client, server = (ADDR[family][WAYS[way][0]], ADDR[family][WAYS[way][1]])
+                if lists and not (_net_matches(pattern.src_net, client, False, kb)
+                                  and _net_matches(pattern.dst_net, server, broadcast, kb)):
+                    continue  # the IP list does not take in this namespace address: no probe can match
                 if pattern.dst_ports:
                     dports: list[int | None] = list(_representatives(pattern.dst_ports))
                 else:
@@ -250,6 +254,9 @@ def plan_cases(kb: KnowledgeBase, expressed: dict[str, int]) -> list[Case]:
             if dport is not None:
                 allowed.probes.append(Probe(f"{ALLOWED}|v{family}|{way}|{transport}|{sport}>{dport}", ALLOWED,
                                             family, transport, way, sport, dport))
+        if lists and not case.probes and not case.skipped:
+            case.skipped = (f"needs addresses of IP list {lists[0]}; the proof sends only between its own "
+                            "namespace addresses")
     cases.append(allowed)
     return cases
 
@@ -301,6 +308,10 @@ def namespaces() -> Iterator[dict[str, str]]:
             _run("ip", "-n", ns, "addr", "add", f"{ADDR[4][role]}/{ADDR[4]['prefix']}", "brd", "+", "dev", dev)
             _run("ip", "-n", ns, "addr", "add", f"{ADDR[6][role]}/{ADDR[6]['prefix']}", "dev", dev, "nodad")
             _run("ip", "-n", ns, "link", "set", dev, "up")
+            # the kernel answers at most one ICMP error per second and destination by default: every UDP
+            # reject's port unreachable must come back (these sysctls belong to the namespace)
+            _run("ip", "netns", "exec", ns, "sh", "-c", "echo 0 > /proc/sys/net/ipv4/icmp_ratelimit && "
+                 "echo 0 > /proc/sys/net/ipv6/icmp/ratelimit")
         yield {"host": host, "peer": peer}
     finally:
         _delete_namespaces()
@@ -308,6 +319,9 @@ def namespaces() -> Iterator[dict[str, str]]:
 
 def _load(target: str, ns: str, out_dir: Path) -> None:
     if target == "iptables":
+        ipsets = out_dir / "iptables" / "rulegen.ipset"
+        if ipsets.is_file():  # the sets the rules match must exist first
+            _run("ip", "netns", "exec", ns, "ipset", "restore", "-file", str(ipsets))
         _run("ip", "netns", "exec", ns, "iptables-restore", "--noflush", str(out_dir / "iptables" / "rulegen.rules"))
         _run("ip", "netns", "exec", ns, "ip6tables-restore", "--noflush",
              str(out_dir / "iptables" / "rulegen6.rules"))
@@ -331,12 +345,13 @@ def read_counters(target: str, ns: str) -> list[Counted]:
             text = _run("ip", "netns", "exec", ns, tool, "-c", "-t", "filter").stdout
             for line in text.splitlines():
                 m = re.match(r"^\[(\d+):\d+\] -A (\S+) (.*)$", line)
-                if not m or m.group(2) not in CHAINS:
+                hook = HOOK_OF_CHAIN.match(m.group(2)) if m else None
+                if not m or not hook or not hook.group(1):
                     continue
                 comment = re.search(r'--comment (?:"([^"]*)"|(\S+))', m.group(3))
                 verdict = re.search(r" -j (\S+)", m.group(3))
                 kind = (verdict.group(1).lower() if verdict else "other")
-                rules.append(Counted(family, CHAINS[m.group(2)], (comment.group(1) or comment.group(2))
+                rules.append(Counted(family, hook.group(1).lower(), (comment.group(1) or comment.group(2))
                                      if comment else "", kind if kind in ("log", "drop", "reject") else "other",
                                      int(m.group(1))))
     else:
@@ -347,7 +362,10 @@ def read_counters(target: str, ns: str) -> list[Counted]:
                 continue
             kinds = [k for e in rule.get("expr", []) for k in e if k in ("log", "drop", "reject")]
             counters = [e["counter"]["packets"] for e in rule.get("expr", []) if "counter" in e]
-            rules.append(Counted("inet", rule["chain"], rule.get("comment", ""), kinds[-1] if kinds else "other",
+            hook = HOOK_OF_CHAIN.match(rule["chain"])
+            if not hook or not hook.group(2):
+                continue
+            rules.append(Counted("inet", hook.group(2), rule.get("comment", ""), kinds[-1] if kinds else "other",
                                  counters[0] if counters else None))
     return rules
 
@@ -437,13 +455,15 @@ def _judge(case: Case, target: str, patterns: list[Pattern], kb: KnowledgeBase, 
         want, hits = expected(probe, patterns, kb)
         got, base = firewalled.get(probe.key, {"outcome": "missing"}), control.get(probe.key, {"outcome": "missing"})
         outcome = got["outcome"]
-        good = {"answered": outcome == "answered",
+        good = {"answered": outcome == base["outcome"],
                 "timeout": outcome == "timeout" or (probe.way == "out" and outcome == "eperm"),
-                "refused": outcome == "refused" and got.get("elapsed", TIMEOUT) < REFUSED_WITHIN,
+                "refused": (outcome == "refused" and got.get("elapsed", TIMEOUT) < REFUSED_WITHIN)
+                or (probe.way == "out" and outcome == "eperm"),  # the sender's own stack refused it
                 "blocked": outcome in ("timeout", "refused", "eperm")}[want]
-        # without the firewall something must answer, or a timeout proves nothing; a reject needs a
-        # listener there, or its RST cannot be told from a closed port's
-        base_ok = base["outcome"] == "answered" or (want == "timeout" and base["outcome"] == "refused")
+        # without the firewall something must answer, or a timeout proves nothing. Where nothing can listen
+        # (port 0) the closed port's refusal is the baseline: a logged probe must meet it unchanged, and a
+        # reject, which looks the same, is shown by the pattern's own REJECT counter (checked below)
+        base_ok = base["outcome"] == "answered" or (want != "blocked" and base["outcome"] == "refused")
         note = f"{probe.label()}: {outcome}"
         if outcome == "refused":
             note += f" in {got.get('elapsed', 0):.3f}s"

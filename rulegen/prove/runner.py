@@ -11,12 +11,14 @@ from rulegen.build import build
 from rulegen.prove import Proof
 
 
-def run_selftest(knowledge: Sequence[Path], templates: Path, targets: Sequence[str]) -> list[Proof]:
-    """Proofs for the selected targets, on a build of the knowledge whose lock is not saved."""
+def run_selftest(knowledge: Sequence[Path], templates: Path, targets: Sequence[str],
+                 policy: str | None = None) -> list[Proof]:
+    """Proofs for the selected targets, on a build of the knowledge whose lock is not saved; the firewall
+    proofs expect the responses `policy` gives (as `rulegen build --policy` does)."""
     work = Path(tempfile.mkdtemp(prefix="rulegen-selftest-"))
     try:
         out = work / "out"
-        kb = build(knowledge, templates, out, targets, save_lock=False).kb
+        kb = build(knowledge, templates, out, targets, save_lock=False, policy=policy).kb
         proofs: list[Proof] = []
         if "suricata" in targets:
             from rulegen.prove import suricata
@@ -29,8 +31,9 @@ def run_selftest(knowledge: Sequence[Path], templates: Path, targets: Sequence[s
         firewalls = tuple(t for t in ("iptables", "nftables") if t in targets)
         if firewalls:
             from rulegen.prove import firewall
+            from rulegen.targets.firewall import with_policy
 
-            proofs += firewall.prove(kb, out, work / "firewall", firewalls)
+            proofs += firewall.prove(with_policy(kb, policy), out, work / "firewall", firewalls)
         return proofs
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -49,6 +49,9 @@ class Artifact:
     patterns: list[str] = field(default_factory=list)
     per_pattern: bool = False  # the whole file is one pattern's rule (Sigma); else lines name their pattern
     data: bytes | None = None
+    # the part of a line that only places the rule in the file (iptables' `-A CHAIN `: which chain depends
+    # on the neighbouring patterns too), left out of the pattern's fingerprint
+    placement: str | None = None
 
     @property
     def binary(self) -> bool:

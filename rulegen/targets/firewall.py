@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from typing import Any
 
-from rulegen.model import Detect, Direction, KnowledgeBase, Net, Pattern, PortRange
+from rulegen.model import Detect, Direction, KnowledgeBase, Net, Pattern, PortRange, Response
 from rulegen.targets import Plan, Stamp, gap
 
 HOOKS = {
@@ -19,6 +20,20 @@ HOOKS = {
 LOG_RATE = "5/minute"
 LOG_BURST = 10
 MULTIPORT_MAX = 15  # ports per multiport rule; a range counts two
+POLICIES = ("log", "drop", "reject")  # `rulegen build --policy`
+
+
+def with_policy(kb: KnowledgeBase, policy: str | None) -> KnowledgeBase:
+    """The knowledge as the firewall targets see it under `--policy`: every response becomes the policy,
+    except `alert`, which stays detection only (the knowledge says not to block or log it, e.g. the
+    Conducent ad servers, whose adbot floods the link when blocked). None: the knowledge unchanged."""
+    if policy is None:
+        return kb
+    response = Response(policy)
+    entries = tuple(dataclasses.replace(entry, patterns=tuple(
+        p if p.response is Response.ALERT else dataclasses.replace(p, response=response) for p in entry.patterns))
+        for entry in kb.entries)
+    return dataclasses.replace(kb, entries=entries)
 
 
 def log_prefix(sid: int, action: str) -> str:
@@ -66,8 +81,36 @@ def rule_order(plans: list[Plan], stamps: dict[str, Stamp]) -> list[Plan]:
     packet behind `echo-udp-probe` (UDP -> 7, drop), nor `hack-a-tack-31790-to-31789` behind
     `hack-a-tack-inbound-probe` (UDP -> 31789, drop). Narrow first, every pattern's own rules count
     the traffic they describe, and the broad rule still drops it when the narrow one only logs.
+    Among equally specific rules, those that name destination ports come first, so that they form one
+    run behind one port gate (port_runs); the SID orders the rest.
     """
-    return sorted(plans, key=lambda p: (-specificity(p.context or {}), stamps[p.pattern.id].sid))
+    return sorted(plans, key=lambda p: (-specificity(p.context or {}), not (p.context or {}).get("dst_ports"),
+                                        stamps[p.pattern.id].sid))
+
+
+def port_runs(plans: list[Plan]) -> list[list[Plan]]:
+    """A protocol chain's plans (in rule_order) cut into runs: consecutive plans that all name destination
+    ports, and single plans that do not. A run of the first kind can sit in a chain of its own behind a gate
+    on those ports: a packet to any other port passes one gate rule instead of every rule of the run, and
+    the order of the rules (so what each pattern counts) is unchanged."""
+    runs: list[list[Plan]] = []
+    for p in plans:
+        if p.context["dst_ports"] and runs and runs[-1][-1].context["dst_ports"]:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs
+
+
+def merged_ports(plans: list[Plan]) -> list[list[int]]:
+    """The destination ports of the plans as few sorted, disjoint ranges as possible."""
+    merged: list[list[int]] = []
+    for low, high in sorted(r for p in plans for r in p.context["dst_ports"]):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], high)
+        else:
+            merged.append([low, high])
+    return merged
 
 
 def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:

@@ -49,18 +49,16 @@ def _address(side: str, spec: dict[str, Any], sets: dict[str, dict]) -> dict[int
     return result
 
 
-def _rules_for(context: dict[str, Any], sid: int, sets: dict[str, dict]) -> list[str]:
+def _matches(context: dict[str, Any], sets: dict[str, dict]) -> list[str]:
+    """The match of a pattern's rules: one, or one per address family when an IP list is involved."""
     src, dst = _address("src", context["src"], sets), _address("dst", context["dst"], sets)
     if "list" not in context["src"] and "list" not in context["dst"]:
-        return _family_rules(context, sid, src[4] + dst[4])
-    rules = []
-    for family, _proto, _kind in FAMILIES:
-        if src[family] is not None and dst[family] is not None:
-            rules += _family_rules(context, sid, src[family] + dst[family])
-    return rules
+        return [_match(context, src[4] + dst[4])]
+    return [_match(context, src[family] + dst[family]) for family, _proto, _kind in FAMILIES
+            if src[family] is not None and dst[family] is not None]
 
 
-def _family_rules(context: dict[str, Any], sid: int, addresses: list[str]) -> list[str]:
+def _match(context: dict[str, Any], addresses: list[str]) -> str:
     proto = context["transport"]
     parts = [f"meta l4proto {proto}", *addresses]
     if context["src_ports"]:
@@ -71,30 +69,75 @@ def _family_rules(context: dict[str, Any], sid: int, addresses: list[str]) -> li
         parts.append(f"{proto} dport != {_ports(context['dst_ports_except'])}")
     if context["new_only"]:
         parts.append("ct state new")
-    match = " ".join(parts)
-    action = context["action"]
-    comment = firewall.comment(sid, context["pattern_id"], context["title"], limit=128)
+    return " ".join(parts)
+
+
+def _log(context: dict[str, Any], sid: int, match: str, comment: str) -> str:
     counter = "counter " if context.get("log_counter") else ""
-    rules = [f'{match} limit rate {firewall.LOG_RATE} burst {firewall.LOG_BURST} packets '
-             f'{counter}log prefix "{firewall.log_prefix(sid, action)}" comment "{comment}"']
-    if action == "drop":
-        rules.append(f'{match} counter drop comment "{comment}"')
-    elif action == "reject":
-        verdict = "reject with tcp reset" if proto == "tcp" else "reject with icmpx type port-unreachable"
-        rules.append(f'{match} counter {verdict} comment "{comment}"')
+    return (f'{match}limit rate {firewall.LOG_RATE} burst {firewall.LOG_BURST} packets '
+            f'{counter}log prefix "{firewall.log_prefix(sid, context["action"])}" comment "{comment}"')
+
+
+def _verdict(context: dict[str, Any], comment: str) -> str:
+    proto = context["transport"]
+    if context["action"] == "drop":
+        return f'counter drop comment "{comment}"'
+    verdict = "reject with tcp reset" if proto == "tcp" else "reject with icmpx type port-unreachable"
+    return f'meta l4proto {proto} counter {verdict} comment "{comment}"'
+
+
+def _pattern_rules(plans: list[Plan], stamps: dict[str, Stamp], sets: dict[str, dict], hook: str,
+                   verdict_chains: list[dict]) -> list[str]:
+    """A log-only pattern: one log rule per match. A drop or reject pattern: one rule per match that jumps
+    to its own chain <hook>_<sid> (appended to verdict_chains), which logs and then drops or rejects."""
+    rules = []
+    for p in plans:
+        sid = stamps[p.pattern.id].sid
+        comment = firewall.comment(sid, p.context["pattern_id"], p.context["title"], limit=128)
+        matches = _matches(p.context, sets)
+        if p.context["action"] == "log":
+            rules += [_log(p.context, sid, match + " ", comment) for match in matches]
+        elif matches:
+            own = f"{hook}_{sid}"
+            rules += [f'{match} jump {own} comment "{comment}"' for match in matches]
+            verdict_chains.append({"name": own, "hook": None,
+                                   "rules": [_log(p.context, sid, "", comment), _verdict(p.context, comment)]})
     return rules
+
+
+def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], sets: dict[str, dict]) -> list[dict]:
+    """A hook's chains: the base chain sends each protocol with one verdict map lookup to <hook>_tcp /
+    <hook>_udp. There the rules keep rule_order; each run of patterns that name destination ports
+    (firewall.port_runs) moves to <hook>_<proto>_p<n>, entered by one rule matching the set of their ports.
+    Regular chains come first: a jump needs its chain declared."""
+    dispatch: list[str] = []
+    chains: list[dict] = []
+    verdict_chains: list[dict] = []
+    for transport in sorted({p.context["transport"] for p in plans if hook in p.context["hooks"]}):
+        name = f"{hook}_{transport}"
+        rules: list[str] = []
+        gated_chains = []
+        runs = firewall.port_runs([p for p in plans if hook in p.context["hooks"]
+                                   and p.context["transport"] == transport])
+        for run in runs:
+            run_rules = _pattern_rules(run, stamps, sets, hook, verdict_chains)
+            if run[0].context["dst_ports"] and len(run_rules) > 1:
+                gate = f"{name}_p{len(gated_chains) + 1}"
+                rules.append(f"{transport} dport {_ports(firewall.merged_ports(run))} jump {gate}")
+                gated_chains.append({"name": gate, "hook": None, "rules": run_rules})
+            else:
+                rules += run_rules
+        if rules:
+            dispatch.append(f"{transport} : jump {name}")
+            chains += [*gated_chains, {"name": name, "hook": None, "rules": rules}]
+    base = {"name": hook, "hook": hook, "rules": [f"meta l4proto vmap {{ {', '.join(dispatch)} }}"] if dispatch else []}
+    return [*verdict_chains, *chains, base]
 
 
 def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeBase) -> list[Artifact]:
     ordered = firewall.rule_order(plans, stamps)
     sets: dict[str, dict] = {}
-    chains = []
-    for hook in HOOKS:
-        rules = []
-        for p in ordered:
-            if hook in p.context["hooks"]:
-                rules.extend(_rules_for(p.context, stamps[p.pattern.id].sid, sets))
-        chains.append({"name": hook, "rules": rules})
+    chains = [chain for hook in HOOKS for chain in _hook_chains(hook, ordered, stamps, sets)]
     text = env.get_template("nftables/rulegen.nft.j2").render(
         chains=chains, sets=[sets[k] for k in sorted(sets)])
     return [Artifact(PATH, text, [p.pattern.id for p in sorted(plans, key=lambda p: stamps[p.pattern.id].sid)])]

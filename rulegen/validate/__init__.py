@@ -12,7 +12,7 @@ from pathlib import Path
 from rulegen.errors import RulegenError
 from rulegen.validate.base import FileReport, Finding
 
-FORMATS = ("suricata", "suricata-tarball", "sigma", "iptables", "nftables")
+FORMATS = ("suricata", "suricata-tarball", "sigma", "iptables", "ipset", "nftables")
 ENTRY_IN_LINE = re.compile(r"rulegen_entry ([a-z0-9][a-z0-9-]*)")
 PATTERN_IN_LINE = re.compile(r"rulegen \d+ ([a-z0-9][a-z0-9-]*)")
 
@@ -23,10 +23,12 @@ class ValidationInputError(RulegenError):
 
 def detect_format(path: Path) -> str | None:
     """Suricata `.rules`, rule tarballs `.tar.gz`/`.tgz` (suricata-update sources), Sigma `.yml`/`.yaml`,
-    iptables-restore files, nftables `.nft`; None when unknown."""
+    iptables-restore files, `.ipset` restore files, nftables `.nft`; None when unknown."""
     if path.name.lower().endswith((".tar.gz", ".tgz")):
         return "suricata-tarball"
     suffix = path.suffix.lower()
+    if suffix == ".ipset":
+        return "ipset"
     if suffix in (".yml", ".yaml"):
         return "sigma"
     if suffix == ".nft":
@@ -165,6 +167,8 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
                 jobs.append(("tarball", pool.submit(tarball.check, path, suricata_files)))
             elif fmt == "iptables":
                 jobs.append(("iptables", pool.submit(firewall.check_iptables, path)))
+            elif fmt == "ipset":
+                jobs.append(("ipset", pool.submit(firewall.check_ipset, path)))
             elif fmt == "nftables":
                 jobs.append(("nftables", pool.submit(firewall.check_nft, path)))
         reports: list[FileReport] = []

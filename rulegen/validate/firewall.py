@@ -2,11 +2,14 @@
 
 `iptables-restore --test` (nf_tables backend) accepts a jump to an undeclared chain and enforces
 neither the LOG prefix (29 characters) nor the comment (255) limits, so the built-in check always
-runs beside it, and alone where the engine is missing or needs root.
+runs beside it, and alone where the engine is missing or needs root. It does insist that every
+`--match-set` set exists, and ipset has no test mode: both run in a throwaway network namespace
+(`unshare -n`; ipsets are per namespace), where the ipset files beside the rules are loaded first.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 from pathlib import Path
@@ -29,6 +32,10 @@ LOG_PREFIX_MAX = 29
 COMMENT_MAX = 255
 ENGINE_LINE = re.compile(r"(?:Error occurred at line: (\d+)|line (\d+) failed|at line (\d+))")
 PORT_FLAGS = ("--dport", "--sport", "--dports", "--sports", "--destination-port", "--source-port", "--ports")
+MATCH_SET = re.compile(r"--match-set\s+(\S+)")
+IPSET_NAME_MAX = 31
+IPSET_ERROR = re.compile(r"Error in line (\d+): (.*)")
+IPSET_TYPES = {"hash:net", "hash:ip"}
 NFT_ERROR = re.compile(r"^(?P<file>.+?):(?P<line>\d+):\d+(?:-\d+)?: Error: (?P<msg>.*)$")
 
 
@@ -116,16 +123,46 @@ def _bad_port(spec: str) -> str | None:
     return None
 
 
+def _ipset_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.parent.glob("*.ipset") if p.is_file())
+
+
+def _declared_sets(ipset_files: list[Path]) -> set[str]:
+    names: set[str] = set()
+    for file in ipset_files:
+        names.update(re.findall(r"^\s*(?:-N|create)\s+(\S+)", file.read_text(encoding="utf-8", errors="replace"),
+                                re.M))
+    return names
+
+
+def _in_namespace(path: Path, sets: list[str], family: str) -> list[str] | None:
+    """`iptables-restore --test` in a throwaway namespace that has the sets it matches: those of the ipset
+    files beside it, and an empty stand-in for any other (a set the host itself provides). None: no way."""
+    unshare, ipset = engines.find("unshare"), engines.find("ipset")
+    if unshare is None or ipset is None:
+        return None
+    steps = [f"{shlex.quote(ipset)} -exist restore -file {shlex.quote(str(f))} >/dev/null 2>&1"
+             for f in _ipset_files(path)]
+    steps += [f"{{ {shlex.quote(ipset)} -n list {shlex.quote(n)} >/dev/null 2>&1 || "
+              f"{shlex.quote(ipset)} create {shlex.quote(n)} hash:net family {family}; }}" for n in sets]
+    return [unshare, "-n", "sh", "-c", "; ".join(steps) + ' && exec "$@"', "sh"]
+
+
 def check_iptables(path: Path) -> FileReport:
     text = path.read_bytes().decode("utf-8", errors="replace")
     six = is_ip6(path, text)
     tool = "ip6tables-restore" if six else "iptables-restore"
     report = FileReport(str(path), "ip6tables" if six else "iptables")
     binary = engines.find(tool)
+    sets = sorted(set(MATCH_SET.findall(text)))
+    wrapper = _in_namespace(path, sets, "inet6" if six else "inet") if sets else []
     if binary is None:
         report.checked_by.append(engines.unavailable(tool, "not found"))
+    elif wrapper is None:
+        report.checked_by.append(engines.unavailable(tool, "cannot get the ipsets it matches (needs ipset and "
+                                                           "unshare)"))
     else:
-        result = engines.run([binary, "--test", str(path)])
+        result = engines.run([*wrapper, binary, "--test", str(path)])
         output = (result.stdout + result.stderr).strip()
         engine = engines.version(binary)
         if result.returncode != 0 and engines.NEEDS_ROOT.search(output):
@@ -140,6 +177,98 @@ def check_iptables(path: Path) -> FileReport:
                 report.findings.append(Finding(str(path), line, engine, message.strip()))
     report.checked_by.append("built-in structure check")
     report.findings += builtin_iptables(path, text)
+    ipset_files = _ipset_files(path)
+    if sets and ipset_files:  # generated output: its own ipset file must create every set it matches
+        declared = _declared_sets(ipset_files)
+        for number, line in enumerate(text.splitlines(), 1):
+            for name in MATCH_SET.findall(line):
+                if name not in declared:
+                    report.findings.append(Finding(str(path), number, "built-in",
+                                                   f"set {name!r} is created by none of the ipset files beside it"))
+    return report
+
+
+def builtin_ipset(path: Path, text: str) -> list[Finding]:
+    """An `ipset restore` file: known commands, names within 31 characters, sets created before use,
+    members that are addresses or networks of the set's family (hash:net refuses a /0)."""
+    findings: list[Finding] = []
+    families: dict[str, int] = {}
+
+    def add(line: int, message: str) -> None:
+        findings.append(Finding(str(path), line, "built-in", message))
+
+    def known(line: int, name: str) -> bool:
+        if name not in families:
+            add(line, f"set {name!r} is used before it is created")
+        return name in families
+
+    for number, raw in enumerate(text.splitlines(), 1):
+        words = raw.split()
+        if not words or words[0].startswith("#"):
+            continue
+        command, args = words[0], [w for w in words[1:] if w not in ("-exist", "-!")]
+        if command in ("create", "-N"):
+            if len(args) < 2:
+                add(number, "create needs a set name and a type")
+                continue
+            name, kind = args[0], args[1]
+            if len(name) > IPSET_NAME_MAX:
+                add(number, f"set name {name!r} is longer than {IPSET_NAME_MAX} characters")
+            if kind not in IPSET_TYPES:
+                add(number, f"set type {kind!r}: rulegen's check knows {', '.join(sorted(IPSET_TYPES))}")
+            options = dict(zip(args[2::2], args[3::2], strict=False))
+            family = options.get("family", "inet")
+            if family not in ("inet", "inet6"):
+                add(number, f"unknown family {family!r}")
+            families[name] = 6 if family == "inet6" else 4
+        elif command in ("add", "del", "-A", "-D"):
+            if len(args) < 2:
+                add(number, f"{command} needs a set name and a member")
+            elif known(number, args[0]):
+                try:
+                    net = ipaddress.ip_network(args[1], strict=False)
+                except ValueError:
+                    add(number, f"{args[1]!r} is not an address or network")
+                    continue
+                if net.version != families[args[0]]:
+                    add(number, f"{args[1]} is IPv{net.version}; set {args[0]} holds IPv{families[args[0]]}")
+                elif net.prefixlen == 0:
+                    add(number, f"{args[1]}: hash:net refuses a /0 prefix")
+        elif command in ("swap", "-W"):
+            if len(args) != 2:
+                add(number, "swap needs two set names")
+            elif all(known(number, n) for n in args) and families[args[0]] != families[args[1]]:
+                add(number, f"cannot swap sets of different families: {args[0]}, {args[1]}")
+        elif command in ("flush", "destroy", "-F", "-X"):
+            for name in args[:1]:
+                if known(number, name) and command in ("destroy", "-X"):
+                    del families[name]
+        else:
+            add(number, f"unknown ipset command {command!r}")
+    return findings
+
+
+def check_ipset(path: Path) -> FileReport:
+    """`ipset restore` in a throwaway network namespace (it has no test mode), and the built-in check."""
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    report = FileReport(str(path), "ipset")
+    ipset, unshare = engines.find("ipset"), engines.find("unshare")
+    if ipset is None or unshare is None:
+        report.checked_by.append(engines.unavailable("ipset", "not found" if ipset is None else "(unshare) not found"))
+    else:
+        result = engines.run([unshare, "-n", ipset, "restore", "-file", str(path)])
+        output = (result.stdout + result.stderr).strip()
+        if result.returncode != 0 and engines.NEEDS_ROOT.search(output):
+            report.checked_by.append(engines.unavailable("ipset", "needs root (a throwaway network namespace)"))
+        else:
+            engine = engines.version(ipset)
+            report.checked_by.append(engine)
+            if result.returncode != 0:
+                m = IPSET_ERROR.search(output)
+                report.findings.append(Finding(str(path), _clamp(int(m.group(1)), text) if m else 0, engine,
+                                               m.group(2).strip() if m else output or f"exit {result.returncode}"))
+    report.checked_by.append("built-in structure check")
+    report.findings += builtin_ipset(path, text)
     return report
 
 
