@@ -130,11 +130,10 @@ def test_the_build_summary_names_the_lucene_correlation_skips(siem_build):
         assert "no correlation rules" in line and "splunk and esql backends convert it" in line
 
 
-@pytest.mark.parametrize("sigma_file", ALL_FILES)
-@pytest.mark.parametrize("backend", list(siem.BACKENDS))
+@pytest.mark.parametrize("backend, sigma_file",
+                         [(backend, f) for backend in siem.BACKENDS for f in ALL_FILES if f in EXPECTED[backend]])
 def test_queries_use_only_the_target_schema_field_names(siem_build, backend, sigma_file):
-    if sigma_file not in EXPECTED[backend]:
-        pytest.skip(f"{backend} gives no query of its own for {sigma_file} (see the count test)")
+    """Every query a backend gives (a base rule inside its correlation rule has none of its own: count test)."""
     out, _ = siem_build
     query = _queries(out, backend)[sigma_file]
     allowed, renamed = _schema_fields(backend, _logsource(sigma_file))
