@@ -218,7 +218,8 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
     else:
         options.append(f"flow:{pattern.flow}")
     if tcp and pattern.detect in (Detect.PROBE, Detect.SWEEP):
-        options.append("flags:S,12")
+        # prefilter: the rule is looked at for SYN packets only, not for every packet of the port's flows
+        options.append("flags:S,12; prefilter")
     if pattern.match is not None:
         options += _match_options(pattern.match, pattern.transport)
     if pattern.detect is Detect.SWEEP:
