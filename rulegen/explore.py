@@ -59,6 +59,7 @@ class PatternView:
     # written with the lock, does not)
     false_positives: str
     cells: tuple[Cell, ...]
+    override: str | None = None  # a site's override of this pattern: what, where and why
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ def _pattern_view(pattern: Pattern, compiled: Compiled, plans: dict[tuple[str, s
         severity=pattern.severity.value, transport=pattern.transport, direction=pattern.direction.value,
         src_ports=ports_text(pattern.src_ports) or "any", dst_ports=ports_text(pattern.dst_ports) or "any",
         tactic=tactic, technique=technique, sid=locked.sid, rev=locked.rev, uuid=locked.uuid,
-        new=pattern.id in compiled.changes.added, false_positives=pattern.false_positives, cells=tuple(cells))
+        new=pattern.id in compiled.changes.added, false_positives=pattern.false_positives, cells=tuple(cells),
+        override=str(pattern.override) if pattern.override else None)
 
 
 def describe(compiled: Compiled) -> list[EntryView]:

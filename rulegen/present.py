@@ -107,6 +107,8 @@ def _show_pattern(out: _Writer, p: PatternView) -> None:
     out.field("identity", f"sid {p.sid}{' (new: not in the lock yet)' if p.new else ''}, rev {p.rev}, "
                           f"Sigma id {p.uuid}")
     out.field("false positives", p.false_positives)
+    if p.override:
+        out.field("override", p.override)
     for cell in p.cells:
         if not cell.expressed:
             out.label(cell.target, f"not expressed: {cell.reason}")

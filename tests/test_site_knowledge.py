@@ -219,3 +219,12 @@ def test_at_shipped_names_the_knowledge_that_comes_with_rulegen(tmp_path):
     upstream = json.loads(before)["patterns"]
     site_lock = json.loads((site / "rulegen.lock").read_text())["patterns"]
     assert site_lock["ssh-probe"]["sid"] == upstream["ssh-probe"]["sid"]
+
+
+def test_show_tells_a_pattern_is_overridden_and_by_which_file(layered):
+    result = run_rulegen("show", "subseven-1243-inbound-probe", "-k", str(layered["shipped"]),
+                         "-k", str(layered["site"]))
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"override:\s+severity critical by .*site\.yaml:\d+ \(SubSeven seen here last year\)",
+                     result.stdout), result.stdout
+    assert re.search(r"severity:\s+critical", result.stdout)
