@@ -106,9 +106,15 @@ def engines_alone(out: Path, config: Path, logdir: Path) -> dict[str, float]:
     rules = out / "suricata" / "rulegen.rules"
     times = {"suricata -T": suricata_t(rules, config, logdir)}
     times["pySigma"] = child("sigma", str(out / "sigma"))["seconds"]
+    from rulegen.validate.firewall import MATCH_SET, with_ipsets
+
     ipt = 0.0
-    for tool, name in (("iptables-restore", "rulegen.rules"), ("ip6tables-restore", "rulegen6.rules")):
-        seconds, result = timed([tool, "--test", str(out / "iptables" / name)])
+    for tool, name, family in (("iptables-restore", "rulegen.rules", "inet"),
+                               ("ip6tables-restore", "rulegen6.rules", "inet6")):
+        path = out / "iptables" / name
+        sets = sorted(set(MATCH_SET.findall(path.read_text())))
+        wrapper = with_ipsets(path, sets, family) if sets else []  # the sets it matches, in a throwaway netns
+        seconds, result = timed([*wrapper, tool, "--test", str(path)])
         if result.returncode != 0:
             raise SystemExit(f"{tool} --test failed: {result.stderr[-2000:]}")
         ipt += seconds
@@ -366,10 +372,12 @@ def main() -> None:
     empty = work / "empty.rules"
     empty.write_text("")
     shipped_rules = work / "out-shipped" / "suricata" / "rulegen.rules"
-    # A capture with no packets gives each ruleset's start-up (config and rule loading), which is no
+    # A capture of one packet gives each ruleset's start-up (config and rule loading), which is no
     # per-packet cost: throughput is packets per CPU second of packet processing.
-    no_packets = work / "no-packets.pcap"
-    no_packets.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    no_packets = work / "one-packet.pcap"
+    with pcap.open("rb") as capture:
+        header, record = capture.read(24), capture.read(16)
+        no_packets.write_bytes(header + record + capture.read(struct.unpack("<IIII", record)[2]))
     base, ours, base_start, our_start = [], [], [], []
     for _ in range(args.replays):
         base.append(replay(pcap, empty, config, work / "replay-empty"))

@@ -30,6 +30,19 @@ ODD_ENTRY_HEAD = """entries:
     references: ["http://www.robertgraham.com/pubs/firewall-seen.html"]
     patterns:
 """
+# The pattern most tests give that entry: a port probe every target expresses.
+ODD_PROBE_PATTERN = """      - id: odd-probe
+        title: Probe of the odd port
+        category: SCAN
+        direction: inbound
+        transport: tcp
+        detect: probe
+        dst_ports: [4444]
+        severity: low
+        classtype: attempted-recon
+        response: drop
+        false_positives: Scanners.
+"""
 
 
 def need(tool: str) -> str:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ODD_ENTRY_HEAD, REPO, run_rulegen
+from conftest import ODD_ENTRY_HEAD, ODD_PROBE_PATTERN, REPO, run_rulegen
 
 from rulegen.build import compile_rules
 from rulegen.explore import describe
@@ -206,18 +206,7 @@ def test_piped_output_is_plain_and_a_terminal_gets_rich_tables(args):
 def test_a_pattern_new_to_the_lock_shows_the_sid_a_build_would_reserve_and_nothing_is_written(tmp_path):
     knowledge = tmp_path / "knowledge"
     knowledge.mkdir()
-    (knowledge / "a.yaml").write_text(ODD_ENTRY_HEAD + """      - id: odd-probe
-        title: Probe of the odd port
-        category: SCAN
-        direction: inbound
-        transport: tcp
-        detect: probe
-        dst_ports: [4444]
-        severity: low
-        classtype: attempted-recon
-        response: drop
-        false_positives: Scanners.
-""", encoding="utf-8")
+    (knowledge / "a.yaml").write_text(ODD_ENTRY_HEAD + ODD_PROBE_PATTERN, encoding="utf-8")
     result = run_rulegen("show", "4444", "--knowledge", str(knowledge))
     assert result.returncode == 0, result.stderr
     assert "sid 1000000 (new: not in the lock yet)" in result.stdout

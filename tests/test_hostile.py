@@ -14,22 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ODD_ENTRY_HEAD, copy_knowledge, need, run_rulegen
+from conftest import ODD_ENTRY_HEAD, ODD_PROBE_PATTERN, copy_knowledge, need, run_rulegen
 
 from rulegen.targets import sanitize_line
 
-MINIMAL_ENTRY = ODD_ENTRY_HEAD + """      - id: odd-probe
-        title: Probe of the odd port
-        category: SCAN
-        direction: inbound
-        transport: tcp
-        detect: probe
-        dst_ports: [4444]
-        severity: low
-        classtype: attempted-recon
-        response: drop
-        false_positives: Scanners.
-"""
+MINIMAL_ENTRY = ODD_ENTRY_HEAD + ODD_PROBE_PATTERN
 
 
 def _swap(old: str, new: str) -> dict[str, str]:

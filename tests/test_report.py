@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import ODD_ENTRY_HEAD, copy_knowledge, need, run_rulegen
+from conftest import ODD_ENTRY_HEAD, ODD_PROBE_PATTERN, copy_knowledge, need, run_rulegen
 
 from rulegen.targets import TARGETS
 from rulegen.validate import collect
@@ -140,18 +140,9 @@ def test_hostile_knowledge_text_stays_text_in_the_browser(tmp_path):
     knowledge = tmp_path / "knowledge"
     knowledge.mkdir()
     entry = (ODD_ENTRY_HEAD.replace('en: "An odd port that nobody should expose."', f"en: '{HOSTILE}'")
-             .replace("title: Odd service", "title: 'Odd <b>service</b></section>'") + """      - id: odd-probe
-        title: Probe of the odd port
-        category: SCAN
-        direction: inbound
-        transport: tcp
-        detect: probe
-        dst_ports: [4444]
-        severity: low
-        classtype: attempted-recon
-        response: drop
-        false_positives: '</pre><script>alert(3)</script>'
-""")
+             .replace("title: Odd service", "title: 'Odd <b>service</b></section>'")
+             + ODD_PROBE_PATTERN.replace("false_positives: Scanners.",
+                                         "false_positives: '</pre><script>alert(3)</script>'"))
     (knowledge / "a.yaml").write_text(entry, encoding="utf-8")
     out = tmp_path / "out"
     result = run_rulegen("build", "--no-validate", "-k", str(knowledge), "-o", str(out))

@@ -135,7 +135,7 @@ def _declared_sets(ipset_files: list[Path]) -> set[str]:
     return names
 
 
-def _in_namespace(path: Path, sets: list[str], family: str) -> list[str] | None:
+def with_ipsets(path: Path, sets: list[str], family: str) -> list[str] | None:
     """`iptables-restore --test` in a throwaway namespace that has the sets it matches: those of the ipset
     files beside it, and an empty stand-in for any other (a set the host itself provides). None: no way."""
     unshare, ipset = engines.find("unshare"), engines.find("ipset")
@@ -155,7 +155,7 @@ def check_iptables(path: Path) -> FileReport:
     report = FileReport(str(path), "ip6tables" if six else "iptables")
     binary = engines.find(tool)
     sets = sorted(set(MATCH_SET.findall(text)))
-    wrapper = _in_namespace(path, sets, "inet6" if six else "inet") if sets else []
+    wrapper = with_ipsets(path, sets, "inet6" if six else "inet") if sets else []
     if binary is None:
         report.checked_by.append(engines.unavailable(tool, "not found"))
     elif wrapper is None:
