@@ -106,16 +106,10 @@ def fingerprints(plans: dict[str, list[Plan]], env: SandboxedEnvironment, kb: Kn
         for p in target_plans:
             parts[p.pattern.id].append(json.dumps(p.context if p.expressed else {"gap": p.reason}, sort_keys=True))
     for artifact in render_targets(plans, neutral, env, kb, TARGETS):
-        if artifact.binary:
-            continue
-        if artifact.per_pattern:
-            parts[artifact.patterns[0]].append(artifact.text)
-            continue
-        hits = pattern_lines(artifact)
-        if artifact.placement:
-            hits = {pid: [re.sub(artifact.placement, "", line) for line in lines] for pid, lines in hits.items()}
-        for pid in artifact.patterns:
-            parts[pid].append("\n".join(hits[pid]))
+        for pid, lines in pattern_lines(artifact).items():
+            if artifact.placement:
+                lines = [re.sub(artifact.placement, "", line) for line in lines]
+            parts[pid].append("\n".join(lines))
     return {pid: hashlib.sha256("\x00".join(texts).encode()).hexdigest() for pid, texts in parts.items()}
 
 

@@ -90,11 +90,6 @@ def lines_by_pattern(artifacts: list[Artifact]) -> dict[str, list[RuleLines]]:
     """pattern id -> its lines per file: a per-pattern file whole, else the lines naming the pattern id."""
     found: dict[str, list[RuleLines]] = {}
     for artifact in artifacts:
-        if artifact.binary:  # the rules tarball packs a text artifact that is mapped already
-            continue
-        if artifact.per_pattern:
-            found.setdefault(artifact.patterns[0], []).append(RuleLines(artifact.path, (artifact.text,)))
-            continue
         for pid, lines in pattern_lines(artifact).items():
             if lines:
                 found.setdefault(pid, []).append(RuleLines(artifact.path, tuple(lines)))

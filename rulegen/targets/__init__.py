@@ -67,8 +67,14 @@ TOKEN = re.compile(r"[\w-]+")
 
 
 def pattern_lines(artifact: Artifact) -> dict[str, list[str]]:
-    """The lines of a line-based artifact per pattern it carries, in file order. One pass over the lines:
-    a pattern id stands in a line as a whole run of [\\w-] characters."""
+    """What an artifact says of each pattern it carries: a per-pattern file (Sigma) whole; in a line-based
+    one the lines naming the pattern, in file order; a binary one (the rules tarball) nothing of its own,
+    as it packs a text artifact. One pass over the lines: a pattern id stands in a line as a whole run of
+    [\\w-] characters."""
+    if artifact.binary:
+        return {}
+    if artifact.per_pattern:
+        return {artifact.patterns[0]: [artifact.text]}
     wanted = set(artifact.patterns)
     hits: dict[str, list[str]] = {pid: [] for pid in wanted}
     for line in artifact.text.splitlines():
