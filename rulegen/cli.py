@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 import jinja2
@@ -30,6 +30,12 @@ from rulegen.validate.base import FileReport
 
 SHOWN_CHANGES = 40
 SHIPPED = "@shipped"
+
+
+def _knowledge_option(note: str):  # noqa: ANN202 - a click decorator
+    return click.option("--knowledge", "-k", "knowledge", multiple=True, type=click.Path(path_type=Path),
+                        help="Knowledge folder or file, repeatable: later folders add entries and override "
+                             f"patterns of earlier ones; `{SHIPPED}` is rulegen's own (the default). {note}")
 
 
 def _knowledge_roots(value: tuple[Path, ...]) -> list[Path]:
@@ -58,6 +64,18 @@ def _siem_backends(value: tuple[str, ...]) -> list[str]:
         raise click.BadParameter(str(exc), param_hint="'--siem'") from None
 
 
+def _fail(exc: RulegenError, command: str | None = None) -> NoReturn:
+    """Print the error (bad knowledge: one `error: file:line: entry: message` line per problem) and exit with
+    its code; `command` adds the line saying that it wrote nothing."""
+    knowledge = isinstance(exc, KnowledgeError)
+    for problem in exc.problems if knowledge else [exc]:
+        click.echo(f"error: {problem}", err=True)
+    if command:
+        what = f"{len(exc.problems)} problem(s) in the knowledge; " if knowledge else ""
+        click.echo(f"rulegen {command}: {what}nothing written", err=True)
+    sys.exit(exc.exit_code)
+
+
 def _print_conversions(conversions: list[siem.Conversion], siem_dir: Path, rules_in: str) -> None:
     for c in conversions:
         embedded = f" ({len(c.embedded)} base rule(s) inside their correlation rule)" if c.embedded else ""
@@ -68,10 +86,7 @@ def _print_conversions(conversions: list[siem.Conversion], siem_dir: Path, rules
 
 
 @main.command()
-@click.option("--knowledge", "-k", "knowledge", multiple=True, type=click.Path(path_type=Path),
-              help="Knowledge folder or file, repeatable: later folders add entries and override "
-                   "patterns of earlier ones; `@shipped` is rulegen's own (the default). The lock "
-                   "file rulegen.lock is kept in the last one given.")
+@_knowledge_option("The lock file rulegen.lock is kept in the last one given.")
 @click.option("--templates", type=click.Path(path_type=Path), default=None,
               help="Templates folder, one subfolder per target (default: the shipped templates).")
 @click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=Path("out"), show_default=True,
@@ -108,15 +123,8 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
         _print_reports(exc.reports, err=True)
         click.echo(f"rulegen build: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except KnowledgeError as exc:
-        for problem in exc.problems:
-            click.echo(f"error: {problem}", err=True)
-        click.echo(f"rulegen build: {len(exc.problems)} problem(s) in the knowledge; nothing written", err=True)
-        sys.exit(exc.exit_code)
     except RulegenError as exc:
-        click.echo(f"error: {exc}", err=True)
-        click.echo("rulegen build: nothing written", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc, "build")
     counts = Counter()
     for artifact in result.artifacts:
         counts[artifact.path.split("/", 1)[0]] += 1
@@ -213,9 +221,7 @@ def convert(sigma_dir: Path, out_dir: Path, siem_names: tuple[str, ...], templat
             raise render_errors(exc, templates_dir) from None
         swap_in(stage(out_dir, {p: t.encode() for c in conversions for p, t in c.files.items()}), out_dir)
     except RulegenError as exc:
-        click.echo(f"error: {exc}", err=True)
-        click.echo("rulegen convert: nothing written", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc, "convert")
     if as_json:
         click.echo(json.dumps({c.backend: c.summary(f"{sigma_dir}/", f"{out_dir}/") for c in conversions}, indent=2))
         return
@@ -252,8 +258,7 @@ def validate(paths: tuple[Path, ...], forced: str | None, lint: bool, as_json: b
 
 
 @main.command()
-@click.option("--knowledge", "-k", "knowledge", multiple=True, type=click.Path(path_type=Path),
-              help="Knowledge folder or file, repeatable; `@shipped` is rulegen's own (the default).")
+@_knowledge_option("The build goes to a temporary folder: nothing is written.")
 @click.option("--templates", type=click.Path(path_type=Path), default=None, help="Templates folder.")
 @click.option("--target", "-t", "target", multiple=True,
               help=f"Targets to prove, repeatable or comma-separated: {', '.join(TARGETS)} (default: all).")
@@ -275,13 +280,8 @@ def selftest(knowledge: tuple[Path, ...], templates: Path | None, target: tuple[
     roots = _knowledge_roots(knowledge)
     try:
         proofs = run_selftest(roots, templates or default_templates_dir(), _targets(target), policy)
-    except KnowledgeError as exc:
-        for problem in exc.problems:
-            click.echo(f"error: {problem}", err=True)
-        sys.exit(2)
     except RulegenError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc)
     failed = [p for p in proofs if not p.proven and not p.skipped]
     if as_json:
         click.echo(json.dumps([asdict(p) for p in proofs], indent=2))
@@ -306,13 +306,8 @@ def _explored(knowledge: tuple[Path, ...], templates: Path | None) -> tuple[Know
     try:
         compiled = compile_rules(_knowledge_roots(knowledge), templates or default_templates_dir(),
                                  TARGETS)
-    except KnowledgeError as exc:
-        for problem in exc.problems:
-            click.echo(f"error: {problem}", err=True)
-        sys.exit(exc.exit_code)
     except RulegenError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc)
     return compiled.kb, describe(compiled)
 
 
@@ -320,10 +315,7 @@ def _knowledge_options(command):
     command = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(command)
     command = click.option("--templates", type=click.Path(path_type=Path), default=None,
                            help="Templates folder (default: the shipped templates).")(command)
-    return click.option("--knowledge", "-k", "knowledge", multiple=True, type=click.Path(path_type=Path),
-                        help="Knowledge folder or file, repeatable as for build; `@shipped` is rulegen's own "
-                             "(the default). "
-                             "Nothing is written, not even the lock.")(command)
+    return _knowledge_option("Nothing is written, not even the lock.")(command)
 
 
 @main.command(name="list")
