@@ -22,6 +22,7 @@ from rulegen.model import (
     Detect,
     Direction,
     Entry,
+    Home,
     IpList,
     KnowledgeBase,
     Location,
@@ -547,10 +548,11 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
     raw_lists: list[tuple[str, Any, int]] = []
     raw_entries: list[tuple[str, Any, int]] = []
     raw_overrides: list[tuple[str, Any, int]] = []
-    files: list[Path] = []
-    for root in roots:
-        files.extend(knowledge_files(Path(root)))
-    for path in files:
+    raw_homes: list[tuple[int, str, Any, int]] = []  # (root index, file, value, line)
+    files: list[tuple[int, Path]] = []
+    for index, root in enumerate(roots):
+        files.extend((index, f) for f in knowledge_files(Path(root)))
+    for root_index, path in files:
         name = str(path)
         data = collector.run(name, None, 1, lambda p=path: _read_yaml(p))
         if data is None:
@@ -559,11 +561,13 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
             continue
 
         def top(d=data) -> _Fields:
-            return _Fields(d, 1, "knowledge file", ("port_classes", "ip_lists", "entries", "overrides"), ())
+            return _Fields(d, 1, "knowledge file", ("home", "port_classes", "ip_lists", "entries", "overrides"), ())
 
         fields = collector.run(name, None, 1, top)
         if fields is None:
             continue
+        if fields.has("home"):
+            raw_homes.append((root_index, name, fields.data["home"], fields.line_of("home")))
         for key, bucket in (("port_classes", raw_classes), ("ip_lists", raw_lists), ("entries", raw_entries),
                             ("overrides", raw_overrides)):
             items = collector.run(name, None, 1, lambda k=key, f=fields: f.items(k))
@@ -610,6 +614,7 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
                 collector.problems.append(Problem(pattern.location.file, pattern.location.line, pattern.entry_id,
                                                   f"pattern {pattern.id}: ip list {net.list_id!r} is empty"))
     _unique_classes(collector, classes)
+    home = _home(raw_homes, collector)
     overrides: dict[str, Override] = {}
     for file, value, line in raw_overrides:
         override = collector.run(file, None, line, lambda v=value, ln=line, f=file: _override(v, ln, f))
@@ -629,7 +634,39 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
     entries, disabled = _apply_overrides(entries, overrides)
     ordered = tuple(sorted(entries.values(), key=lambda e: (e.table != "destination", e.ports[0], e.id)))
     return KnowledgeBase(tuple(sorted(classes, key=lambda c: c.ports)), dict(sorted(ip_lists.items())), ordered,
-                         disabled)
+                         disabled, home)
+
+
+def _home(raw: list[tuple[int, str, Any, int]], collector: _Collector) -> Home:
+    """The home network set: the one of the last knowledge folder that defines it (a site's folder replaces
+    the shipped set), else the built-in default. Two in one folder are an error naming both."""
+    home = Home()
+    first_in_root: dict[int, tuple[str, int]] = {}
+    for root_index, file, value, line in raw:
+        if root_index in first_in_root:
+            where = first_in_root[root_index]
+            collector.problems.append(Problem(file, line, None, f"home is already defined at {where[0]}:{where[1]}; "
+                                                                "a knowledge folder defines it once"))
+            continue
+        first_in_root[root_index] = (file, line)
+        parsed = collector.run(file, None, line, lambda v=value, ln=line, f=file: _home_set(v, ln, f))
+        if parsed is not None:
+            home = parsed
+    return home
+
+
+def _home_set(value: Any, line: int, file: str) -> Home:
+    f = _Fields(value, line, "home", ("title", "addresses"), ("addresses",))
+    if f.has("title"):
+        f.text("title", max_len=200)
+    addresses = _ip_list({"id": "home", "title": "home", "addresses": f.data["addresses"]}, f.line, file).addresses
+    if not addresses:
+        raise _Invalid(f.line_of("addresses"), "home needs at least one address or CIDR block")
+    for address in addresses:
+        if ipaddress.ip_network(address).prefixlen == 0:
+            raise _Invalid(f.line_of("addresses"), f"home cannot be every address ({address}): nothing would "
+                                                   "be outside")
+    return Home(addresses, Location(file, f.line))
 
 
 def _override(value: Any, line: int, file: str) -> Override:

@@ -207,12 +207,32 @@ class IpList:
     location: Location
 
 
+# Loopback is never "home" or "outside" for a pattern: no pattern matches it (DESIGN.md, "Home and outside").
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+# The home network when the knowledge defines none: private, loopback, link-local and ULA ranges.
+DEFAULT_HOME = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
+                "::1/128", "fe80::/10", "fc00::/7")
+
+
+@dataclass(frozen=True)
+class Home:
+    """The one `home` network set every target reads: `inbound` is outside -> home, `outbound` home -> outside,
+    `internal` home -> home; outside is every address not in it. A site's folder replaces the shipped one."""
+
+    addresses: tuple[str, ...] = DEFAULT_HOME
+    location: Location | None = None  # None: the built-in default
+
+    def by_family(self, family: int) -> tuple[str, ...]:
+        return tuple(a for a in self.addresses if (":" in a) == (family == 6))
+
+
 @dataclass(frozen=True)
 class KnowledgeBase:
     port_classes: tuple[PortClass, ...]
     ip_lists: dict[str, IpList]
     entries: tuple[Entry, ...]
     disabled: tuple[Pattern, ...] = ()  # switched off by an override: out of every target, kept in the lock
+    home: Home = Home()
 
     @cached_property
     def patterns(self) -> tuple[Pattern, ...]:

@@ -1,7 +1,8 @@
 """Proofs that generated rules fire on the traffic or logs they describe, and stay quiet on normal traffic.
 
 One module per target (`suricata`, `sigma`, `firewall`); each exposes
-`prove(kb, out_dir, work_dir) -> list[Proof]`, one Proof per (pattern, target) it was asked about.
+`prove(kb, out_dir, work_dir) -> list[Proof]`: per (pattern, target) one Proof that the rule fires
+(`side="fires"`) and one that it stays quiet on the traffic it resembles (`side="quiet"`).
 """
 
 from __future__ import annotations
@@ -16,3 +17,4 @@ class Proof:
     proven: bool
     detail: str  # what was shown, or why not (e.g. "sid 1000013 alerted 1x on ftp-anonymous-login.pcap")
     skipped: str | None = None  # why the proof could not run here (engine missing, not root), else None
+    side: str = "fires"  # fires: the rule acts on its traffic; quiet: it stays quiet on look-alike traffic
