@@ -14,10 +14,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import copy_knowledge, run_rulegen
 
 from rulegen.build import plan_all
 from rulegen.knowledge import default_knowledge_dir, load_knowledge
+from rulegen.model import LOOPBACK
 from rulegen.prove import sigma as prove_sigma
 
 KB = load_knowledge([default_knowledge_dir()])
@@ -204,3 +206,32 @@ def test_rogue_dhcp_rule_spares_a_listed_server(tmp_path):
     quiet = proofs["dhcp-rogue-offer", "quiet"]
     assert quiet.proven and "dhcp-from-listed-server" in quiet.detail, quiet.detail
     assert "filter_main_known_servers" in (tmp_path / "out" / "sigma" / "zeek_dhcp_dhcp_rogue_offer.yml").read_text()
+
+
+SITE_HOME = """home:
+  title: The site's own networks, loopback not among them
+  addresses: [10.20.0.0/16, 198.51.100.0/24, 2001:db8:20::/48]
+"""
+
+
+def test_a_sites_home_replaces_the_shipped_one_and_loopback_stays_out(tmp_path):
+    """A site's `home:` without loopback: the rules read home as the site's ranges, outside still excludes loopback,
+    and both proofs hold with events drawn from the site's home."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "home.yaml").write_text(SITE_HOME)
+    out = tmp_path / "out"
+    result = run_rulegen("build", "-t", "sigma", "--no-validate", "-k", "@shipped", "-k", str(site), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    site_kb = load_knowledge([default_knowledge_dir(), site])
+    assert site_kb.home.addresses == ("10.20.0.0/16", "198.51.100.0/24", "2001:db8:20::/48")
+    ssh = yaml.safe_load((out / "sigma" / "net_firewall_ssh_probe.yml").read_text())["detection"]
+    assert ssh["filter_main_src_local"]["src_ip|cidr"] == [*site_kb.home.addresses, *LOOPBACK]
+    internal = yaml.safe_load((out / "sigma" / "net_firewall_pcanywhere_local_sweep.yml").read_text())["detection"]
+    assert internal["selection"]["src_ip|cidr"] == list(site_kb.home.addresses)
+    assert "filter_main_loopback" not in internal, "home holds no loopback: the selection already keeps it out"
+    nets = prove_sigma.addressing(site_kb)
+    assert nets.home == "10.20.0.{}" and nets.outside == "203.0.113.{}"
+    proofs = prove_sigma.prove(site_kb, out, tmp_path / "work")
+    assert {p.side for p in proofs} == {"fires", "quiet"}
+    assert all(p.proven for p in proofs), [p.detail for p in proofs if not p.proven]

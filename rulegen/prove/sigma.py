@@ -42,12 +42,13 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rulegen.model import KnowledgeBase, Net, Pattern, PortRange
+from rulegen.model import LOOPBACK, Home, KnowledgeBase, Net, Pattern, PortRange
 from rulegen.prove import Proof
 
 TARGET = "sigma"
@@ -56,10 +57,11 @@ TABLE = "logs"  # pySigma-backend-sqlite's default table (and Zircolite's)
 EVENT_COLUMN = "rulegen_event"  # which generated event a row belongs to
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
-# Addresses the events use: home is private (inside every default HOME_NET), external is documentation space.
-HOME = "192.168.1.{}"
-EXTERNAL = "203.0.113.{}"
-BROADCASTS = ("192.168.1.255", "255.255.255.255")  # a directed broadcast and the limited broadcast
+# Addresses the events use: a /24 inside the knowledge's home (192.168.1.0/24 where home holds it) and one outside
+# it (documentation space, RFC 5737). `addressing(kb)` picks them; host numbers go into the `{}`.
+HOME_PREFERRED = "192.168.1.0/24"
+OUTSIDE_CANDIDATES = ("203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24")
+LIMITED_BROADCAST = "255.255.255.255"
 LOOPBACKS = ("127.0.0.1", "::1")
 LOOPBACK_BROADCAST = "127.255.255.255"  # ends in .255 like a directed broadcast, and is loopback
 # Ordinary use of a service, for the payload patterns' look-alikes.
@@ -179,6 +181,36 @@ def render(flow: Flow, logsource: tuple[str, str, str]) -> dict[str, Any] | None
     return {"timestamp": stamp, **{k: v for k, v in record.items() if v is not None}}
 
 
+@dataclass(frozen=True)
+class Addressing:
+    """Format strings (`a.b.c.{}`) of the home and the outside /24 the events use."""
+
+    home: str
+    outside: str
+
+    @property
+    def broadcasts(self) -> tuple[str, str]:
+        """A directed broadcast of the home /24 and the limited broadcast."""
+        return self.home.format(255), LIMITED_BROADCAST
+
+
+@cache
+def _addressing(home: Home) -> Addressing:
+    nets = [ipaddress.ip_network(a, strict=False) for a in home.addresses]
+    v4 = [n for n in nets if n.version == 4 and n.prefixlen <= 24 and not _in(str(n.network_address), LOOPBACK)
+          and not n.is_link_local]
+    preferred = ipaddress.ip_network(HOME_PREFERRED)
+    inside = preferred if any(preferred.subnet_of(n) for n in v4) else next(
+        (next(n.subnets(new_prefix=24)) for n in v4), preferred)  # no /24 in home: the proofs will say so
+    outside = next((c for c in OUTSIDE_CANDIDATES if not any(ipaddress.ip_network(c).overlaps(n) for n in nets
+                                                             if n.version == 4)), OUTSIDE_CANDIDATES[0])
+    return Addressing(str(inside.network_address).rsplit(".", 1)[0] + ".{}", outside.rsplit(".", 1)[0] + ".{}")
+
+
+def addressing(kb: KnowledgeBase) -> Addressing:
+    return _addressing(kb.home)
+
+
 def _in(address: str, networks: Iterable[str]) -> bool:
     ip = ipaddress.ip_address(address)
     return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)
@@ -195,17 +227,18 @@ def _list_hosts(addresses: tuple[str, ...]) -> list[str]:
 
 def addresses(net: Net, side: str, kb: KnowledgeBase, host: int) -> list[str]:
     """Addresses that show one side of a pattern; `host` picks the host number in the home or external net."""
-    home, external = HOME.format(host), EXTERNAL.format(host)
+    nets = addressing(kb)
+    home, external = nets.home.format(host), nets.outside.format(host)
     if net.kind == "home":
         return [home]
     if net.kind == "external":
         return [external]
     if net.kind == "broadcast":
-        return list(BROADCASTS)
+        return list(nets.broadcasts)
     if net.kind == "list":
         listed = kb.ip_lists[net.list_id].addresses
         if net.negated or not listed:
-            candidates = [home, external] + [HOME.format(n) for n in range(2, 254)]
+            candidates = [home, external] + [nets.home.format(n) for n in range(2, 254)]
             return [next(a for a in candidates if not _in(a, listed))]
         return _list_hosts(listed)
     return [external] if side == "src" else [home]  # any: from outside, to a home host
@@ -221,7 +254,7 @@ def ports(ranges: tuple[PortRange, ...], default: int, excluded: tuple[PortRange
     return [port]
 
 
-def app_facts(pattern: Pattern) -> dict[str, Any]:
+def app_facts(pattern: Pattern, kb: KnowledgeBase) -> dict[str, Any]:
     """The application facts of a pattern's match, as Flow fields."""
     m = pattern.match
     if m is None:
@@ -234,7 +267,7 @@ def app_facts(pattern: Pattern) -> dict[str, Any]:
         return {"service": "ftp", "ftp_user": m.ftp_user}
     if m.kind == "dhcp":
         return {"service": "dhcp", "dhcp_types": ((m.dhcp_message_type or "").upper(),),
-                "dhcp_assigned": HOME.format(150)}
+                "dhcp_assigned": addressing(kb).home.format(150)}
     return {}
 
 
@@ -248,26 +281,27 @@ def pattern_flows(pattern: Pattern, kb: KnowledgeBase, host: int = 20) -> list[F
                                ports(pattern.dst_ports, SERVER_PORT, pattern.dst_ports_except))
     for src_ip, dst_ip, src_port, dst_port in combos:
         flows.append(Flow(pattern.transport, src_ip, src_port, dst_ip, dst_port, action=action,
-                          **app_facts(pattern)))
+                          **app_facts(pattern, kb)))
     return flows
 
 
 def normal_flows(kb: KnowledgeBase) -> dict[str, Flow]:
     """Ordinary traffic of a small site: none of it may raise a Sigma rule."""
-    client, resolver, web, mail, ftp, nms, router = (HOME.format(n) for n in (10, 1, 80, 25, 21, 5, 2))
+    home, outside = addressing(kb).home, addressing(kb).outside
+    client, resolver, web, mail, ftp, nms, router = (home.format(n) for n in (10, 1, 80, 25, 21, 5, 2))
     flows = {
-        "web-out-https": Flow("tcp", client, CLIENT_PORT, "198.51.100.80", 443, service="ssl"),
-        "web-out-http": Flow("tcp", client, CLIENT_PORT + 1, "198.51.100.80", 80, service="http"),
-        "web-in-http": Flow("tcp", "198.51.100.44", CLIENT_PORT + 2, web, 80, service="http"),
+        "web-out-https": Flow("tcp", client, CLIENT_PORT, outside.format(80), 443, service="ssl"),
+        "web-out-http": Flow("tcp", client, CLIENT_PORT + 1, outside.format(80), 80, service="http"),
+        "web-in-http": Flow("tcp", outside.format(44), CLIENT_PORT + 2, web, 80, service="http"),
         "dns-a-lookup": Flow("udp", client, CLIENT_PORT + 3, resolver, 53, service="dns",
                              query="www.example.com", qtype="A"),
         "dns-aaaa-lookup": Flow("udp", client, CLIENT_PORT + 4, resolver, 53, service="dns",
                                 query="www.example.com", qtype="AAAA"),
-        "dns-recursion": Flow("udp", resolver, CLIENT_PORT + 5, "198.51.100.53", 53, service="dns",
+        "dns-recursion": Flow("udp", resolver, CLIENT_PORT + 5, outside.format(53), 53, service="dns",
                               query="www.example.com", qtype="A"),
-        "ntp-client": Flow("udp", client, CLIENT_PORT + 6, "198.51.100.123", 123, service="ntp"),
-        "ssh-out": Flow("tcp", client, CLIENT_PORT + 7, "198.51.100.22", 22, service="ssh"),
-        "smtp-delivery-in": Flow("tcp", "198.51.100.25", CLIENT_PORT + 8, mail, 25, service="smtp"),
+        "ntp-client": Flow("udp", client, CLIENT_PORT + 6, outside.format(123), 123, service="ntp"),
+        "ssh-out": Flow("tcp", client, CLIENT_PORT + 7, outside.format(22), 22, service="ssh"),
+        "smtp-delivery-in": Flow("tcp", outside.format(25), CLIENT_PORT + 8, mail, 25, service="smtp"),
         "ftp-named-user": Flow("tcp", client, CLIENT_PORT + 9, ftp, 21, service="ftp", ftp_user="alice",
                                ftp_command=("STOR", f"ftp://{ftp}/home/alice/report.pdf")),
         "snmp-monitoring": Flow("udp", nms, CLIENT_PORT + 10, router, 161, service="snmp",
@@ -277,22 +311,24 @@ def normal_flows(kb: KnowledgeBase) -> dict[str, Flow]:
     if listed and listed.addresses:  # "from a listed server": only when the site lists its servers
         server = _list_hosts(listed.addresses)[0]
         flows["dhcp-from-listed-server"] = Flow(
-            "udp", server, 67, HOME.format(150), 68, service="dhcp",
-            dhcp_types=("DISCOVER", "OFFER", "REQUEST", "ACK"), dhcp_server=server, dhcp_assigned=HOME.format(150))
+            "udp", server, 67, home.format(150), 68, service="dhcp",
+            dhcp_types=("DISCOVER", "OFFER", "REQUEST", "ACK"), dhcp_server=server, dhcp_assigned=home.format(150))
     return flows
 
 
-def _direction_lookalikes(pattern: Pattern, logsource: tuple[str, str, str]) -> dict[str, dict[str, str]]:
+def _direction_lookalikes(pattern: Pattern, kb: KnowledgeBase,
+                          logsource: tuple[str, str, str]) -> dict[str, dict[str, str]]:
     """Address changes that turn the pattern's events into their look-alikes of the other direction. A DNS query
     record's destination is the name server asked, so DNS look-alikes change the source only."""
     src, dst = pattern.src_net.kind, pattern.dst_net.kind
+    nets = addressing(kb)
     dst_is_far_end = logsource != ("", "dns", "")
     if src == "external":
-        return {"from-home": {"src_ip": HOME.format(30)}}
+        return {"from-home": {"src_ip": nets.home.format(30)}}
     if src == "home" and (dst == "home" or not dst_is_far_end):
-        return {"from-outside": {"src_ip": EXTERNAL.format(30)}}
+        return {"from-outside": {"src_ip": nets.outside.format(30)}}
     if src == "home":
-        return {"to-home": {"dst_ip": HOME.format(31)}}
+        return {"to-home": {"dst_ip": nets.home.format(31)}}
     return {}
 
 
@@ -328,7 +364,7 @@ def _payload_lookalikes(pattern: Pattern, kb: KnowledgeBase) -> dict[str, dict[s
 def lookalikes(pattern: Pattern, kb: KnowledgeBase, logsource: tuple[str, str, str]) -> dict[str, dict[str, Any]]:
     """Case name -> the Flow field changes that make a look-alike the pattern's rule must not match. Zeek's dhcp.log
     records no flow addresses (the server's address is the whole of it), so DHCP has no loopback case."""
-    cases = {**_direction_lookalikes(pattern, logsource), **_payload_lookalikes(pattern, kb)}
+    cases = {**_direction_lookalikes(pattern, kb, logsource), **_payload_lookalikes(pattern, kb)}
     if logsource != ("zeek", "", "dhcp"):
         cases.update(_loopback_lookalikes(pattern))
     return cases
