@@ -196,6 +196,8 @@ class Addressing:
 
 @cache
 def _addressing(home: Home) -> Addressing:
+    """Home: 192.168.1.0/24 where home holds it, else the first /24 of home's first IPv4 network of /24 or more
+    (loopback and link-local aside). Outside: the first documentation /24 that home does not overlap."""
     nets = [ipaddress.ip_network(a, strict=False) for a in home.addresses]
     v4 = [n for n in nets if n.version == 4 and n.prefixlen <= 24 and not _in(str(n.network_address), LOOPBACK)
           and not n.is_link_local]
