@@ -207,6 +207,7 @@ def convert(sigma_dir: Path, out_dir: Path, siem_names: tuple[str, ...], templat
     """Convert a folder of Sigma rules (default: out/sigma; every *.yml and *.yaml below it) into SIEM queries,
     with rulegen's pipelines for firewall, DNS and Zeek log sources: OUT/splunk/savedsearches.conf,
     OUT/lucene/rules.ndjson and OUT/esql/rules.ndjson (Kibana detection rules), and one query file per rule.
+    Every alert is suppressed per source for a period set by the rule's level (the severity table).
 
     A rule a backend cannot convert is skipped with the reason (exit 0). Unreadable rules exit 2, writing nothing.
     """
