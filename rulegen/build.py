@@ -260,7 +260,7 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
     reports: list[FileReport] = []
     try:
         if validate:
-            reports = validation.validate([staging])
+            reports = validation.validate([staging], home=compiled.kb.home.addresses)
             if validation.problems(reports):
                 raise ValidationFailed([_relocate(r, staging, out_dir) for r in reports])
         lock_written = False
