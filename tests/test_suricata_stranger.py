@@ -19,7 +19,6 @@ from scapy.utils import wrpcap
 
 from rulegen.knowledge import default_knowledge_dir, load_knowledge
 from rulegen.model import Detect
-from rulegen.severity import SEVERITY
 from rulegen.validate.suricata import minimal_config
 
 SHIPPED = load_knowledge([default_knowledge_dir()])
@@ -146,18 +145,10 @@ def ssh_sessions() -> Capture:
     return capture
 
 
-def _loud_ssh_probe() -> bool:
-    """ssh-probe alerts once per new outside source; above informational until the knowledge says otherwise."""
-    probe = next(p for p in SHIPPED.patterns if p.id == "ssh-probe")
-    return SEVERITY[probe.severity].suricata_priority < INFORMATIONAL
-
-
 @pytest.mark.parametrize("name, traffic", [
     ("mail", mail_deliveries),
     ("web", web_fetches),
-    pytest.param("ssh", ssh_sessions, marks=pytest.mark.xfail(
-        _loud_ssh_probe(), strict=True,
-        reason="the knowledge still has ssh-probe above informational (issue 11, item 3: the lead's change)")),
+    ("ssh", ssh_sessions),
 ])
 def test_busy_ordinary_peer_raises_nothing_above_informational(replay, name, traffic):
     alerts = replay(traffic(), name)
