@@ -3,8 +3,12 @@ pipeline for its schema (Splunk CIM or ECS, in `rulegen/data/pipelines/`), writt
 plus the bundle the SIEM imports: a Splunk `savedsearches.conf`, Kibana detection rules as NDJSON.
 
 A pipeline changes the rule objects it processes, so every backend converts its own parse of the rules.
-A rule a backend cannot convert (Lucene has no correlation rules; a field or log source the pipeline does not
-map) is skipped with the reason, not an error: the other rules still convert.
+A rule a backend cannot convert (a field or log source the pipeline does not map) is skipped with the reason, not an
+error: the other rules still convert. pySigma's Lucene backend has no correlation rules: a counting correlation
+(`event_count`, `value_count`) becomes a Kibana threshold rule on its base rule's query, grouped by the correlation's
+group-by fields, with a cardinality condition on the counted field, over the timespan (`_threshold_rule`).
+A base rule that a correlation counts raises no alert of its own in any backend (the Sigma specification's
+`generate: false`).
 
 Every alert is suppressed per source, through each SIEM's own mechanism (Splunk's per-result throttling, Kibana's
 `alert_suppression`), for the period the one severity table gives its level (rulegen/severity.py). The source field
@@ -49,6 +53,11 @@ BACKENDS = {
 SPLUNK_SEVERITY = {"informational": 2, "low": 3, "medium": 4, "high": 5, "critical": 6}
 # Kibana's alert_suppression.duration takes a whole number of s, m or h: the largest unit that fits exactly.
 KIBANA_UNITS = (("h", 3600), ("m", 60), ("s", 1))
+# A rule's schedule (`interval`, `from`) takes d too.
+KIBANA_SCHEDULE_UNITS = (("d", 86400), *KIBANA_UNITS)
+# Kibana's rule severity has no informational: pySigma writes the Sigma level, which the import refuses. Such a rule
+# is imported disabled, at the lowest severity, and keeps pySigma's risk score of 1.
+KIBANA_INFORMATIONAL = "low"
 # Kibana: one alert for the events that lack the source field, rather than one alert each.
 MISSING_FIELDS_STRATEGY = "suppress"
 
@@ -222,9 +231,14 @@ class Suppression:
     seconds: int
 
     def kibana(self) -> dict[str, Any]:
-        unit, size = next((u, n) for u, n in KIBANA_UNITS if self.seconds % n == 0)
-        return {"group_by": [self.field], "duration": {"value": self.seconds // size, "unit": unit},
+        return {"group_by": [self.field], "duration": kibana_duration(self.seconds),
                 "missing_fields_strategy": MISSING_FIELDS_STRATEGY}
+
+
+def kibana_duration(seconds: int, units: tuple[tuple[str, int], ...] = KIBANA_UNITS) -> dict[str, Any]:
+    """`{value, unit}` in the largest unit that divides `seconds`."""
+    unit, size = next((u, n) for u, n in units if seconds % n == 0)
+    return {"value": seconds // size, "unit": unit}
 
 
 def source_field(logsource: Any) -> str | None:
@@ -308,22 +322,18 @@ def _convert(spec: Backend, documents: Mapping[str, list[Any]], env: SandboxedEn
     backend = _backend(spec.name)
     result = Conversion(spec.name)
     collection = _parse(documents, with_correlations=True)
-    correlations = [r for r in collection.rules if isinstance(r, SigmaCorrelationRule)]
-    if backend.correlation_methods is None and correlations:
-        for rule in correlations:
-            bases = ", ".join(sorted(_path(r.rule) for r in rule.rules))
-            result.skipped.append(Skip(_path(rule), f"the {spec.name} backend has no correlation rules (the splunk "
-                                                    f"and esql backends convert it); the rule it counts, {bases}, "
-                                                    "is converted alone: one alert per event, not per scan"))
-        collection = _parse(documents, with_correlations=False)
     entries: list[tuple[Any, Any, Suppression | None]] = []
     fields: dict[tuple, str | None] = {}
     for rule in sorted(collection.rules, key=lambda r: (_depth(r), _path(r))):
         correlation = isinstance(rule, SigmaCorrelationRule)
         suppression = _suppression(spec.name, rule, fields)  # before the pipeline renames the rule's group-by
         try:
-            queries = (backend.convert_correlation_rule(rule, spec.rule_format) if correlation
-                       else backend.convert_rule(rule, spec.rule_format))
+            if correlation and backend.correlation_methods is None:
+                queries = [_threshold_rule(backend, rule, spec.rule_format, result.skipped)]
+            elif correlation:
+                queries = backend.convert_correlation_rule(rule, spec.rule_format)
+            else:
+                queries = backend.convert_rule(rule, spec.rule_format)
         except (SigmaError, NotImplementedError) as exc:
             reason = exc.args[0] if exc.args else type(exc).__name__
             if not correlation:
@@ -350,6 +360,43 @@ def _convert(spec: Backend, documents: Mapping[str, list[Any]], env: SandboxedEn
     return result
 
 
+def _threshold_rule(backend: Any, rule: Any, rule_format: str, skipped: list[Skip]) -> dict[str, Any]:
+    """A Kibana threshold rule for a counting correlation (its base rules already converted, their queries kept by
+    pySigma): the base query, `threshold.field` the group-by fields, `threshold.value` the count, for value_count a
+    `threshold.cardinality` on the counted field (Kibana compares both with >=), field names in the backend's schema.
+    Each run looks back over one timespan, every timespan: tumbling windows, as Splunk's `bin _time` and ES|QL's
+    `date_trunc` buckets are. Raises NotImplementedError with the reason for what a threshold rule cannot say."""
+    from sigma.conversion.state import ConversionState
+    from sigma.correlations import SigmaCorrelationCondition, SigmaCorrelationType
+    from sigma.correlations import SigmaCorrelationConditionOperator as Op
+
+    kinds = (SigmaCorrelationType.EVENT_COUNT, SigmaCorrelationType.VALUE_COUNT)
+    if rule_format != "siem_rule_ndjson" or rule.type not in kinds:
+        raise NotImplementedError(f"a Kibana threshold rule counts events or distinct values; a {rule.type} "
+                                  "correlation has no threshold rule form")
+    condition = rule.condition
+    if not isinstance(condition, SigmaCorrelationCondition) or condition.op not in (Op.GTE, Op.GT):
+        raise NotImplementedError("a Kibana threshold rule alerts at or above a count: the correlation's condition "
+                                  "is not gte or gt")
+    if len(rule.aliases):
+        raise NotImplementedError("a Kibana threshold rule groups by one field name: the correlation uses aliases")
+    down = sorted(s.rule for s in skipped if s.rule in {_path(r.rule) for r in rule.rules})
+    if down:
+        raise NotImplementedError(f"the rule it counts, {', '.join(down)}, did not convert")
+    queries = [q for ref in rule.rules for q in ref.rule.get_conversion_result()]
+    query = queries[0] if len(queries) == 1 else " OR ".join(f"({q})" for q in queries)
+    backend.last_processing_pipeline.apply(rule)  # group-by and counted field in the schema's names
+    count = condition.count + (condition.op is Op.GT)
+    threshold: dict[str, Any] = {"field": list(rule.group_by or []), "value": count}
+    if rule.type is SigmaCorrelationType.VALUE_COUNT:
+        threshold["cardinality"] = [{"field": condition.fieldref, "value": count}]
+    window = kibana_duration(rule.timespan.seconds, KIBANA_SCHEDULE_UNITS)
+    window = f"{window['value']}{window['unit']}"
+    kibana = backend.finalize_query(rule, query, 0, ConversionState(), rule_format)
+    return {**kibana, "type": "threshold", "threshold": threshold, "interval": window, "from": f"now-{window}",
+            "meta": {**kibana.get("meta", {}), "from": "0s"}}
+
+
 def _query_text(query: str | dict) -> str:
     """The query alone: the Kibana rule's own query, or the SPL/ES|QL text without blank lines."""
     text = query["query"] if isinstance(query, dict) else query
@@ -362,9 +409,16 @@ def _level(rule: Any) -> str:
 
 def _kibana_rule(rule: Any, query: dict, suppression: Suppression | None) -> str:
     """One NDJSON line: the backend's detection rule, with per-source `alert_suppression` (Kibana 8.14 for query
-    rules, 8.16 for ES|QL rules; a Platinum licence). Informational rules are imported disabled (they never page)."""
-    extra = {"alert_suppression": suppression.kibana()} if suppression else {}
-    return json.dumps({**query, **extra, "enabled": _level(rule) != "informational"}, ensure_ascii=False) + "\n"
+    rules, 8.16 for ES|QL rules; a Platinum licence). A threshold rule's alerts are its groups already: its
+    suppression takes the duration alone (GA in Kibana 8.16). Informational rules are imported disabled (they never
+    page), at severity low (Kibana has no informational)."""
+    if query.get("type") == "threshold":
+        extra = {"alert_suppression": {"duration": kibana_duration(BY_SIGMA_LEVEL[_level(rule)].suppress_seconds)}}
+    else:
+        extra = {"alert_suppression": suppression.kibana()} if suppression else {}
+    informational = _level(rule) == "informational"
+    severity = {"severity": KIBANA_INFORMATIONAL} if informational else {}
+    return json.dumps({**query, **extra, **severity, "enabled": not informational}, ensure_ascii=False) + "\n"
 
 
 def _savedsearches(entries: list[tuple[Any, str, Suppression | None]], env: SandboxedEnvironment) -> str:

@@ -11,6 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 from conftest import copy_knowledge, run_rulegen
@@ -30,10 +31,9 @@ CORRELATIONS = {p.context["correlation"]["file"].removeprefix("sigma/"): p for p
                 if p.expressed and p.context["correlation"]}
 BASE_RULES = {p.context["file"].removeprefix("sigma/") for p in CORRELATIONS.values()}
 ALL_FILES = sorted(RULES) + sorted(CORRELATIONS)
-# What each backend should give: correlation-capable backends fold a base rule into its correlation rule's query;
-# Lucene skips the correlation rules and converts their base rules alone.
-EXPECTED = {"splunk": sorted(set(ALL_FILES) - BASE_RULES), "esql": sorted(set(ALL_FILES) - BASE_RULES),
-            "lucene": sorted(RULES)}
+# What each backend should give: a base rule lives inside its correlation rule's query (Splunk, ES|QL) or Kibana
+# threshold rule (Lucene), with no alert of its own.
+EXPECTED = {name: sorted(set(ALL_FILES) - BASE_RULES) for name in ("splunk", "lucene", "esql")}
 SUFFIX = {name: b.query_suffix for name, b in siem.BACKENDS.items()}
 
 
@@ -115,20 +115,16 @@ def test_every_rule_converts_for_each_backend(siem_build, backend):
     assert sorted(_queries(out, backend)) == EXPECTED[backend]
     manifest = json.loads((out / "manifest.json").read_text())["siem"][backend]
     assert manifest["queries"] == len(EXPECTED[backend])
-    skipped = sorted(s["rule"] for s in manifest["skipped"])
-    assert skipped == ([f"sigma/{f}" for f in sorted(CORRELATIONS)] if backend == "lucene" else [])
-    embedded = sorted(manifest["embedded"])
-    assert embedded == ([] if backend == "lucene" else sorted(f"sigma/{f}" for f in BASE_RULES))
+    assert manifest["skipped"] == []
+    assert sorted(manifest["embedded"]) == sorted(f"sigma/{f}" for f in BASE_RULES)
 
 
-def test_the_build_summary_names_the_lucene_correlation_skips(siem_build):
+def test_the_build_summary_counts_the_base_rules_inside_their_correlations(siem_build):
     _, stdout = siem_build
+    assert CORRELATIONS, "the knowledge has scan patterns, so there are correlation rules"
     for backend, files in EXPECTED.items():
-        assert re.search(rf"siem\s+{backend}\s+{len(files)} queries", stdout), stdout
-    assert CORRELATIONS, "the knowledge has scan patterns, so there are correlation rules to skip"
-    for correlation in CORRELATIONS:
-        line = next(x for x in stdout.splitlines() if f"lucene skipped sigma/{correlation}" in x)
-        assert "no correlation rules" in line and "splunk and esql backends convert it" in line
+        assert re.search(rf"siem\s+{backend}\s+{len(files)} queries \({len(BASE_RULES)} base rule\(s\) inside their "
+                         r"correlation rule\), 0 skipped", stdout), stdout
 
 
 @pytest.mark.parametrize("backend, sigma_file",
@@ -202,9 +198,10 @@ def test_ndjson_lines_are_detection_rules_with_the_query_and_rule_id(siem_build,
         sigma_rule = yaml.safe_load(text)
         assert rule["rule_id"] == sigma_rule["id"]
         assert rule["query"] == queries[sigma_file].rstrip("\n")
-        assert rule["type"] == ("query" if backend == "lucene" else "esql")
+        assert rule["type"] == ("esql" if backend == "esql" else "threshold" if sigma_file in CORRELATIONS else "query")
         assert rule["language"] == backend
         assert rule["enabled"] is (sigma_rule["level"] != "informational")
+        assert rule["severity"] in ("low", "medium", "high", "critical")  # Kibana has no informational
         if any(t.startswith("attack.t") for t in sigma_rule.get("tags", [])):
             assert rule["threat"], f"{sigma_file}: its ATT&CK technique is in the Kibana rule"
 
@@ -239,12 +236,16 @@ KIBANA_UNIT = {"s": 1, "m": 60, "h": 3600}
 
 
 def _source_in_schema(backend: str, sigma_file: str) -> str:
-    """The source field of a Sigma file's log source, renamed as the backend's pipeline YAML renames it (a mapping
-    that applies to every item of that log source, not the one for wildcard values)."""
+    """The source field of a Sigma file's log source, renamed as the backend's pipeline YAML renames it."""
     plan = RULES.get(sigma_file) or CORRELATIONS[sigma_file]
     logsource = {item["key"]: item["value"] for item in plan.context["logsource"]}
     kind = _logsource(sigma_file)
-    field = SOURCE_FIELD["zeek dhcp" if logsource.get("service") == "dhcp" else kind]
+    return _in_schema(backend, kind, SOURCE_FIELD["zeek dhcp" if logsource.get("service") == "dhcp" else kind])
+
+
+def _in_schema(backend: str, kind: str, field: str) -> str:
+    """A Sigma field of a log source (firewall, dns, zeek) renamed as the backend's pipeline YAML renames it (a
+    mapping that applies to every item of that log source, not the one for wildcard values)."""
     wanted = {"firewall": {"category": "firewall"}, "dns": {"category": "dns"}, "zeek": {"product": "zeek"}}[kind]
     for item in yaml.safe_load(siem.pipeline_text(backend))["transformations"]:
         conditions = [c for c in item.get("rule_conditions", []) if c["type"] == "logsource"]
@@ -283,6 +284,12 @@ def test_every_kibana_rule_suppresses_alerts_per_source_for_its_levels_period(si
     assert len(rules) == len(EXPECTED[backend])
     for sigma_file, rule in zip(EXPECTED[backend], rules, strict=True):
         suppression = rule["alert_suppression"]
+        if rule["type"] == "threshold":  # alerts per threshold group, which holds the source: a duration alone
+            assert set(suppression) == {"duration"}, sigma_file
+            assert _source_in_schema(backend, sigma_file) in rule["threshold"]["field"], sigma_file
+            duration = suppression["duration"]
+            assert duration["value"] * KIBANA_UNIT[duration["unit"]] == PERIOD[_level(sigma_file)], sigma_file
+            continue
         assert set(suppression) == {"group_by", "duration", "missing_fields_strategy"}, sigma_file
         assert suppression["group_by"] == [_source_in_schema(backend, sigma_file)], sigma_file
         assert suppression["group_by"][0] in _schema_fields(backend, _logsource(sigma_file))[0], sigma_file
@@ -298,6 +305,212 @@ def test_suppression_periods_shrink_as_severity_grows():
     """Louder alerts come back sooner: each level's period is shorter than the level below it."""
     periods = [PERIOD[level] for level in ("informational", "low", "medium", "high", "critical")]
     assert periods == sorted(periods, reverse=True) and len(set(periods)) == len(periods)
+
+
+# --- Kibana threshold rules --------------------------------------------------------------------------------------
+
+THRESHOLD_SCHEMA = json.loads((Path(__file__).parent / "data" / "kibana_threshold_rule.schema.json").read_text())
+
+
+def _kibana_rules(out: Path, backend: str) -> dict[str, dict]:
+    """rule_id -> the Kibana rule of a backend's NDJSON bundle."""
+    lines = (out / "siem" / backend / "rules.ndjson").read_text().splitlines()
+    return {rule["rule_id"]: rule for rule in map(json.loads, lines)}
+
+
+def _sigma(out: Path, sigma_file: str) -> dict:
+    return yaml.safe_load((out / "sigma" / sigma_file).read_text())
+
+
+def test_no_kibana_rule_alerts_on_a_rule_that_a_correlation_counts(siem_build):
+    """The base rule of a scan correlation matches every single connection it counts (every inbound TCP connection
+    to a port below 144, for one): alone in Kibana it would page on each of them."""
+    out, _ = siem_build
+    assert BASE_RULES
+    for backend in ("lucene", "esql"):
+        imported = _kibana_rules(out, backend)
+        for base in BASE_RULES:
+            assert _sigma(out, base)["id"] not in imported, (backend, base)
+
+
+@pytest.mark.parametrize("sigma_file", sorted(CORRELATIONS))
+def test_lucene_correlation_is_a_kibana_threshold_rule_of_kibanas_schema(siem_build, sigma_file, tmp_path):
+    out, _ = siem_build
+    correlation = _sigma(out, sigma_file)
+    rule = _kibana_rules(out, "lucene")[correlation["id"]]
+    jsonschema.validate(rule, THRESHOLD_SCHEMA)
+    assert rule["type"] == "threshold" and rule["language"] == "lucene"
+    assert rule["name"] == f"SIGMA - {correlation['title']}" and rule["severity"] == correlation["level"]
+    # the query is the base rule's own: what the Lucene backend gives it converted alone, outside the correlation
+    base = CORRELATIONS[sigma_file].context["file"].removeprefix("sigma/")
+    (tmp_path / "alone").mkdir()
+    shutil.copy(out / "sigma" / base, tmp_path / "alone" / base)
+    result = run_rulegen("convert", str(tmp_path / "alone"), "-o", str(tmp_path / "siem"), "--siem", "lucene")
+    assert result.returncode == 0, result.stderr
+    alone = (tmp_path / "siem" / "lucene" / "queries" / base).with_suffix(".lucene").read_text()
+    assert rule["query"] == alone.rstrip("\n")
+
+
+@pytest.mark.parametrize("sigma_file", ["net_firewall_ssh_probe.yml", *sorted(set(RULES) - BASE_RULES)[:3]])
+def test_lucene_rules_that_no_correlation_counts_stay_query_rules(siem_build, sigma_file):
+    out, _ = siem_build
+    rule = _kibana_rules(out, "lucene")[_sigma(out, sigma_file)["id"]]
+    assert rule["type"] == "query" and "threshold" not in rule
+
+
+SITE_BASE = """title: Site Firewall Connection to the Mail Relay
+id: 1d2b3c4d-0000-4000-8000-000000000010
+name: site_mail_relay
+status: experimental
+description: A site's base rule.
+author: site
+date: 2026-01-01
+logsource:
+    category: firewall
+detection:
+    selection:
+        dst_port: 25
+    condition: selection
+level: low
+"""
+SITE_CORRELATION = """title: {title}
+id: {id}
+status: experimental
+correlation:
+    type: {type}
+    rules:
+        - site_mail_relay
+    group-by:
+        - src_ip
+        - dst_ip
+    timespan: 2h
+    condition:
+        {op}: 5
+level: {level}
+"""
+
+
+def test_site_event_count_correlations_become_threshold_rules_or_are_skipped_with_the_reason(tmp_path):
+    """An event_count at or above a count is a threshold rule without cardinality; gt 5 is at least 6; a condition
+    below a count has no threshold rule form and is skipped, with the reason."""
+    folder = tmp_path / "sigma"
+    folder.mkdir()
+    (folder / "site_base.yml").write_text(SITE_BASE)
+    cases = {"site_gte.yml": ("event_count", "gte", "high", 5), "site_gt.yml": ("event_count", "gt", "low", 6),
+             "site_lt.yml": ("event_count", "lt", "low", None), "site_temporal.yml": ("temporal", "gte", "low", None)}
+    for n, (name, (kind, op, level, _)) in enumerate(cases.items()):
+        (folder / name).write_text(SITE_CORRELATION.format(title=f"Site {name}", type=kind, op=op, level=level,
+                                                           id=f"1d2b3c4d-0000-4000-8000-00000000002{n}"))
+    result = run_rulegen("convert", str(folder), "-o", str(tmp_path / "siem"), "--siem", "lucene")
+    assert result.returncode == 0, result.stderr
+    rules = {r["name"].removeprefix("SIGMA - Site "): r for r in map(json.loads, (tmp_path / "siem" / "lucene" /
+                                                                            "rules.ndjson").read_text().splitlines())}
+    assert sorted(rules) == ["site_gt.yml", "site_gte.yml"]  # the base rule alerts through them only
+    for name, rule in rules.items():
+        jsonschema.validate(rule, THRESHOLD_SCHEMA)
+        assert rule["threshold"] == {"field": ["source.ip", "destination.ip"], "value": cases[name][3]}
+        assert (rule["interval"], rule["from"]) == ("2h", "now-2h")
+        assert rule["query"] == "destination.port:25"
+    lt = next(x for x in result.stdout.splitlines() if "skipped" in x and "site_lt.yml" in x)
+    assert "alerts at or above a count" in lt
+    temporal = next(x for x in result.stdout.splitlines() if "skipped" in x and "site_temporal.yml" in x)
+    assert "temporal correlation has no threshold rule form" in temporal
+
+
+# --- correlations mean the same in every output ------------------------------------------------------------------
+
+TIME_UNITS = {"s": 1, "second": 1, "m": 60, "minute": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+OPERATORS = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<", "eq": "=="}
+
+
+def _seconds(count: str, unit: str) -> int:
+    return int(count) * TIME_UNITS[unit.rstrip("s") if len(unit) > 1 else unit]
+
+
+def _one(pattern: str, text: str) -> re.Match:
+    found = re.findall(pattern, text)
+    assert len(found) == 1, f"{pattern!r} found {len(found)} times in {text}"
+    return re.search(pattern, text)
+
+
+def _read_sqlite(sql: str) -> dict:
+    """pySigma-backend-sqlite's correlation query: the event payload names each field (f0, f1...) by its column;
+    the group keys, the counted value, the window anchored at each event and the metric's condition refer to them."""
+    payload = dict(re.findall(r"'(f\d+)', CASE WHEN typeof\(`([^`]+)`\)", sql))
+    groups = {g: payload[f] for f, g in re.findall(r"json_extract\(s\.payload, '\$\.(f\d+)'\) END AS (g\d+)", sql)}
+    keys = _one(r"json_object\(((?:'[^']+', `g\d+`(?:, )?)+)\) AS group_keys", sql).group(1)
+    named = re.findall(r"'([^']+)', `(g\d+)`", keys)
+    assert all(groups[g] == name for name, g in named), (named, groups)
+    counted = payload[_one(r"json_extract\(s\.payload, '\$\.(f\d+)'\) AS v\b", sql).group(1)]
+    assert _one(r"COUNT\(DISTINCT m\.v COLLATE NOCASE\)", sql)
+    start = _one(r"SELECT DISTINCT ts - (\d+) AS start, ts AS end", sql)
+    op, count = _one(r"WHERE metric (>=|>|<=|<|==?) (\d+)\)", sql).groups()
+    return {"group_by": [name for name, _ in named], "seconds": int(start.group(1)), "counted": counted,
+            "condition": (op, int(count))}
+
+
+def _read_splunk(spl: str) -> dict:
+    span = _one(r"\| bin _time span=(\d+)([smhd])\b", spl).groups()
+    counted, alias, by = _one(r"\| stats dc\(([^)]+)\) as (\w+) by _time ([\w. ]+?)\s*(?:\n|\|)", spl).groups()
+    op, count = _one(rf"\| search {alias} (>=|>|<=|<|=) (\d+)", spl).groups()
+    return {"group_by": by.split(), "seconds": _seconds(*span), "counted": counted, "condition": (op, int(count))}
+
+
+def _read_esql(esql: str) -> dict:
+    span = _one(r"\| eval timebucket=date_trunc\((\d+)\s*(second|minute|hour|day)s?, @timestamp\)", esql).groups()
+    alias, counted, by = _one(r"\| stats (\w+)=count_distinct\(([^)]+)\) by timebucket, ([\w., ]+?)\s*(?:\n|\|)",
+                              esql).groups()
+    op, count = _one(rf"\| where {alias} (>=|>|<=|<|==) (\d+)", esql).groups()
+    return {"group_by": [f.strip() for f in by.split(",")], "seconds": _seconds(*span), "counted": counted,
+            "condition": (op, int(count))}
+
+
+def _read_kibana_threshold(rule: dict) -> dict:
+    window = _one(r"^(\d+)([smhd])$", rule["interval"]).groups()
+    assert rule["from"] == f"now-{rule['interval']}" and rule["to"] == "now", "each run looks back one window"
+    (cardinality,) = rule["threshold"]["cardinality"]
+    # Kibana alerts when a group holds at least `value` events and at least `cardinality.value` distinct values
+    assert rule["threshold"]["value"] <= cardinality["value"]
+    return {"group_by": rule["threshold"]["field"], "seconds": _seconds(*window), "counted": cardinality["field"],
+            "condition": (">=", cardinality["value"])}
+
+
+@pytest.mark.parametrize("sigma_file", sorted(CORRELATIONS))
+def test_a_correlation_means_the_same_in_every_output(siem_build, sigma_file):
+    """Group-by, timespan, counted field and condition read back out of the SQLite proof's SQL, the Splunk search
+    (query file and saved search), the ES|QL query and the Kibana threshold rule agree with the Sigma correlation,
+    each in its own schema's field names. (All four count over the timespan; the SQLite proof slides the window
+    from each event, the SIEMs count in fixed windows of that length.)"""
+    from rulegen.prove.sigma import convert_correlation
+
+    out, _ = siem_build
+    sigma = _sigma(out, sigma_file)["correlation"]
+    assert sigma["type"] == "value_count", "the readers below know value_count: teach them the new type"
+    ((op_name, count),) = [(k, v) for k, v in sigma["condition"].items() if k != "field"]
+    kind = _logsource(sigma_file)
+    base = CORRELATIONS[sigma_file].context["file"].removeprefix("sigma/")
+
+    def expected(backend: str | None, op: str) -> dict:
+        name = (lambda f: f) if backend is None else (lambda f: _in_schema(backend, kind, f))
+        return {"group_by": [name(f) for f in sigma["group-by"]],
+                "seconds": _seconds(*re.fullmatch(r"(\d+)([smhd])", sigma["timespan"]).groups()),
+                "counted": name(sigma["condition"]["field"]), "condition": (op, count)}
+
+    (sql,) = convert_correlation(out / "sigma" / sigma_file, out / "sigma" / base)
+    assert _read_sqlite(sql) == expected(None, OPERATORS[op_name])
+    spl = _queries(out, "splunk")[sigma_file]
+    assert _read_splunk(spl) == expected("splunk", OPERATORS[op_name].replace("==", "="))
+    conf = configparser.ConfigParser(interpolation=None, strict=True)
+    conf.read_string((out / "siem" / "splunk" / "savedsearches.conf").read_text())
+    (stanza,) = [conf[s] for s in conf.sections() if conf[s]["search"] == " ".join(spl.splitlines())]
+    assert _read_splunk(stanza["search"] + "\n") == expected("splunk", OPERATORS[op_name].replace("==", "="))
+    esql = _queries(out, "esql")[sigma_file]
+    assert _read_esql(esql) == expected("esql", OPERATORS[op_name])
+    assert _read_esql(_kibana_rules(out, "esql")[_sigma(out, sigma_file)["id"]]["query"] + "\n") == \
+        expected("esql", OPERATORS[op_name])
+    if op_name in ("gte", "gt"):
+        kibana = _read_kibana_threshold(_kibana_rules(out, "lucene")[_sigma(out, sigma_file)["id"]])
+        assert kibana == expected("lucene", ">=") | ({"condition": (">=", count + 1)} if op_name == "gt" else {})
 
 
 # --- rulegen convert -----------------------------------------------------------------------------------------------
