@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the engines rulegen validates against, on Debian bookworm (run as root):
 # Suricata 7 and suricata-update from bookworm-backports, iptables, nftables, ipset, iproute2,
+# ulogd2 with its JSON output (the NFLOG firewall log proofs run it inside their own namespaces),
 # and headless Chromium (the REPORT.html test looks at the report in a real browser).
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
@@ -21,6 +22,7 @@ SRC
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q iptables nftables ipset iproute2 chromium
+apt-get install -y -q iptables nftables ipset iproute2 ulogd2 ulogd2-json chromium
 apt-get install -y -q -t bookworm-backports suricata suricata-update
 suricata -V
+/usr/sbin/ulogd -V
