@@ -10,6 +10,8 @@ from rulegen.targets import Artifact, Plan, Stamp, firewall
 NAME = "nftables"
 PATH = "nftables/rulegen.nft"
 HOOKS = ("input", "forward", "output")
+# the base chains' priority: before (insert) or after (append) the site's own `filter` chains on the same hook
+PRIORITY = {"insert": "filter - 10", "append": "filter + 10"}
 
 
 def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
@@ -31,10 +33,14 @@ FAMILIES = ((4, "ip", "ipv4_addr"), (6, "ip6", "ipv6_addr"))
 
 def _address(side: str, spec: dict[str, Any], sets: dict[str, dict]) -> dict[int, list[str] | None]:
     """Per address family, the matches for one side (None: no packet of that family can match).
-    An IP list becomes one named set per family: an `ip` and an `ip6` match cannot share a rule."""
+    The home network and an IP list are one named set per family: an `ip` and an `ip6` match cannot share
+    a rule (in the inet table a rule with `ip saddr` matches IPv4 packets only)."""
     key = "saddr" if side == "src" else "daddr"
     if spec.get("broadcast"):
         return {4: [f"fib {key} type broadcast"], 6: [f"fib {key} type broadcast"]}
+    if firewall.HOME in spec:
+        return {family: [f"{proto} {key} {'!= ' if spec['negated'] else ''}@{firewall.HOME}{family}"]
+                for family, proto, _kind in FAMILIES}
     if "list" not in spec:
         return {4: [], 6: []}
     result: dict[int, list[str] | None] = {}
@@ -50,9 +56,10 @@ def _address(side: str, spec: dict[str, Any], sets: dict[str, dict]) -> dict[int
 
 
 def _matches(context: dict[str, Any], sets: dict[str, dict]) -> list[str]:
-    """The match of a pattern's rules: one, or one per address family when an IP list is involved."""
+    """The match of a pattern's rules: one, or one per address family when the home set or an IP list is
+    involved."""
     src, dst = _address("src", context["src"], sets), _address("dst", context["dst"], sets)
-    if "list" not in context["src"] and "list" not in context["dst"]:
+    if not any(key in context[side] for side in ("src", "dst") for key in ("list", firewall.HOME)):
         return [_match(context, src[4] + dst[4])]
     return [_match(context, src[family] + dst[family]) for family, _proto, _kind in FAMILIES
             if src[family] is not None and dst[family] is not None]
@@ -105,7 +112,18 @@ def _pattern_rules(plans: list[Plan], stamps: dict[str, Stamp], sets: dict[str, 
     return rules
 
 
-def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], sets: dict[str, dict]) -> list[dict]:
+def _skip(hook: str, deploy: firewall.Deploy) -> list[str]:
+    """The base chain's first rule: return what the hook leaves alone. Loopback always; with --wan-if,
+    every packet that neither enters nor leaves by one of those interfaces."""
+    if not deploy.wan_if:
+        return {"input": ['iifname "lo" return'], "output": ['oifname "lo" return'], "forward": []}[hook]
+    wan = "{ " + ", ".join(f'"{name}"' for name in deploy.wan_if) + " }"
+    return {"input": [f"iifname != {wan} return"], "output": [f"oifname != {wan} return"],
+            "forward": [f"iifname != {wan} oifname != {wan} return"]}[hook]
+
+
+def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], sets: dict[str, dict],
+                 deploy: firewall.Deploy) -> list[dict]:
     """A hook's chains: the base chain sends each protocol with one verdict map lookup to <hook>_tcp /
     <hook>_udp. There the rules keep rule_order; each run of patterns that name destination ports
     (firewall.port_runs) moves to <hook>_<proto>_p<n>, entered by one rule matching the set of their ports.
@@ -130,14 +148,19 @@ def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], sets: d
         if rules:
             dispatch.append(f"{transport} : jump {name}")
             chains += [*gated_chains, {"name": name, "hook": None, "rules": rules}]
-    base = {"name": hook, "hook": hook, "rules": [f"meta l4proto vmap {{ {', '.join(dispatch)} }}"] if dispatch else []}
+    base = {"name": hook, "hook": hook, "rules": _skip(hook, deploy) + (
+        [f"meta l4proto vmap {{ {', '.join(dispatch)} }}"] if dispatch else [])}
     return [*verdict_chains, *chains, base]
 
 
-def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeBase) -> list[Artifact]:
+def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeBase,
+           deploy: firewall.Deploy = firewall.Deploy()) -> list[Artifact]:
     ordered = firewall.rule_order(plans, stamps)
+    home = [{"name": f"{firewall.HOME}{family}", "type": kind, "elements": list(kb.home.by_family(family))}
+            for family, _proto, kind in FAMILIES]
     sets: dict[str, dict] = {}
-    chains = [chain for hook in HOOKS for chain in _hook_chains(hook, ordered, stamps, sets)]
+    chains = [chain for hook in HOOKS for chain in _hook_chains(hook, ordered, stamps, sets, deploy)]
     text = env.get_template("nftables/rulegen.nft.j2").render(
-        chains=chains, sets=[sets[k] for k in sorted(sets)])
+        chains=chains, sets=home + [sets[k] for k in sorted(sets)],
+        priority=PRIORITY[deploy.hook])
     return [Artifact(PATH, text, [p.pattern.id for p in sorted(plans, key=lambda p: stamps[p.pattern.id].sid)])]
