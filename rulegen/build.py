@@ -92,7 +92,7 @@ NEUTRAL_DATE = "1970-01-01"
 
 def render_targets(plans: dict[str, list[Plan]], stamps: dict[str, Stamp], env: SandboxedEnvironment,
                    kb: KnowledgeBase, targets: Sequence[str],
-                   deploy: firewall.Deploy = firewall.Deploy()) -> list[Artifact]:
+                   deploy: firewall.Deploy = firewall.DEFAULT_DEPLOY) -> list[Artifact]:
     """The selected targets' files; `deploy` places the firewall targets' hooks (no pattern's rules change)."""
     return [artifact for target in targets
             for artifact in MODULES[target].render([p for p in plans[target] if p.expressed], stamps, env, kb,
@@ -188,7 +188,7 @@ class Compiled:
 
 def compile_rules(knowledge: Sequence[Path], templates_dir: Path, targets: Sequence[str],
                   targets_named: bool = False, policy: str | None = None,
-                  deploy: firewall.Deploy = firewall.Deploy()) -> Compiled:
+                  deploy: firewall.Deploy = firewall.DEFAULT_DEPLOY) -> Compiled:
     """Knowledge -> plans -> lock (in memory: a new pattern gets the SID a build would reserve) -> rules.
     `policy`: the firewall response for every pattern the firewalls express; the lock's fingerprints (so
     the revs) stay those of the knowledge's own responses. `deploy`: where the firewall hooks sit, also
@@ -217,7 +217,7 @@ def compile_rules(knowledge: Sequence[Path], templates_dir: Path, targets: Seque
 def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets: Sequence[str],
           frozen: bool = False, validate: bool = True, save_lock: bool = True,
           targets_named: bool = False, siem_backends: Sequence[str] = (), policy: str | None = None,
-          deploy: firewall.Deploy = firewall.Deploy()) -> BuildResult:
+          deploy: firewall.Deploy = firewall.DEFAULT_DEPLOY) -> BuildResult:
     """Run the whole build. `targets_named`: the user chose the targets, so one that can express
     none of the patterns is an input error. Nothing is written unless every step before writing succeeded:
     the new out/ is staged beside the old one, validated there, and only then swapped in. `siem_backends`: also

@@ -49,6 +49,9 @@ class Deploy:
         return {"wan_if": list(self.wan_if), "hook": self.hook}
 
 
+DEFAULT_DEPLOY = Deploy()
+
+
 def with_policy(kb: KnowledgeBase, policy: str | None) -> KnowledgeBase:
     """The knowledge as the firewall targets see it under `--policy`: every response becomes the policy,
     except `alert`, which stays detection only (the knowledge says not to block or log it, e.g. the

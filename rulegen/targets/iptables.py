@@ -215,7 +215,7 @@ def _hooks(deploy: firewall.Deploy) -> tuple[list[dict[str, str]], list[dict[str
 
 
 def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeBase,
-           deploy: firewall.Deploy = firewall.Deploy()) -> list[Artifact]:
+           deploy: firewall.Deploy = firewall.DEFAULT_DEPLOY) -> list[Artifact]:
     ordered = firewall.rule_order(plans, stamps)
     ids = [p.pattern.id for p in sorted(plans, key=lambda p: stamps[p.pattern.id].sid)]
     by_id = {p.pattern.id: p for p in plans}

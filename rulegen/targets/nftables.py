@@ -154,7 +154,7 @@ def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], sets: d
 
 
 def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeBase,
-           deploy: firewall.Deploy = firewall.Deploy()) -> list[Artifact]:
+           deploy: firewall.Deploy = firewall.DEFAULT_DEPLOY) -> list[Artifact]:
     ordered = firewall.rule_order(plans, stamps)
     home = [{"name": f"{firewall.HOME}{family}", "type": kind, "elements": list(kb.home.by_family(family))}
             for family, _proto, kind in FAMILIES]
