@@ -755,11 +755,22 @@ def _probe_one(probe: dict) -> dict:
 
 def _probe_main(spec: list[dict]) -> dict[str, dict]:
     """Run all probes at once; probes that share a source endpoint run one after another."""
+    # over loopback both ends share one namespace: a probe 31789 -> 31790 would receive the datagram of a probe
+    # 31790 -> 31789. Probes whose ports connect (union-find over source and destination port) run in turn
+    joined: dict[tuple, tuple] = {}
+
+    def root(node: tuple) -> tuple:
+        while joined.setdefault(node, node) != node:
+            node = joined[node]
+        return node
+
+    for probe in spec:
+        if probe["way"] == "lo":
+            joined[root((probe["family"], probe["sport"]))] = root((probe["family"], probe["dport"]))
     groups: dict[tuple, list[dict]] = {}
     for probe in spec:
-        # over loopback the two ends share one namespace, and an echo between two probes' ports (31789 <-> 31790)
-        # would reach the other probe: those run one after another
-        key = ("lo",) if probe["way"] == "lo" else (probe["family"], probe["transport"], probe["sport"])
+        key = (("lo", *root((probe["family"], probe["sport"]))) if probe["way"] == "lo"
+               else (probe["family"], probe["transport"], probe["sport"]))
         groups.setdefault(key, []).append(probe)
     results: dict[str, dict] = {}
     lock = threading.Lock()
