@@ -210,11 +210,13 @@ def test_the_proof_covers_a_listed_source(built_lists, tmp_path):
     """rulegen's own proof sends from the listed peer address, and only in the family the list takes in."""
     _tools()
     kb = load_knowledge([built_lists.parent / "k"])
-    proofs = {(p.target, p.pattern): p for p in firewall.prove(kb, built_lists, tmp_path)}
+    proofs = {(p.target, p.pattern, p.side): p for p in firewall.prove(kb, built_lists, tmp_path)}
     for target in firewall.TARGETS:
-        proof = proofs[(target, "odd-from-listed-peer")]
+        proof = proofs[(target, "odd-from-listed-peer", "fires")]
         assert proof.proven and not proof.skipped, proof.detail
         assert "v4 tcp inside>host" in proof.detail and "v6" not in proof.detail
+        quiet = proofs[(target, "odd-from-listed-peer", "quiet")]  # the list, not the direction, says who
+        assert quiet.proven and "outside>host" in quiet.detail, quiet.detail
 
 
 def test_policy_log_turns_every_verdict_into_log(tmp_path):

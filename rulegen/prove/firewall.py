@@ -357,14 +357,24 @@ def namespaces() -> Iterator[dict[str, str]]:
                     prefix = ADDR[family]["prefix"]
                     extra = ["brd", "+"] if family == 4 else ["nodad"]
                     _run("ip", "-n", ns, "addr", "add", f"{ADDR[family][name]}/{prefix}", *extra, "dev", dev)
+            # the kernel answers at most one ICMP error per second and destination by default: every UDP
+            # reject's port unreachable must come back; and the link-local address is usable at once (no
+            # duplicate address detection), as neighbour discovery needs it (these sysctls are the namespace's)
+            _run("ip", "netns", "exec", ns, "sh", "-c", "echo 0 > /proc/sys/net/ipv4/icmp_ratelimit && "
+                 f"echo 0 > /proc/sys/net/ipv6/icmp/ratelimit && echo 0 > /proc/sys/net/ipv6/conf/{dev}/accept_dad")
             _run("ip", "-n", ns, "link", "set", dev, "up")
             if role == "host":  # the outside network is on the same link: routes both ways
                 for family in (4, 6):
                     _run("ip", "-n", ns, f"-{family}", "route", "add", OUTSIDE_NET[family], "dev", dev)
-            # the kernel answers at most one ICMP error per second and destination by default: every UDP
-            # reject's port unreachable must come back (these sysctls belong to the namespace)
-            _run("ip", "netns", "exec", ns, "sh", "-c", "echo 0 > /proc/sys/net/ipv4/icmp_ratelimit && "
-                 "echo 0 > /proc/sys/net/ipv6/icmp/ratelimit")
+        # fixed neighbour entries both ways: no address resolution races the first probes of a fresh namespace
+        macs = {role: json.loads(_run("ip", "-n", ns, "-j", "link", "show", "dev", ends[role]).stdout)[0]["address"]
+                for role, ns in (("host", host), ("peer", peer))}
+        for role, ns, other, names in (("host", host, "peer", ("inside", "outside")),
+                                       ("peer", peer, "host", ("host",))):
+            for name in names:
+                for family in (4, 6):
+                    _run("ip", "-n", ns, "neigh", "replace", ADDR[family][name], "lladdr", macs[other],
+                         "dev", ends[role], "nud", "permanent")
         yield {"host": host, "peer": peer}
     finally:
         _delete_namespaces()
