@@ -230,7 +230,8 @@ def iptables_walk(path: Path) -> dict[str, dict[str, int]]:
         target = re.search(r"-j (\S+)", rule)
         if not target or target.group(1) not in rules or PATTERN_JUMP.search(rule):
             return None
-        conditions = re.sub(r'-m comment --comment "[^"]*"|-j \S+', "", rule).split()
+        # an interface condition of a hook jump (! -i lo, -i WAN) holds for the packets measured
+        conditions = re.sub(r'-m comment --comment "[^"]*"|-j \S+|(?:! )?-[io] \S+', "", rule).split()
         if conditions[:2] not in ([], ["-p", proto]):
             return None
         return target.group(1) if worst or len(conditions) <= 2 else None
@@ -287,7 +288,7 @@ def nft_shape(path: Path) -> dict[str, Any]:
             "walk": {mode: {hook: max(walk(chain, proto, mode == "worst") for proto in PROTOCOLS)
                             for hook, chain in base.items()} for mode in ("other port", "worst")},
             "named sets": len(re.findall(r"^\s*set \S+ \{", text, re.M)),
-            "anonymous sets": len(re.findall(r"\{ [^}]*, [^}]*\}", text)) - len(re.findall(r"vmap \{", text))}
+            "anonymous sets": len(re.findall(r"(?<!= )\{ [^}]*, [^}]*\}", text)) - len(re.findall(r"vmap \{", text))}
 
 
 # --------------------------------------------------------------------------- main
