@@ -275,10 +275,12 @@ def nft_shape(path: Path) -> dict[str, Any]:
         total = 0
         for rule in chains.get(chain, []):
             total += 1
-            vmap = re.fullmatch(r"meta l4proto vmap \{ (.*) \}", rule)
+            vmap = re.fullmatch(r"meta (?:nfproto \. meta )?l4proto vmap \{ (.*) \}", rule)
             gate = re.fullmatch(r"(\w+) dport .* jump (\w+)", rule)
             if vmap:
-                targets = dict(re.findall(r"(\w+) : jump (\w+)", vmap.group(1)))
+                # an IPv4 packet's chain for the protocol (the map keys family . protocol, or protocol alone)
+                targets = {p: chain for family, p, chain in re.findall(r"(?:ipv(\d) \. )?(\w+) : jump (\w+)",
+                                                                        vmap.group(1)) if family in ("", "4")}
                 total += walk(targets[proto], proto, worst) if proto in targets else 0
             elif gate and worst and gate.group(1) == proto:
                 total += walk(gate.group(2), proto, worst)
