@@ -219,3 +219,24 @@ def test_a_bad_wan_if_is_a_usage_error(tmp_path):
         assert "Traceback" not in result.stderr
     assert run_rulegen("build", "--hook", "middle", "-o", str(tmp_path / "out")).returncode == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_an_ip_list_called_home_keeps_its_own_ipset(tmp_path):
+    """The home sets are rg-home-4 / -6; an IP list whose id is `home` gets a set of its own (hashed name),
+    so neither set replaces the other's members."""
+    knowledge = tmp_path / "k"
+    knowledge.mkdir()
+    listed = SITE.replace("direction: inbound\n", "direction: inbound\n        src_net: list:home\n")
+    (knowledge / "k.yaml").write_text("ip_lists:\n  - id: home\n    title: A list named home\n"
+                                      "    addresses: [192.0.2.7]\n" + listed)
+    out = tmp_path / "out"
+    result = run_rulegen("build", "-k", str(knowledge), "-o", str(out), "-t", "iptables")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    ipset = (out / "iptables" / "rulegen.ipset").read_text()
+    created = re.findall(r"^create (\S+) ", ipset, re.M)
+    assert len(created) == len(set(created)) and "rg-home-4" in created
+    assert re.findall(r"^add rg-home-4-new (\S+)$", ipset, re.M)[0] == "10.0.0.0/8"
+    [own] = [name for name in created if name.startswith("rg-home-") and name.endswith("-4")
+             and name not in ("rg-home-4", "rg-home-4-new") and not name.endswith("-new")]
+    assert re.findall(rf"^add {own}-new (\S+)$", ipset, re.M) == ["192.0.2.7"]
+    assert f"--match-set {own} src" in (out / "iptables" / "rulegen.rules").read_text()

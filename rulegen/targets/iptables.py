@@ -25,11 +25,16 @@ IPSET_MAXELEM = 65536  # ipset's default; larger lists raise it
 plan = firewall.plan  # an IP list, negated or not, is an ipset: iptables expresses what both firewalls share
 
 
+def home_set(family: int) -> str:
+    return f"rg-{firewall.HOME}-{family}"
+
+
 def ipset_name(list_id: str, family: int) -> str:
-    """`rg-<list>-4` / `-6`, shortened with a hash of the list id so that NAME-new fits in 31 characters."""
+    """`rg-<list>-4` / `-6`, shortened with a hash of the list id so that NAME-new fits in 31 characters;
+    a list called `home` gets the hashed form too, as rg-home-4 / -6 are the home network's."""
     room = IPSET_NAME_MAX - len(IPSET_SWAP_SUFFIX)
     name = f"rg-{list_id}-{family}"
-    if len(name) <= room:
+    if len(name) <= room and list_id != firewall.HOME:
         return name
     digest = hashlib.sha256(list_id.encode()).hexdigest()[:6]
     return f"rg-{list_id[:room - len(digest) - 6]}-{digest}-{family}"
@@ -47,8 +52,7 @@ def _set_members(items: list[str]) -> list[str]:
     return members
 
 
-def _ipset(list_id: str, family: int, items: list[str]) -> dict[str, Any]:
-    name = ipset_name(list_id, family)
+def _ipset(name: str, family: int, items: list[str]) -> dict[str, Any]:
     return {"name": name, "temp": name + IPSET_SWAP_SUFFIX, "family": "inet" if family == 4 else "inet6",
             "maxelem": max(IPSET_MAXELEM, len(items) * 2), "members": _set_members(items)}
 
@@ -56,7 +60,7 @@ def _ipset(list_id: str, family: int, items: list[str]) -> dict[str, Any]:
 def _ipsets(plans: list[Plan], kb: KnowledgeBase) -> list[dict[str, Any]]:
     """The home sets rg-home-4 / rg-home-6 (always: every direction but `any` reads them), then one hash:net
     set per IP list and family that an expressed rule matches."""
-    home = [_ipset(firewall.HOME, family, list(kb.home.by_family(family))) for family in (4, 6)]
+    home = [_ipset(home_set(family), family, list(kb.home.by_family(family))) for family in (4, 6)]
     sets: dict[str, dict[str, Any]] = {}
     for p in plans:
         for side in ("src", "dst"):
@@ -65,7 +69,7 @@ def _ipsets(plans: list[Plan], kb: KnowledgeBase) -> list[dict[str, Any]]:
                 continue
             for family in (4, 6):
                 if spec[f"v{family}"]:
-                    ipset = _ipset(spec["list"], family, spec[f"v{family}"])
+                    ipset = _ipset(ipset_name(spec["list"], family), family, spec[f"v{family}"])
                     sets[ipset["name"]] = ipset
     return home + [sets[k] for k in sorted(sets)]
 
@@ -105,7 +109,7 @@ def _address_args(side: str, spec: dict[str, Any], family: int) -> str | None:
             return None
         return f"-m addrtype --{side}-type BROADCAST"
     if firewall.HOME in spec:
-        return f"-m set {'! ' if spec['negated'] else ''}--match-set {ipset_name(firewall.HOME, family)} {side}"
+        return f"-m set {'! ' if spec['negated'] else ''}--match-set {home_set(family)} {side}"
     if "list" in spec:
         if not spec[f"v{family}"]:
             return "" if spec["negated"] else None
