@@ -358,10 +358,9 @@ def namespaces() -> Iterator[dict[str, str]]:
                     extra = ["brd", "+"] if family == 4 else ["nodad"]
                     _run("ip", "-n", ns, "addr", "add", f"{ADDR[family][name]}/{prefix}", *extra, "dev", dev)
             # the kernel answers at most one ICMP error per second and destination by default: every UDP
-            # reject's port unreachable must come back; and the link-local address is usable at once (no
-            # duplicate address detection), as neighbour discovery needs it (these sysctls are the namespace's)
+            # reject's port unreachable must come back (these sysctls belong to the namespace)
             _run("ip", "netns", "exec", ns, "sh", "-c", "echo 0 > /proc/sys/net/ipv4/icmp_ratelimit && "
-                 f"echo 0 > /proc/sys/net/ipv6/icmp/ratelimit && echo 0 > /proc/sys/net/ipv6/conf/{dev}/accept_dad")
+                 "echo 0 > /proc/sys/net/ipv6/icmp/ratelimit")
             _run("ip", "-n", ns, "link", "set", dev, "up")
             if role == "host":  # the outside network is on the same link: routes both ways
                 for family in (4, 6):

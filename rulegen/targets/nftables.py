@@ -92,7 +92,8 @@ def _verdict(context: dict[str, Any], comment: str) -> str:
 def _pattern_rules(plans: list[Plan], stamps: dict[str, Stamp], sets: dict[str, dict], hook: str, family: int,
                    verdict_chains: dict[str, dict]) -> list[str]:
     """A log-only pattern: a log rule. A drop or reject pattern: a rule that jumps to its own chain
-    <hook>_<sid> (added to verdict_chains, one for both families), which logs and then drops or rejects."""
+    <hook>_<sid> (verdict_chains, by pattern id: one for both families), which logs and then drops or
+    rejects. Keyed by id, not name: the fingerprints render every pattern with the same neutral SID."""
     rules = []
     for p in plans:
         sid = stamps[p.pattern.id].sid
@@ -105,7 +106,7 @@ def _pattern_rules(plans: list[Plan], stamps: dict[str, Stamp], sets: dict[str, 
         else:
             own = f"{hook}_{sid}"
             rules.append(f'{match} jump {own} comment "{comment}"')
-            verdict_chains[own] = {"name": own, "hook": None,
+            verdict_chains[p.pattern.id] = {"name": own, "hook": None,
                                    "rules": [_log(p.context, sid, "", comment), _verdict(p.context, comment)]}
     return rules
 
