@@ -23,7 +23,7 @@ from rulegen.knowledge import default_knowledge_dir
 from rulegen.model import KnowledgeBase
 from rulegen.render import default_templates_dir
 from rulegen.targets import TARGETS
-from rulegen.targets.firewall import POLICIES
+from rulegen.targets.firewall import HOOK_PLACES, POLICIES, Deploy
 from rulegen.validate import FORMATS, problems
 from rulegen.validate import validate as run_validate
 from rulegen.validate.base import FileReport
@@ -101,9 +101,15 @@ def _print_conversions(conversions: list[siem.Conversion], siem_dir: Path, rules
 @click.option("--policy", type=click.Choice(POLICIES), default=None,
               help="Firewall response for every pattern iptables and nftables express, instead of the "
                    "knowledge's (alert-only patterns stay out of the firewall).")
+@click.option("--wan-if", "wan_if", multiple=True, metavar="IF",
+              help="Interface whose packets the iptables and nftables hooks act on, repeatable (default: every "
+                   "interface but lo).")
+@click.option("--hook", type=click.Choice(HOOK_PLACES), default="insert", show_default=True,
+              help="insert: the firewall hooks come before the site's own filter rules; append: after them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, target: tuple[str, ...],
-          siem_names: tuple[str, ...], frozen: bool, no_validate: bool, policy: str | None, as_json: bool) -> None:
+          siem_names: tuple[str, ...], frozen: bool, no_validate: bool, policy: str | None, wan_if: tuple[str, ...],
+          hook: str, as_json: bool) -> None:
     """Build out/ from the knowledge base: Suricata rules and sid-msg.map, Sigma rules,
     iptables/ip6tables-restore files and an nftables table, plus manifest.json and REPORT.html
     (the knowledge and its rules as one self-contained web page).
@@ -116,9 +122,13 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
     backends = _siem_backends(siem_names)
     roots = _knowledge_roots(knowledge)
     try:
+        deploy = Deploy(tuple(dict.fromkeys(wan_if)), hook)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--wan-if") from None
+    try:
         result = run_build(roots, templates or default_templates_dir(), out_dir, targets, frozen=frozen,
                            validate=not no_validate, targets_named=bool(target), siem_backends=backends,
-                           policy=policy)
+                           policy=policy, deploy=deploy)
     except ValidationFailed as exc:
         _print_reports(exc.reports, err=True)
         click.echo(f"rulegen build: {exc}", err=True)

@@ -76,7 +76,8 @@ def test_generated_output_validates_clean_with_engines(built):
     code, report = _validate(str(built))
     assert code == 0, json.dumps(report, indent=1)[:3000]
     formats = {f["format"] for f in report["files"]}
-    assert formats == {"suricata", "suricata-tarball", "sigma", "iptables", "ip6tables", "nftables"}
+    # the ipset file (the home sets rg-home-4 / -6) is always written now
+    assert formats == {"suricata", "suricata-tarball", "sigma", "iptables", "ip6tables", "ipset", "nftables"}
     for file in report["files"]:
         assert file["checked_by"], file["path"]
 
