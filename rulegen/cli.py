@@ -23,7 +23,7 @@ from rulegen.knowledge import default_knowledge_dir
 from rulegen.model import KnowledgeBase
 from rulegen.render import default_templates_dir
 from rulegen.targets import TARGETS
-from rulegen.targets.firewall import HOOK_PLACES, POLICIES, Deploy
+from rulegen.targets.firewall import HOOK_PLACES, LOG_TARGETS, NFLOG_GROUP, NFLOG_GROUPS, POLICIES, Deploy
 from rulegen.validate import FORMATS, problems
 from rulegen.validate import validate as run_validate
 from rulegen.validate.base import FileReport
@@ -106,10 +106,15 @@ def _print_conversions(conversions: list[siem.Conversion], siem_dir: Path, rules
                    "interface but lo).")
 @click.option("--hook", type=click.Choice(HOOK_PLACES), default="insert", show_default=True,
               help="insert: the firewall hooks come before the site's own filter rules; append: after them.")
+@click.option("--firewall-log", "firewall_log", type=click.Choice(LOG_TARGETS), default="log", show_default=True,
+              help="Where the iptables and nftables rules log: the kernel LOG target (syslog, journalctl -k), or "
+                   "NFLOG for ulogd2.")
+@click.option("--nflog-group", "nflog_group", type=click.IntRange(NFLOG_GROUPS.start, NFLOG_GROUPS.stop - 1),
+              default=None, metavar="N", help=f"The NFLOG group of --firewall-log nflog (default {NFLOG_GROUP}).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, target: tuple[str, ...],
           siem_names: tuple[str, ...], frozen: bool, no_validate: bool, policy: str | None, wan_if: tuple[str, ...],
-          hook: str, as_json: bool) -> None:
+          hook: str, firewall_log: str, nflog_group: int | None, as_json: bool) -> None:
     """Build out/ from the knowledge base: Suricata rules and sid-msg.map, Sigma rules,
     iptables/ip6tables-restore files and an nftables table, plus manifest.json and REPORT.html
     (the knowledge and its rules as one self-contained web page).
@@ -121,8 +126,11 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
     targets = _targets(target)
     backends = _siem_backends(siem_names)
     roots = _knowledge_roots(knowledge)
+    if nflog_group is not None and firewall_log != "nflog":
+        raise click.BadParameter("only NFLOG has a group: give --firewall-log nflog too", param_hint="--nflog-group")
     try:
-        deploy = Deploy(tuple(dict.fromkeys(wan_if)), hook)
+        deploy = Deploy(tuple(dict.fromkeys(wan_if)), hook, firewall_log,
+                        NFLOG_GROUP if nflog_group is None else nflog_group)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--wan-if") from None
     try:

@@ -228,7 +228,7 @@ def test_policy_log_turns_every_verdict_into_log(tmp_path):
     _tools()
     for target in firewall.TARGETS:
         with firewall.namespaces() as ns:
-            firewall._load(target, ns["host"], out)
+            firewall.load(target, ns["host"], out)
             assert _probe(ns, 4, "tcp", DROP_PORT, "outside") == "answered"
             assert _counted(target, ns["host"], "odd-plain-drop", "log") >= 1
 

@@ -22,7 +22,7 @@ pattern's typed fields and the knowledge's home set:
   log means the probe fares as without the firewall (the listener answers; port 0 stays refused).
 
 A `fires` proof also reads the packet counters of the pattern's own rules (by the `rulegen <sid> <id>`
-comment, in any chain of the hook: RULEGEN-INPUT-*, input_*): the LOG rule, and for drop/reject the
+comment, in any chain of the hook: RULEGEN-INPUT-*, input_*): the LOG (or NFLOG) rule, and for drop/reject the
 verdict rule, must have counted the probe. A `quiet` proof sends the look-alikes of the same probes: from
 (or to) the peer's other address where the pattern does not take it in, and over loopback inside the host
 (to 127.0.0.1 / ::1 and to the host's own address), keeping only those no expressed pattern matches. They
@@ -81,6 +81,7 @@ HELPER_TIMEOUT = 60  # seconds for one probe run inside a namespace
 TOOLS = ("ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft", "ipset")
 HOOK_OF_CHAIN = re.compile(r"^(?:RULEGEN-(INPUT|FORWARD|OUTPUT)(?:-\S+)?|(input|forward|output)(?:_\w+)?)$")
 # way -> (client namespace, listener namespace, hook); over loopback no hook of rulegen's sees the packet
+LOG_KINDS = {"LOG": "log", "NFLOG": "log"}  # iptables' log targets: the kernel log, or ulogd2 (--firewall-log)
 WAYS = {"in": ("peer", "host", "input"), "out": ("host", "peer", "output"), "lo": ("host", "host", "lo")}
 # way -> the (source, destination) roles a probe can take, the first the pattern matches firing, the rest quiet
 ENDS = {"in": (("outside", "host"), ("inside", "host")), "out": (("host", "outside"), ("host", "inside")),
@@ -311,14 +312,14 @@ def plan_cases(kb: KnowledgeBase, expressed: dict[str, int]) -> list[Case]:
 
 def _run(*cmd: str, check: bool = True, timeout: float = CMD_TIMEOUT, **kw: Any) -> subprocess.CompletedProcess:
     """Run a command (its tools looked up in sbin too); raise RuntimeError when it fails and check is set."""
-    args = [_tool(c) or c if c in TOOLS else c for c in cmd]
+    args = [tool(c) or c if c in TOOLS else c for c in cmd]
     result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {result.returncode}: {result.stderr.strip()}")
     return result
 
 
-def _tool(name: str) -> str | None:
+def tool(name: str) -> str | None:
     return shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.path.exists(p)),
                                       None)
 
@@ -379,7 +380,8 @@ def namespaces() -> Iterator[dict[str, str]]:
         _delete_namespaces()
 
 
-def _load(target: str, ns: str, out_dir: Path) -> None:
+def load(target: str, ns: str, out_dir: Path) -> None:
+    """Load an out/'s iptables (with its ipsets) or nftables rules into namespace `ns`."""
     if target == "iptables":
         ipsets = out_dir / "iptables" / "rulegen.ipset"
         if ipsets.is_file():  # the sets the rules match must exist first
@@ -403,8 +405,8 @@ class Counted:
 def read_counters(target: str, ns: str) -> list[Counted]:
     rules = []
     if target == "iptables":
-        for family, tool in (("4", "iptables-save"), ("6", "ip6tables-save")):
-            text = _run("ip", "netns", "exec", ns, tool, "-c", "-t", "filter").stdout
+        for family, save in (("4", "iptables-save"), ("6", "ip6tables-save")):
+            text = _run("ip", "netns", "exec", ns, save, "-c", "-t", "filter").stdout
             for line in text.splitlines():
                 m = re.match(r"^\[(\d+):\d+\] -A (\S+) (.*)$", line)
                 hook = HOOK_OF_CHAIN.match(m.group(2)) if m else None
@@ -412,7 +414,7 @@ def read_counters(target: str, ns: str) -> list[Counted]:
                     continue
                 comment = re.search(r'--comment (?:"([^"]*)"|(\S+))', m.group(3))
                 verdict = re.search(r" -j (\S+)", m.group(3))
-                kind = (verdict.group(1).lower() if verdict else "other")
+                kind = LOG_KINDS.get(verdict.group(1), verdict.group(1).lower()) if verdict else "other"
                 rules.append(Counted(family, hook.group(1).lower(), (comment.group(1) or comment.group(2))
                                      if comment else "", kind if kind in ("log", "drop", "reject") else "other",
                                      int(m.group(1))))
@@ -436,7 +438,7 @@ def read_counters(target: str, ns: str) -> list[Counted]:
 
 
 def _helper(ns: str, mode: str) -> list[str]:
-    return [_tool("ip") or "ip", "netns", "exec", ns, sys.executable, "-m", "rulegen.prove.firewall", mode]
+    return [tool("ip") or "ip", "netns", "exec", ns, sys.executable, "-m", "rulegen.prove.firewall", mode]
 
 
 def _helper_env() -> dict[str, str]:
@@ -501,7 +503,7 @@ def _session(target: str, probes: list[Probe], out_dir: Path) -> tuple[dict, dic
     with namespaces() as ns:
         control = run_probes(ns, probes)
     with namespaces() as ns:
-        _load(target, ns["host"], out_dir)
+        load(target, ns["host"], out_dir)
         firewalled = run_probes(ns, probes)
         counted = read_counters(target, ns["host"])
     return control, firewalled, counted
@@ -595,7 +597,8 @@ def _judge_quiet(case: Case, target: str, control: dict, firewalled: dict, count
     return Proof(case.pattern, target, not failed, "; ".join(failed) if failed else detail, side="quiet")
 
 
-def _expressed(out_dir: Path, target: str) -> dict[str, int]:
+def expressed_patterns(out_dir: Path, target: str) -> dict[str, int]:
+    """From an out/'s manifest: the patterns a target expresses, id -> SID."""
     manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
     return {row["id"]: row["sid"] for row in manifest["patterns"]
             if row["coverage"].get(target, {}).get("expressed")}
@@ -606,7 +609,7 @@ def _missing(target: str, out_dir: Path) -> str | None:
         return "needs root (creates network namespaces and loads firewall rules)"
     tools = ["ip"] + (["iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save"]
                       if target == "iptables" else ["nft"])
-    absent = [t for t in tools if not _tool(t)]
+    absent = [t for t in tools if not tool(t)]
     if absent:
         return f"{', '.join(absent)} not installed"
     files = ["iptables/rulegen.rules", "iptables/rulegen6.rules"] if target == "iptables" else ["nftables/rulegen.nft"]
@@ -621,7 +624,7 @@ def prove(kb: KnowledgeBase, out_dir: Path, work_dir: Path, targets: tuple[str, 
     out_dir, work_dir = Path(out_dir), Path(work_dir)
     proofs: list[Proof] = []
     for target in targets:
-        expressed = _expressed(out_dir, target)
+        expressed = expressed_patterns(out_dir, target)
         cases = plan_cases(kb, expressed)
         patterns = [p for p in kb.patterns if p.id in expressed]
         proofs += [Proof(pid, target, False, "expressed in the manifest but not in the knowledge given")

@@ -22,31 +22,44 @@ LOG_BURST = 10
 MULTIPORT_MAX = 15  # ports per multiport rule; a range counts two
 POLICIES = ("log", "drop", "reject")  # `rulegen build --policy`
 HOOK_PLACES = ("insert", "append")  # `rulegen build --hook`
+LOG_TARGETS = ("log", "nflog")  # `rulegen build --firewall-log`: the kernel LOG target, or NFLOG for ulogd2
+NFLOG_GROUP = 1  # `rulegen build --nflog-group`: the netlink group ulogd2's NFLOG input listens on
+NFLOG_GROUPS = range(0, 65536)
 HOME = "home"  # the name of the home address set (ipsets rg-home-4/-6, nftables sets home4/home6)
 INTERFACE = re.compile(r"[A-Za-z0-9_.:-]{1,15}")  # a Linux interface name (IFNAMSIZ - 1), no wildcards
 
 
 @dataclasses.dataclass(frozen=True)
 class Deploy:
-    """Where the firewall targets hook in (`rulegen build --wan-if`, `--hook`); no rule of a pattern changes.
+    """Where the firewall targets hook in and where they log (`rulegen build --wan-if`, `--hook`,
+    `--firewall-log`, `--nflog-group`); what a pattern matches and does stays the same.
     wan_if: the interfaces whose packets the hooks act on (empty: every interface but loopback).
     hook: insert puts the jumps (iptables) or base chains (nftables) before the site's own filter rules,
-    append after them."""
+    append after them.
+    log: `log` writes to the kernel log (syslog, journalctl -k); `nflog` hands the packet to netlink group
+    `nflog_group`, for ulogd2 (its JSON output plugin, a database...), with the same prefix and rate limit."""
 
     wan_if: tuple[str, ...] = ()
     hook: str = "insert"
+    log: str = "log"
+    nflog_group: int = NFLOG_GROUP
 
     def __post_init__(self) -> None:
         if self.hook not in HOOK_PLACES:
             raise ValueError(f"hook must be one of {', '.join(HOOK_PLACES)}, not {self.hook!r}")
+        if self.log not in LOG_TARGETS:
+            raise ValueError(f"firewall log must be one of {', '.join(LOG_TARGETS)}, not {self.log!r}")
+        if self.nflog_group not in NFLOG_GROUPS:
+            raise ValueError(f"--nflog-group {self.nflog_group}: a netlink group is 0 to 65535")
         for name in self.wan_if:
             if not INTERFACE.fullmatch(name) or name == "lo":
                 raise ValueError(f"--wan-if {name!r}: not an interface name (1-15 letters, digits or _.:-; "
                                  "not lo, whose traffic rulegen never matches)")
 
     def record(self) -> dict[str, Any]:
-        """What manifest.json says about the hooks."""
-        return {"wan_if": list(self.wan_if), "hook": self.hook}
+        """What manifest.json says about the hooks and the log."""
+        log = {"target": "nflog", "group": self.nflog_group} if self.log == "nflog" else {"target": "log"}
+        return {"wan_if": list(self.wan_if), "hook": self.hook, "log": log}
 
 
 DEFAULT_DEPLOY = Deploy()

@@ -135,9 +135,12 @@ def _matches(context: dict[str, Any], family: int) -> list[str]:
     return matches
 
 
-def _log(context: dict[str, Any], sid: int, match: str, comment: str) -> str:
+def _log(context: dict[str, Any], sid: int, match: str, comment: str, deploy: firewall.Deploy) -> str:
+    prefix = firewall.log_prefix(sid, context["action"])
+    target = (f'NFLOG --nflog-group {deploy.nflog_group} --nflog-prefix "{prefix}"' if deploy.log == "nflog"
+              else f'LOG --log-prefix "{prefix}"')
     return (f"{match} -m limit --limit {firewall.LOG_RATE} --limit-burst {firewall.LOG_BURST} "
-            f'-m comment --comment "{comment}" -j LOG --log-prefix "{firewall.log_prefix(sid, context["action"])}"')
+            f'-m comment --comment "{comment}" -j {target}')
 
 
 def _verdict(context: dict[str, Any], family: int, comment: str) -> str:
@@ -149,7 +152,7 @@ def _verdict(context: dict[str, Any], family: int, comment: str) -> str:
 
 
 def _pattern_rules(plans: list[Plan], stamps: dict[str, Stamp], family: int, base: str,
-                   verdict_chains: list[dict[str, Any]]) -> list[str]:
+                   verdict_chains: list[dict[str, Any]], deploy: firewall.Deploy) -> list[str]:
     """A log-only pattern: one LOG rule per match. A drop or reject pattern: one rule per match that jumps
     to its own chain <base>-<SID> (appended to verdict_chains), which logs and then drops or rejects."""
     rules = []
@@ -158,16 +161,18 @@ def _pattern_rules(plans: list[Plan], stamps: dict[str, Stamp], family: int, bas
         comment = firewall.comment(sid, p.context["pattern_id"], p.context["title"])
         matches = _matches(p.context, family)
         if p.context["action"] == "log":
-            rules += [_log(p.context, sid, match, comment) for match in matches]
+            rules += [_log(p.context, sid, match, comment, deploy) for match in matches]
         elif matches:
             own = f"{base}-{sid}"
             rules += [f'{match} -m comment --comment "{comment}" -j {own}' for match in matches]
             verdict_chains.append({"name": own, "rules": [_log(p.context, sid, f"-p {p.context['transport']}",
-                                                               comment), _verdict(p.context, family, comment)]})
+                                                               comment, deploy),
+                                                          _verdict(p.context, family, comment)]})
     return rules
 
 
-def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], family: int) -> list[dict[str, Any]]:
+def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], family: int,
+                 deploy: firewall.Deploy) -> list[dict[str, Any]]:
     """A hook's chains, so that a packet is compared with as few rules as possible while every pattern keeps
     its own counters: RULEGEN-<HOOK> sends each protocol to RULEGEN-<HOOK>-TCP / -UDP (a UDP packet never
     meets a TCP rule). There the rules keep rule_order (most specific first); each run of patterns that
@@ -184,7 +189,7 @@ def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], family:
         runs = firewall.port_runs([p for p in plans if hook in p.context["hooks"]
                                    and p.context["transport"] == transport])
         for run in runs:
-            run_rules = _pattern_rules(run, stamps, family, base, verdict_chains)
+            run_rules = _pattern_rules(run, stamps, family, base, verdict_chains, deploy)
             gate = f"{name}-P{len(gated_chains) + 1}"
             entries = ([f"-p {transport} {ports} -j {gate}"
                         for ports in _port_args("d", firewall.merged_ports(run))] if run[0].context["dst_ports"]
@@ -226,7 +231,8 @@ def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeB
     hooks, wan_chains = _hooks(deploy)
     artifacts = []
     for family, path in FILES.items():
-        chains = [chain for hook in CHAINS for chain in _hook_chains(hook, ordered, stamps, family)] + wan_chains
+        chains = [chain for hook in CHAINS for chain in _hook_chains(hook, ordered, stamps, family, deploy)]
+        chains += wan_chains
         text = env.get_template("iptables/rulegen.rules.j2").render(
             chains=chains, hooks=hooks, family=family, hook_comment=HOOK_COMMENT,
             hook_verb="-I" if deploy.hook == "insert" else "-A")

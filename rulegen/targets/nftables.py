@@ -75,10 +75,11 @@ def _match(context: dict[str, Any], addresses: list[str]) -> str:
     return " ".join(parts)
 
 
-def _log(context: dict[str, Any], sid: int, match: str, comment: str) -> str:
+def _log(context: dict[str, Any], sid: int, match: str, comment: str, deploy: firewall.Deploy) -> str:
     counter = "counter " if context.get("log_counter") else ""
+    group = f" group {deploy.nflog_group}" if deploy.log == "nflog" else ""
     return (f'{match}limit rate {firewall.LOG_RATE} burst {firewall.LOG_BURST} packets '
-            f'{counter}log prefix "{firewall.log_prefix(sid, context["action"])}" comment "{comment}"')
+            f'{counter}log prefix "{firewall.log_prefix(sid, context["action"])}"{group} comment "{comment}"')
 
 
 def _verdict(context: dict[str, Any], comment: str) -> str:
@@ -90,7 +91,7 @@ def _verdict(context: dict[str, Any], comment: str) -> str:
 
 
 def _pattern_rules(plans: list[Plan], stamps: dict[str, Stamp], sets: dict[str, dict], hook: str, family: int,
-                   verdict_chains: dict[str, dict]) -> list[str]:
+                   verdict_chains: dict[str, dict], deploy: firewall.Deploy) -> list[str]:
     """A log-only pattern: a log rule. A drop or reject pattern: a rule that jumps to its own chain
     <hook>_<sid> (verdict_chains, by pattern id: one for both families), which logs and then drops or
     rejects. Keyed by id, not name: the fingerprints render every pattern with the same neutral SID."""
@@ -102,12 +103,12 @@ def _pattern_rules(plans: list[Plan], stamps: dict[str, Stamp], sets: dict[str, 
         if match is None:
             continue
         if p.context["action"] == "log":
-            rules.append(_log(p.context, sid, match + " ", comment))
+            rules.append(_log(p.context, sid, match + " ", comment, deploy))
         else:
             own = f"{hook}_{sid}"
             rules.append(f'{match} jump {own} comment "{comment}"')
             verdict_chains[p.pattern.id] = {"name": own, "hook": None,
-                                   "rules": [_log(p.context, sid, "", comment), _verdict(p.context, comment)]}
+                                   "rules": [_log(p.context, sid, "", comment, deploy), _verdict(p.context, comment)]}
     return rules
 
 
@@ -141,7 +142,7 @@ def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], sets: d
             for run in ([p for p in run if _family_match(p.context, sets, family) is not None] for run in runs):
                 if not run:
                     continue  # no pattern of this run has a rule in this family (IPv4 broadcasts)
-                run_rules = _pattern_rules(run, stamps, sets, hook, family, verdict_chains)
+                run_rules = _pattern_rules(run, stamps, sets, hook, family, verdict_chains, deploy)
                 if run[0].context["dst_ports"] and len(run_rules) > 1:
                     gate = f"{name}_p{len(gated_chains) + 1}"
                     rules.append(f"{transport} dport {_ports(firewall.merged_ports(run))} jump {gate}")
