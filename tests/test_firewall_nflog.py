@@ -52,15 +52,15 @@ def _need_ulogd() -> None:
 
 @pytest.fixture(scope="module")
 def ulogd_logs(nflog_out, tmp_path_factory):
-    """target -> (the JSON objects ulogd2 wrote, the cases whose probes were sent), one run per target."""
-    runs: dict[str, tuple[list[dict], list[firewall.Case]]] = {}
+    """target -> (the JSON objects ulogd2 wrote, the cases whose probes were sent, the log), one run per target."""
+    runs: dict[str, tuple[list[dict], list[firewall.Case], Path]] = {}
 
-    def get(target: str) -> tuple[list[dict], list[firewall.Case]]:
+    def get(target: str) -> tuple[list[dict], list[firewall.Case], Path]:
         _need_ulogd()
         need({"iptables": "iptables-restore", "nftables": "nft"}[target])
         if target not in runs:
             log = ulogd.firewall_log(KB, nflog_out, tmp_path_factory.mktemp(f"ulogd-{target}"), target)
-            runs[target] = (ulogd.read(log.path), log.cases)
+            runs[target] = (ulogd.read(log.path), log.cases, log.path)
         return runs[target]
 
     return get
@@ -132,7 +132,7 @@ def _lines_of(lines: list[dict], probe: firewall.Probe) -> list[dict]:
 
 @pytest.mark.parametrize("target,pattern", CASES, ids=[f"{t}:{p}" for t, p in CASES])
 def test_ulogd_logs_each_probe_with_the_patterns_prefix(ulogd_logs, target, pattern):
-    lines, cases = ulogd_logs(target)
+    lines, cases, _ = ulogd_logs(target)
     case = next(c for c in cases if c.pattern == pattern)
     if case.skipped:
         pytest.skip(case.skipped)
@@ -150,7 +150,7 @@ def test_ulogd_logs_each_probe_with_the_patterns_prefix(ulogd_logs, target, patt
 def test_ulogd_logs_nothing_of_home_loopback_or_allowed_traffic(ulogd_logs, target):
     """Every line is a probe of a pattern, under a rulegen prefix; the look-alikes from home and over loopback and
     the allowed-traffic probes left none."""
-    lines, cases = ulogd_logs(target)
+    lines, cases, _ = ulogd_logs(target)
     assert lines
     assert all(re.fullmatch(r"rulegen:\d+:(log|drop|reject) ", x["oob.prefix"]) for x in lines)
     fires = [p for c in cases if not c.skipped and c.sid is not None for p in c.probes]

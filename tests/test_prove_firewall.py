@@ -171,7 +171,7 @@ def test_namespaces_are_removed_when_a_run_fails(kb, built, tmp_path, monkeypatc
     def broken_load(*_args):
         raise RuntimeError("nft refused the file")
 
-    monkeypatch.setattr(firewall, "_load", broken_load)
+    monkeypatch.setattr(firewall, "load", broken_load)
     proofs = firewall.prove(kb, built, tmp_path, ("nftables",))
     assert proofs and not any(p.proven for p in proofs)
     assert all("nft refused the file" in p.detail for p in proofs)
