@@ -329,6 +329,12 @@ def namespace_names(pid: int | None = None) -> tuple[str, str]:
     return f"rg-host-{pid}", f"rg-peer-{pid}"
 
 
+def veth_names(pid: int | None = None) -> tuple[str, str]:
+    """The interface names of the host and peer ends of the veth pair (kernel LOG lines name them)."""
+    pid = os.getpid() if pid is None else pid
+    return f"rgh-{pid}", f"rgp-{pid}"
+
+
 def _delete_namespaces() -> None:
     existing = _run("ip", "netns", "list", check=False).stdout
     for name in namespace_names():
@@ -341,12 +347,11 @@ def namespaces() -> Iterator[dict[str, str]]:
     """Fresh rg-host-<pid> / rg-peer-<pid> joined by a veth pair; always deleted again. The host has its home
     address; the peer an inside (home) and an outside address on the same link."""
     host, peer = namespace_names()
-    pid = os.getpid()
     _delete_namespaces()  # left over from an earlier run of this same process
     try:
         _run("ip", "netns", "add", host)
         _run("ip", "netns", "add", peer)
-        ends = {"host": f"rgh-{pid}", "peer": f"rgp-{pid}"}
+        ends = dict(zip(("host", "peer"), veth_names(), strict=True))
         _run("ip", "link", "add", ends["host"], "netns", host, "type", "veth",
              "peer", "name", ends["peer"], "netns", peer)
         for role, ns in (("host", host), ("peer", peer)):

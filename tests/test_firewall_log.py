@@ -1,14 +1,17 @@
-"""Firewall logs through NFLOG (issue 12, item 4): `rulegen build --firewall-log nflog` logs with the NFLOG target
-(iptables) and `log group` (nftables) instead of the kernel log, and ulogd2, run inside the firewall proof's host
-namespace, writes what the rules log as JSON: the prefix of the pattern's rule, the addresses, ports and protocol of
-each probe the proof sends, and nothing for the look-alikes from home and over loopback.
+"""The firewall's logs (issue 12, item 4), written by real producers from the firewall proof's probes.
 
-Kernel LOG lines would reach a log reader from a namespace only with `net.netfilter.nf_log_all_netns=1` on the host;
-NFLOG needs no host setting, which is why these tests use it.
+- `rulegen build --firewall-log nflog` logs with the NFLOG target (iptables) and `log group` (nftables) instead of
+  the kernel log; ulogd2, run inside the proof's host namespace, writes what the rules log as JSON.
+- The default build's kernel LOG lines: the kernel writes them from a namespace only with the host's
+  `net.netfilter.nf_log_all_netns=1`; the test sets it for the few seconds of its run and puts the old value back.
+
+Each log must carry, for every probe of a pattern, a line with the prefix of the pattern's rule and the probe's
+addresses, ports and protocol, and nothing for the look-alikes from home and over loopback.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import subprocess
@@ -19,7 +22,7 @@ from conftest import REQUIRE_ENGINES, copy_knowledge, need, need_root, run_ruleg
 
 from rulegen.build import plan_all
 from rulegen.knowledge import default_knowledge_dir, load_knowledge
-from rulegen.prove import firewall, ulogd
+from rulegen.prove import firewall, firewall_log
 
 GROUP = 7  # not the default (1), so that the option is seen to reach the rules
 KB = load_knowledge([default_knowledge_dir()])
@@ -27,6 +30,7 @@ _PLANS = plan_all(KB)
 CASES = [(target, p.pattern.id) for target in firewall.TARGETS for p in _PLANS[target] if p.expressed]
 PROTOCOL = {"tcp": 6, "udp": 17}  # ulogd's ip.protocol is the IP protocol number
 HOOK = {"in": 1, "out": 3, "lo": 3}  # oob.hook: NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT
+ENGINE = {"iptables": "iptables-restore", "nftables": "nft"}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +47,7 @@ def _need_ulogd() -> None:
     need_root()
     need("ip")
     need("ulogd")
-    reason = ulogd.missing()
+    reason = firewall_log.ulogd_missing()
     if reason:
         if REQUIRE_ENGINES:
             pytest.fail(f"{reason} and RULEGEN_REQUIRE_ENGINES=1")
@@ -57,10 +61,10 @@ def ulogd_logs(nflog_out, tmp_path_factory):
 
     def get(target: str) -> tuple[list[dict], list[firewall.Case], Path]:
         _need_ulogd()
-        need({"iptables": "iptables-restore", "nftables": "nft"}[target])
+        need(ENGINE[target])
         if target not in runs:
-            log = ulogd.firewall_log(KB, nflog_out, tmp_path_factory.mktemp(f"ulogd-{target}"), target)
-            runs[target] = (ulogd.read(log.path), log.cases, log.path)
+            log = firewall_log.ulogd_log(KB, nflog_out, tmp_path_factory.mktemp(f"ulogd-{target}"), target)
+            runs[target] = (firewall_log.read_json(log.path), log.cases, log.path)
         return runs[target]
 
     return get
@@ -114,7 +118,7 @@ def test_the_firewall_proof_passes_on_the_nflog_build(nflog_out, tmp_path, targe
     """The proof reads the NFLOG rules' counters as it reads the LOG rules': every pattern fires and stays quiet."""
     need_root()
     need("ip")
-    need({"iptables": "iptables-restore", "nftables": "nft"}[target])
+    need(ENGINE[target])
     proofs = firewall.prove(KB, nflog_out, tmp_path, (target,))
     failed = [(p.pattern, p.side, p.detail) for p in proofs if not p.proven and not p.skipped]
     assert proofs and not failed, failed
@@ -170,4 +174,81 @@ def test_ulogd_is_stopped_and_the_namespaces_are_gone(ulogd_logs, tmp_path_facto
 
 def test_a_build_that_logs_through_log_is_refused(built, tmp_path):
     with pytest.raises(RuntimeError, match="not built with --firewall-log nflog"):
-        ulogd.firewall_log(KB, built, tmp_path, "nftables")
+        firewall_log.ulogd_log(KB, built, tmp_path, "nftables")
+
+
+# --- kernel LOG lines -----------------------------------------------------------------------------------------------
+
+KERNEL_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \S+ kernel: (rulegen:\d+:\w+ )(IN=.*)$")
+
+
+@pytest.fixture(scope="module")
+def kernel_logs(built, tmp_path_factory):
+    """target -> (each kernel line as (prefix, {KEY: value}), the cases, the log), one run per target, with
+    nf_log_all_netns=1 for the time of the run."""
+    runs: dict[str, tuple[list[tuple[str, dict]], list[firewall.Case], Path]] = {}
+
+    def get(target: str) -> tuple[list[tuple[str, dict]], list[firewall.Case], Path]:
+        need_root()
+        need("ip")
+        need(ENGINE[target])
+        if not firewall_log.ALL_NETNS.exists():
+            pytest.skip("no net.netfilter.nf_log_all_netns here (nf_log_syslog not loaded)")
+        if target not in runs:
+            before = firewall_log.ALL_NETNS.read_text()
+            with firewall_log.all_netns_on():
+                log = firewall_log.kernel_log(KB, built, tmp_path_factory.mktemp(f"kernel-{target}"), target)
+            assert firewall_log.ALL_NETNS.read_text() == before, "nf_log_all_netns is back as it was"
+            lines = []
+            for text in log.path.read_text().splitlines():
+                found = KERNEL_LINE.match(text)
+                assert found, text
+                words = [w.partition("=") for w in found.group(2).split()]
+                lines.append((found.group(1), {k: v if sep else "1" for k, sep, v in reversed(words)}))
+            runs[target] = (lines, log.cases, log.path)
+        return runs[target]
+
+    return get
+
+
+def _kernel_lines_of(lines: list[tuple[str, dict]], probe: firewall.Probe) -> list[tuple[str, dict]]:
+    """The kernel lines for a probe's packets (the kernel writes IPv6 addresses in full: compare as addresses)."""
+    want = (ipaddress.ip_address(probe.src_addr), ipaddress.ip_address(probe.dst_addr), str(probe.sport),
+            str(probe.dport), probe.transport.upper())
+    return [(prefix, f) for prefix, f in lines
+            if (ipaddress.ip_address(f["SRC"]), ipaddress.ip_address(f["DST"]), f.get("SPT"), f.get("DPT"),
+                f.get("PROTO")) == want]
+
+
+@pytest.mark.parametrize("target,pattern", CASES, ids=[f"{t}:{p}" for t, p in CASES])
+def test_the_kernel_logs_each_probe_with_the_patterns_prefix(kernel_logs, target, pattern):
+    lines, cases, _ = kernel_logs(target)
+    case = next(c for c in cases if c.pattern == pattern)
+    if case.skipped:
+        pytest.skip(case.skipped)
+    for probe in case.probes:
+        found = _kernel_lines_of(lines, probe)
+        assert found, f"{probe.label()}: not in the kernel log"
+        assert f"rulegen:{case.sid}:{case.response} " in {prefix for prefix, _ in found}, probe.label()
+        interface = firewall.veth_names()[0]
+        assert {f["IN"] if probe.way == "in" else f["OUT"] for _, f in found} == {interface}, probe.label()
+
+
+@pytest.mark.parametrize("target", firewall.TARGETS)
+def test_the_kernel_logs_nothing_of_home_loopback_or_allowed_traffic(kernel_logs, target):
+    lines, cases, _ = kernel_logs(target)
+    assert lines
+    fires = [p for c in cases if not c.skipped and c.sid is not None for p in c.probes]
+    others = [p for c in cases if not c.skipped for p in (c.quiet if c.sid is not None else c.probes)]
+    assert others and not [p.label() for p in others if _kernel_lines_of(lines, p)]
+    explained = [x for p in fires for x in _kernel_lines_of(lines, p)]
+    assert len(explained) == len(lines), [x for x in lines if x not in explained][:3]
+
+
+def test_no_kernel_log_without_the_host_setting(built, tmp_path):
+    """Where nf_log_all_netns is 0 the kernel log holds nothing of a namespace: kernel_log says so."""
+    need_root()
+    if firewall_log.all_netns():
+        pytest.skip("this host has nf_log_all_netns=1")
+    with pytest.raises(RuntimeError, match="nf_log_all_netns=0"):
+        firewall_log.kernel_log(KB, built, tmp_path, "nftables")
