@@ -223,7 +223,7 @@ def _kmsg_records(fd: int) -> list[tuple[int, str]]:
             raw = os.read(fd, 8192)
         except BlockingIOError:
             return records
-        except OSError:  # EPIPE: the ring buffer overwrote records since the last read; go on with the next
+        except BrokenPipeError:  # the ring buffer overwrote records since the last read; go on with the next
             continue
         head, _, text = raw.decode("utf-8", "replace").partition(";")
         records.append((int(head.split(",")[2]), text.split("\n", 1)[0]))
