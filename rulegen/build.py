@@ -207,7 +207,7 @@ class Compiled:
     artifacts: list[Artifact]
     rows: list[dict]
     env: SandboxedEnvironment
-    firewall: dict | None = None  # how the firewall targets were built (policy, wan_if, hook); None: not built
+    firewall: dict | None = None  # how the firewall targets were built (policy, wan_if, hook, log); None: not built
 
 
 def compile_rules(knowledge: Sequence[Path], templates_dir: Path, targets: Sequence[str],

@@ -128,7 +128,8 @@ def test_wan_if_leaves_other_interfaces_alone(tmp_path):
     for wan, outside in (("eth9", "answered"), (veth, "timeout")):
         out = _build(tmp_path / wan, "--wan-if", wan, "--wan-if", "wan0")
         manifest = json.loads((out / "manifest.json").read_text())
-        assert manifest["firewall"] == {"policy": None, "wan_if": [wan, "wan0"], "hook": "insert"}
+        assert manifest["firewall"] == {"policy": None, "wan_if": [wan, "wan0"], "hook": "insert",
+                                        "log": {"target": "log"}}
         rules = (out / "iptables" / "rulegen.rules").read_text()
         assert f'-I INPUT -i {wan} -m comment --comment "rulegen hook" -j RULEGEN-INPUT' in rules
         assert f"-A RULEGEN-FORWARD-WAN -o {wan} -g RULEGEN-FORWARD" in rules and "! -i lo" not in rules
