@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
 import json
 import re
@@ -99,8 +100,15 @@ def _manifest_patterns(path: Path) -> tuple[dict[str, str], list[str]]:
     return {}, []
 
 
+def generated(path: Path) -> bool:
+    """The file is an artifact of a rulegen build: the manifest.json of its output folder lists it."""
+    return bool(_manifest_patterns(path)[1])
+
+
 def attach_entries(report: FileReport) -> None:
     """Name the knowledge entry behind each finding of a generated file, from the line or the manifest."""
+    if not report.findings:
+        return
     path = Path(report.path)
     entries, artifact_patterns = _manifest_patterns(path)
     lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
@@ -114,8 +122,7 @@ def attach_entries(report: FileReport) -> None:
             entry = entries.get(m.group(1))
         if entry is None and len(artifact_patterns) == 1:
             entry = entries.get(artifact_patterns[0])
-        fixed.append(Finding(finding.path, finding.line, finding.engine, finding.message, finding.severity,
-                             finding.sid, entry))
+        fixed.append(dataclasses.replace(finding, entry=entry))
     report.findings = fixed
 
 
@@ -134,8 +141,10 @@ def nul_bytes(path: Path) -> list[Finding]:
     return findings
 
 
-def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True) -> list[FileReport]:
-    """Validate files and folders; each engine runs once per file (Sigma: once over all its files)."""
+def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True,
+             sigma_config: Path | None = None) -> list[FileReport]:
+    """Validate files and folders; each engine runs once per file (Sigma: once over all its files).
+    `sigma_config`: a sigma-cli validation config choosing the Sigma validators (rulegen's own choice otherwise)."""
     from rulegen.validate import firewall, suricata, tarball
 
     files = collect(paths, forced)
@@ -143,7 +152,7 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
     def check_sigma(sigma_files: list[Path]) -> list[FileReport]:
         from rulegen.validate import sigma  # pySigma and its backends take a while to import: only when needed
 
-        return sigma.check(sigma_files)
+        return sigma.check(sigma_files, own=all(generated(p) for p in sigma_files), config=sigma_config)
 
     def lint_suricata(path: Path) -> tuple[list[Finding], str]:
         from rulegen.validate import lint as quality
@@ -190,5 +199,48 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
     return sorted(reports, key=lambda r: r.path)
 
 
-def problems(reports: list[FileReport]) -> list[Finding]:
-    return [f for r in reports for f in r.findings if f.severity == "error" or f.severity == "warning"]
+def refusals(reports: list[FileReport]) -> list[Finding]:
+    """What an engine refuses (or an engine that failed): each fails its file."""
+    return [f for r in reports for f in r.findings if f.kind == "engine"]
+
+
+def suggestions(reports: list[FileReport]) -> list[Finding]:
+    """What a linter suggests at WARNING or above: a failure only under --strict and in rulegen's own build."""
+    return [f for r in reports for f in r.findings if f.kind == "lint" and f.severity in ("error", "warning")]
+
+
+def problems(reports: list[FileReport], strict: bool = True) -> list[Finding]:
+    """The findings that fail: refusals, and the linters' suggestions when strict (rulegen's build always is)."""
+    return refusals(reports) + (suggestions(reports) if strict else [])
+
+
+@dataclasses.dataclass
+class Group:
+    """The findings of one code (or, for engines, one engine), counted."""
+
+    kind: str
+    code: str
+    engine: str
+    count: int = 0
+    files: set[str] = dataclasses.field(default_factory=set)
+    example: Finding | None = None
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "code": self.code, "engine": self.engine, "count": self.count,
+                "files": len(self.files), "example": str(self.example)}
+
+
+def grouped(findings: Iterable[Finding]) -> list[Group]:
+    """Findings grouped by kind and code, largest group first; the first finding stands as the example."""
+    groups: dict[tuple[str, str], Group] = {}
+    for f in findings:
+        code = f.code or f.engine
+        group = groups.setdefault((f.kind, code), Group(f.kind, code, f.engine, example=f))
+        group.count += 1
+        group.files.add(f.path)
+    return sorted(groups.values(), key=lambda g: (-g.count, g.kind, g.code))
+
+
+def notes(reports: list[FileReport]) -> list[Finding]:
+    """Findings that judge nothing: notes, and linter findings below WARNING."""
+    return [f for r in reports for f in r.findings if f.kind == "note" or (f.kind == "lint" and f.severity == "info")]

@@ -6,8 +6,8 @@ codes S100-S123 are INFO), matches every content against a regex with nested qua
 `content:"CKAAAA...A|00 00 21 00 01|"` takes hours. The optional `regex` module (suricata-check[performance])
 does not backtrack there. The CLI also starts a multiprocessing manager, asks PyPI for updates, and its
 JSONL output has no severities. So we use the library API, all rules in one child process (~0.5 s for
-~90 rules), killed at the timeout; and we enable only the codes at WARNING or above, which leaves
-WhitespaceChecker off entirely (suricata-check drops a checker none of whose codes are wanted).
+~90 rules), killed at the timeout (RULEGEN_ENGINE_TIMEOUT); and we enable only the codes at WARNING or above,
+which leaves WhitespaceChecker off entirely (suricata-check drops a checker none of whose codes are wanted).
 
 Codes at WARNING+ in suricata-check 0.9.3b0: M000, M001 (ERROR), C000, S406 (WARNING). Everything else,
 S020, S021, S031, S300, ..., is INFO: pass `min_severity="INFO"` to see those too.
@@ -21,13 +21,13 @@ import importlib.metadata
 import importlib.util
 import json
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
 
+from rulegen.validate import engines
 from rulegen.validate.base import Finding
 
 EXCEPTIONS_PATH = Path(__file__).with_name("lint_exceptions.yaml")
@@ -84,8 +84,9 @@ def _lintable_copy(path: Path, folder: Path) -> Path:
     return copy
 
 
-def lint(path: Path, timeout: float = 120, *, min_severity: str = "WARNING") -> tuple[list[Finding], str]:
-    """suricata-check's findings for a rules file (codes at min_severity or above), and a status text."""
+def lint(path: Path, timeout: float | None = None, *, min_severity: str = "WARNING") -> tuple[list[Finding], str]:
+    """suricata-check's findings for a rules file (codes at min_severity or above), and a status text.
+    A linter that fails, is killed or times out is a finding of kind `engine`: the file fails."""
     version = engine_version()
     if version is None:
         return [], "suricata-check not installed"
@@ -96,25 +97,25 @@ def lint(path: Path, timeout: float = 120, *, min_severity: str = "WARNING") -> 
         command = [sys.executable, "-c",
                    f"import sys; sys.path.insert(0, {str(_ROOT)!r}); from rulegen.validate.lint import _worker; "
                    "_worker()", str(_lintable_copy(path, Path(tmp))), str(level)]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                    stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:  # subprocess.run has killed the child
-            return [], f"{engine}: timed out after {timeout:g} s"
-    if result.returncode != 0:
-        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        return [], f"{engine}: failed (exit {result.returncode}): {tail}"
-    report = json.loads(result.stdout)
+        result = engines.run(command, timeout=timeout)
+    why = engines.failure(result, "suricata-check")
+    try:
+        report = json.loads(result.stdout) if not why else None
+    except ValueError:
+        why = "suricata-check printed no report"
+    if why:
+        return [Finding(path=str(path), line=0, engine=engine, message=why)], engine
     findings = []
     for item in report["issues"]:
         if item["code"] in exceptions:
             continue
         message = " ".join(item["message"].split())
         findings.append(Finding(path=str(path), line=item["line"], engine=engine, message=f"{item['code']} {message}",
-                                severity=_severity(item["level"]), sid=item["sid"]))
+                                severity=_severity(item["level"]), sid=item["sid"], kind="lint", code=item["code"]))
     for line, text in report["unparsed"]:
         # a limit of the linter's own parser (IPv6 in address groups, for one), not a verdict on the rule
-        findings.append(Finding(path=str(path), line=line, engine=engine, message=text, severity="info"))
+        findings.append(Finding(path=str(path), line=line, engine=engine, message=text, severity="info", kind="note",
+                                code="suricata-check-unparsed"))
     findings.sort(key=lambda f: (f.line, f.message))
     notes = report["notes"]
     return findings, f"{engine} ({'; '.join(notes)})" if notes else engine
