@@ -154,24 +154,24 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
 
         return sigma.check(sigma_files, own=all(generated(p) for p in sigma_files), config=sigma_config)
 
-    def lint_suricata(path: Path) -> tuple[list[Finding], str]:
+    def lint_suricata(paths: list[Path]) -> dict[Path, tuple[list[Finding], str]]:
         from rulegen.validate import lint as quality
 
-        return quality.lint(path)
+        return quality.lint_files(paths)
 
     # The engines are separate processes and independent of each other: run them at the same time (pySigma,
     # in this process, runs beside them). Results are gathered in a fixed order, so reports stay deterministic.
     sigma_files = [p for p, fmt in files if fmt == "sigma"]
-    suricata_files = frozenset(p.resolve() for p, fmt in files if fmt == "suricata")
+    rules_files = [p for p, fmt in files if fmt == "suricata"]
+    suricata_files = frozenset(p.resolve() for p in rules_files)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(8, len(files) + 1))) as pool:
         jobs: list[tuple[str, concurrent.futures.Future]] = []
         if sigma_files:
             jobs.append(("sigma", pool.submit(check_sigma, sigma_files)))
+        linted = pool.submit(lint_suricata, rules_files) if lint and rules_files else None  # one child for all
         for path, fmt in files:
             if fmt == "suricata":
                 jobs.append(("suricata", pool.submit(suricata.check, path)))
-                if lint:
-                    jobs.append(("lint", pool.submit(lint_suricata, path)))
             elif fmt == "suricata-tarball":
                 jobs.append(("tarball", pool.submit(tarball.check, path, suricata_files)))
             elif fmt == "iptables":
@@ -182,15 +182,15 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
                 jobs.append(("nftables", pool.submit(firewall.check_nft, path)))
         reports: list[FileReport] = []
         for kind, job in jobs:
-            if kind == "lint":
-                findings, status = job.result()
-                report = reports[-1]  # the suricata report of the same file comes just before
-                report.checked_by.append(status)
-                report.findings += findings
-            elif kind == "sigma":
+            if kind == "sigma":
                 reports += job.result()
             else:
                 reports.append(job.result())
+        by_path = {r.path: r for r in reports if r.format == "suricata"}
+        for path, (findings, status) in (linted.result() if linted else {}).items():
+            report = by_path[str(path)]
+            report.checked_by.append(status)
+            report.findings += findings
     for report in reports:
         if report.format not in ("sigma", "suricata-tarball"):  # YAML refuses NUL; gzip is binary
             report.findings += nul_bytes(Path(report.path))

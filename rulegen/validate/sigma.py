@@ -146,17 +146,16 @@ def layered(sigmahq: Path, additions: Path, own: bool) -> dict[str, Any]:
     return {**data, "version": f"{data.get('version')}+{extra.get('version')}", key: merged}
 
 
-_SIGMAHQ_SOURCES: dict[tuple[str, bool], Path] = {}  # (taxonomy | filename, own) -> the layered file
+_SIGMAHQ_DATA: dict[bool, list[tuple[Any, dict[str, Any]]]] = {}  # own -> (data module, its parsed attributes)
 
 
 def use_taxonomy(own: bool) -> None:
-    """Point the SigmaHQ validators at the layered data for rulegen's own output or for any other file."""
-    try:
-        from sigma.validators.sigmahq.data import data_filename, data_taxonomy
-    except ImportError:
-        return
-    for name, loader in (("taxonomy", data_taxonomy), ("filename", data_filename)):
-        loader.set_url(str(_SIGMAHQ_SOURCES[(name, own)]))  # clears the loader's cache
+    """Give the SigmaHQ validators the layered data for rulegen's own output or for any other file. The parsed
+    values are set on the data modules themselves: their module `__getattr__` would otherwise read a disk cache
+    and decode its JSON on every access (tens of thousands over a large collection)."""
+    for module, values in _SIGMAHQ_DATA.get(own, []):
+        for attribute, value in values.items():
+            setattr(module, attribute, value)
 
 
 @functools.cache
@@ -170,12 +169,15 @@ def offline_data() -> bool:
     except ImportError:
         pass
     else:
-        for name, loader, sigmahq, ours in (("taxonomy", data_taxonomy, SIGMAHQ_TAXONOMY_FILE, TAXONOMY_FILE),
-                                            ("filename", data_filename, SIGMAHQ_FILENAME_FILE, FILENAME_FILE)):
+        for module, loader, sigmahq, ours in (
+                (data_taxonomy, data_taxonomy._TaxonomyLoader, SIGMAHQ_TAXONOMY_FILE, TAXONOMY_FILE),
+                (data_filename, data_filename._FilenameLoader, SIGMAHQ_FILENAME_FILE, FILENAME_FILE)):
             for own in (False, True):
-                source = _SIGMAHQ_SOURCES[(name, own)] = root / f"sigmahq-{name}-{'own' if own else 'any'}.json"
-                source.write_text(json.dumps(layered(sigmahq, ours, own)), encoding="utf-8")
-            loader.set_cache_dir(str(root / f"sigmahq-{name}"))  # first: set_url clears the current cache folder
+                _SIGMAHQ_DATA.setdefault(own, []).append((module, loader()._parse(layered(sigmahq, ours, own))))
+            source = root / f"{sigmahq.name}"  # anything read past the set attributes still stays offline
+            source.write_text(json.dumps(layered(sigmahq, ours, False)), encoding="utf-8")
+            module.set_cache_dir(str(root / sigmahq.stem))  # first: set_url clears the current cache folder
+            module.set_url(str(source))
         use_taxonomy(False)
     from sigma.data import mitre_attack
 
@@ -187,6 +189,8 @@ def offline_data() -> bool:
     path = root / "enterprise-attack.json"
     path.write_text(json.dumps(bundle), encoding="utf-8")
     mitre_attack.set_url(str(path))
+    for attribute, value in mitre_attack._get_cached_data().items():  # as for SigmaHQ's data: no disk cache reads
+        setattr(mitre_attack, attribute, value)
     return True
 
 
@@ -525,10 +529,11 @@ def _depth(rule: Any, limit: int = 16) -> int:
     return 1 + max((_depth(r.rule, limit - 1) for r in refs if hasattr(r, "rule")), default=0)
 
 
-def conversion_findings(files: dict[str, Parsed], checked_by: dict[str, list[str]]) -> list[Finding]:
-    """Each backend converts its own copy of the rules (a backend may change the rule objects it converts), built
-    from the parsed documents, base rules before the correlation rules that use them. Lucene has no correlation
-    rules: it skips them."""
+def conversion_findings(files: dict[str, Parsed], parsed: list[Any], checked_by: dict[str, list[str]]) -> list[Finding]:
+    """Each backend converts its own copy of the rules (a backend may change the rule objects it converts), base
+    rules before the correlation rules that use them: the first backend the collections the validators read
+    (`parsed`, one per file), the others a copy built from the parsed documents. Lucene has no correlation rules:
+    it skips them."""
     from sigma.collection import SigmaCollection
     from sigma.correlations import SigmaCorrelationRule
     from sigma.exceptions import SigmaRuleLocation
@@ -536,10 +541,10 @@ def conversion_findings(files: dict[str, Parsed], checked_by: dict[str, list[str
     findings = []
     lines = {path: parsed.lines for path, parsed in files.items()}
     frozen = pickle.dumps({path: parsed.documents for path, parsed in files.items()})  # a fast deep copy
-    for engine, backend_class in _backends():
-        parts = [SigmaCollection.from_dicts(documents, source=SigmaRuleLocation(Path(path)), collect_filters=True,
-                                            resolve_references=False)
-                 for path, documents in pickle.loads(frozen).items()]
+    for number, (engine, backend_class) in enumerate(_backends()):
+        parts = parsed if number == 0 else [
+            SigmaCollection.from_dicts(documents, source=SigmaRuleLocation(Path(path)), collect_filters=True,
+                                       resolve_references=False) for path, documents in pickle.loads(frozen).items()]
         collection = SigmaCollection.merge(parts, resolve_references=True)
         backend = backend_class()
         backend.init_processing_pipeline(backend.default_format)
@@ -786,7 +791,7 @@ def check(paths: list[Path], own: bool = False, config: Path | None = None) -> l
         reports[path].checked_by += checked_by
     _schema_check(files, reports)  # the JSON schema, on every file that is YAML
     if collections:  # conversion of every rule pySigma accepted
-        for finding in conversion_findings({p: files[p] for p in collections},
+        for finding in conversion_findings({p: files[p] for p in collections}, list(collections.values()),
                                            {p: reports[p].checked_by for p in collections}):
             reports[finding.path].findings.append(finding)
     for report in reports.values():
