@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,22 @@ def test_sigma_validation_config_selects_validators_and_exclusions(tmp_path):
     config.write_text("validators:\n  - no_such_validator\n")
     result = run_rulegen("validate", "--sigma-config", str(config), str(path))
     assert result.returncode == 2 and "no_such_validator" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_rulegen_field_names_hold_for_its_own_output_only(built, tmp_path):
+    """The generic firewall category: rulegen's field names are checked in a build's output (its manifest lists
+    the file), not in the same file elsewhere, where SigmaHQ's taxonomy leaves the fields open."""
+    out = tmp_path / "out"
+    shutil.copytree(built, out)
+    field = re.compile(r"^(\s+)dst_port:", re.M)  # a field of a detection, not the name of one
+    rule = next(p for p in sorted((out / "sigma").glob("net_firewall_*.yml")) if field.search(p.read_text()))
+    rule.write_text(field.sub(r"\1dst_prot:", rule.read_text(), count=1))
+    code, report = _validate_json_lint(str(rule))
+    assert code == 0 and "sigmahq_invalid_fieldname" in [g["code"] for g in report["lint"]], report
+    code, _ = _validate_json_lint("--strict", str(rule))
+    assert code == 1
+    alone = tmp_path / "elsewhere" / rule.name
+    alone.parent.mkdir()
+    shutil.copy(rule, alone)
+    code, report = _validate_json_lint("--strict", str(alone))
+    assert code == 0 and report["lint"] == [], report
