@@ -458,9 +458,8 @@ _TextDates.yaml_implicit_resolvers = {
 
 @dataclasses.dataclass
 class Parsed:
-    """One file, parsed once: its text, YAML nodes (for lines) and documents (for the schema and pySigma)."""
+    """One file, parsed once: its YAML nodes (for lines) and documents (for the schema and pySigma)."""
 
-    text: str
     lines: YamlLines
     documents: list[Any]
 
@@ -623,7 +622,7 @@ def _read(p: Path, report: FileReport, engine: str) -> Parsed | None:
     if not [d for d in documents if d is not None]:
         report.findings.append(Finding(path, 0, engine, "no Sigma rule in the file"))
         return None
-    return Parsed(text, YamlLines(nodes), documents)
+    return Parsed(YamlLines(nodes), documents)
 
 
 def _check_without_pysigma(paths: list[Path]) -> list[FileReport]:
@@ -740,7 +739,7 @@ def _validator_findings(valid: list[Any], files: dict[str, Parsed], reports: dic
     lint findings coded by the validator, ATT&CK notes. Returns the checked_by entries."""
     use_taxonomy(own)
     newer = sorted({t for rule in valid for t in _unknown_attack_tags(rule)
-                    if TACTIC_NAME.fullmatch(t.removeprefix("attack."))})
+                    if TACTIC_NAME.fullmatch(t.removeprefix("attack."))}) if offline_data() else []
     for name, validator in chosen.validators.items():
         issues: list[tuple[Any, str]] = []
         for rule in valid:
