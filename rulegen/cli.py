@@ -247,10 +247,11 @@ def validate(paths: tuple[Path, ...], forced: str | None, lint: bool, strict: bo
     """Validate rule files or folders (default: out/) in the real engines, falling back to built-in
     checks where an engine is missing or needs root (RULEGEN_REQUIRE_ENGINES=1 makes that an error).
 
-    What an engine refuses (a syntax error; an engine that fails, is killed or times out) fails the file and
-    prints as `path:line: [engine] message (entry: ID)`. What a linter suggests (suricata-check, pySigma's and
-    SigmaHQ's validators) is counted by code, and fails only with --strict. Notes (an ATT&CK tag newer than
-    the shipped ATT&CK data) fail nothing. Exit 0 clean, 1 a file failed, 2 bad input.
+    What an engine refuses (a syntax error; an engine that fails, is killed or runs past RULEGEN_ENGINE_TIMEOUT
+    seconds, 600 by default) fails the file and prints as `path:line: [engine] message (entry: ID)`. What a
+    linter suggests (suricata-check, pySigma's and SigmaHQ's validators) is counted by code, and fails only
+    with --strict. Notes (an ATT&CK tag newer than the shipped ATT&CK data) fail nothing. Exit 0 clean, 1 a
+    file failed, 2 bad input.
     """
     try:
         reports = run_validate(list(paths) or [Path("out")], forced, lint=lint, sigma_config=sigma_config)
