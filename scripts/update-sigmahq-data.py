@@ -22,10 +22,11 @@ for loader, target in ((_TaxonomyLoader, SIGMAHQ_TAXONOMY_FILE), (_FilenameLoade
     source = loader._default_url
     if len(sys.argv) > 1:
         source = str(Path(sys.argv[1]) / "tools" / source.rsplit("/", 1)[1])
-        data = json.loads(Path(source).read_text(encoding="utf-8"))
+        text = Path(source).read_text(encoding="utf-8")
     else:
         with urlopen(source, timeout=60) as response:  # noqa: S310 - maintenance script, never run by rulegen
-            data = json.load(response)
+            text = response.read().decode("utf-8")
+    data = json.loads(text)
     loader()._parse(data)  # refuse what the validators could not read
-    target.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    target.write_text(text, encoding="utf-8")  # as published, so a refresh reads as a plain diff
     print(f"wrote {target} (version {data.get('version')}) from {source}")

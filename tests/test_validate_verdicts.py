@@ -174,3 +174,19 @@ def test_rulegen_field_names_hold_for_its_own_output_only(built, tmp_path):
     shutil.copy(rule, alone)
     code, report = _validate_json_lint("--strict", str(alone))
     assert code == 0 and report["lint"] == [], report
+
+
+def test_sigmahq_data_is_shipped_whole_with_rulegen_layered_on_top():
+    """Every log source of SigmaHQ's snapshot stays; rulegen's Zeek fields count for every file, its own field
+    names for the generic firewall category only for its own output."""
+    from rulegen.validate import sigma
+
+    snapshot = json.loads(sigma.SIGMAHQ_TAXONOMY_FILE.read_text())
+    foreign = sigma.layered(sigma.SIGMAHQ_TAXONOMY_FILE, sigma.TAXONOMY_FILE, own=False)
+    own = sigma.layered(sigma.SIGMAHQ_TAXONOMY_FILE, sigma.TAXONOMY_FILE, own=True)
+    assert set(snapshot["taxonomy"]) <= set(foreign["taxonomy"]) == set(own["taxonomy"])
+    assert foreign["taxonomy"]["none_firewall_none"]["field"]["custom"] == []
+    assert "dst_port" in own["taxonomy"]["none_firewall_none"]["field"]["custom"]
+    assert "id.orig_h" in foreign["taxonomy"]["zeek_none_conn"]["field"]["native"]
+    filenames = sigma.layered(sigma.SIGMAHQ_FILENAME_FILE, sigma.FILENAME_FILE, own=False)
+    assert set(json.loads(sigma.SIGMAHQ_FILENAME_FILE.read_text())["pattern"]) <= set(filenames["pattern"])
