@@ -143,7 +143,7 @@ def nul_bytes(path: Path) -> list[Finding]:
 
 def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True,
              sigma_config: Path | None = None) -> list[FileReport]:
-    """Validate files and folders; each engine runs once per file (Sigma: once over all its files).
+    """Validate files and folders; each engine runs once per file (Sigma and suricata-check: once over all).
     `sigma_config`: a sigma-cli validation config choosing the Sigma validators (rulegen's own choice otherwise)."""
     from rulegen.validate import firewall, suricata, tarball
 
