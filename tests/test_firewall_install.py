@@ -287,6 +287,7 @@ def test_selftest_proves_the_shipped_knowledge_under_a_policy(policy):
     result = run_rulegen("selftest", "-t", "iptables,nftables", "--policy", policy)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     for target in firewall.TARGETS:
-        assert re.search(rf"^{target}: \d+ proven, 0 not proven, 0 skipped$", result.stdout, re.M)
+        assert re.search(rf"^{target}: fires: [1-9]\d* proven, 0 not proven, 0 skipped; "
+                         rf"stays quiet: [1-9]\d* proven, 0 not proven, 0 skipped$", result.stdout, re.M)
     if policy == "log":
         assert "counted" in result.stdout and not re.search(r"(DROP|REJECT) counted", result.stdout)
