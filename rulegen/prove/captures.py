@@ -23,6 +23,8 @@ HOME = "192.168.1.10"
 HOME_PEER = "192.168.1.20"  # the other home host of an internal flow
 EXTERNAL = "203.0.113.5"
 BROADCAST = "255.255.255.255"
+DIRECTED_BROADCAST = "192.168.1.255"  # the broadcast of the home hosts' /24, as a neighbour on the segment sends it
+BROADCASTS = (DIRECTED_BROADCAST, BROADCAST)
 HOME6, EXTERNAL6 = "fd00:1::10", "2001:db8::5"
 EPHEMERAL = 49152  # first client port of the IANA dynamic range
 FALLBACK_SERVER_PORT = 40000  # a server port for patterns that leave the destination port open
@@ -30,7 +32,7 @@ BASE_TIME = 1_700_000_000.0  # 2023-11-14T22:13:20Z: fixed, so captures are byte
 STEP = 0.01  # seconds between packets
 
 # Well-known server ports, used only when a pattern leaves its destination port open.
-KIND_PORTS = {"dns": 53, "snmp": 161, "ftp": 21, "tftp": 69, "dhcp": 67, "login": 23, "netbios": 137}
+KIND_PORTS = {"dns": 53, "snmp": 161, "ftp": 21, "tftp": 69, "dhcp": 67, "login": 23, "netbios": 137, "smtp": 25}
 RPC_PORTS = {100000: 111, 100003: 2049}
 
 Message = tuple[bool, bytes]  # (sent by the client?, application bytes)
@@ -133,7 +135,7 @@ class Wire:
         self._macs: dict[str, str] = {}
 
     def _mac(self, addr: str) -> str:
-        if addr == BROADCAST:
+        if addr in BROADCASTS:
             return "ff:ff:ff:ff:ff:ff"
         if addr not in self._macs:
             self._macs[addr] = f"02:00:5e:00:00:{len(self._macs) + 1:02x}"
@@ -329,6 +331,20 @@ def _shell(match: Match, transport: str) -> list[Message]:
             (True, b"exit\n")]
 
 
+def _smtp(match: Match, transport: str) -> list[Message]:
+    """One SMTP session of a relay test: a foreign recipient refused by the server (it hangs up after the
+    refusal), or a recipient with a % path that an open relay accepts."""
+    if match.smtp_reply == "relay-denied":
+        rcpt, answer = b"<victim@example.org>", b"554 5.7.1 <victim@example.org>: Relay access denied\r\n"
+    else:
+        rcpt, answer = b"<victim%example.org@mail.example.net>", b"250 2.1.5 Ok\r\n"
+    return [(False, b"220 mail.example.net ESMTP Postfix (Debian/GNU)\r\n"),
+            (True, b"EHLO relaytest.example.com\r\n"),
+            (False, b"250-mail.example.net\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"),
+            (True, b"MAIL FROM:<spammer@example.com>\r\n"), (False, b"250 2.1.0 Ok\r\n"),
+            (True, b"RCPT TO:" + rcpt + b"\r\n"), (False, answer)]
+
+
 def _content(match: Match, transport: str) -> list[Message]:
     """The contents in order, the first at its offset; the client sends them."""
     first = match.contents[0]
@@ -338,7 +354,7 @@ def _content(match: Match, transport: str) -> list[Message]:
 
 _MESSAGES: dict[str, Callable[[Match, str], list[Message]]] = {
     "content": _content, "dns": _dns_query, "snmp": _snmp, "ftp": _ftp, "tftp": _tftp, "dhcp": _dhcp,
-    "login": _login, "rpc": _rpc, "netbios": _netbios, "shell": _shell,
+    "login": _login, "rpc": _rpc, "netbios": _netbios, "shell": _shell, "smtp": _smtp,
 }
 
 
@@ -369,8 +385,43 @@ def _sweep_targets(pattern: Pattern, client: str, server: str, count: int) -> It
         yield host, port
 
 
+def _datagrams(pattern: Pattern) -> list[bytes]:
+    """What a client sends in one UDP flow of the pattern (a probe: one empty datagram)."""
+    if pattern.detect is Detect.PAYLOAD:
+        return [data for from_client, data in messages(pattern.match, pattern.transport, pattern.flow) if from_client]
+    if pattern.detect is Detect.TRAFFIC:
+        return [bytes([n]) * 32 for n in range(3)]
+    return [b""]
+
+
+def broadcast_forms(pattern: Pattern, kb: KnowledgeBase) -> list[tuple[str, str]]:
+    """(source, destination) of each broadcast form: a neighbour's directed broadcast, another's limited one.
+    Two sources, because Suricata's per-source alert limit would hide the second form behind the first."""
+    client, _ = endpoints(pattern, kb)
+    other = HOME if client == HOME_PEER else HOME_PEER
+    return [(client, DIRECTED_BROADCAST), (other if pattern.src_net.kind in ("any", "home") else client, BROADCAST)]
+
+
+def _broadcasts(pattern: Pattern, kb: KnowledgeBase, targets: list[tuple[str, str]]) -> Wire:
+    wire = Wire()
+    for index, (source, target) in enumerate(targets):
+        for data in _datagrams(pattern):
+            wire.udp(source, target, client_port(pattern, index), server_port(pattern), data)
+    return wire
+
+
+def unicast_lookalike(pattern: Pattern, kb: KnowledgeBase) -> Wire | None:
+    """For a broadcast pattern, the same datagrams to one home host (the port's unicast use), which its rules
+    must not take for a broadcast; None for any other pattern."""
+    if pattern.dst_net.kind != "broadcast":
+        return None
+    return _broadcasts(pattern, kb, [(HOME, HOME_PEER), ("10.0.1.10", "10.0.1.254")])
+
+
 def build(pattern: Pattern, kb: KnowledgeBase) -> Wire:
     """The packets that show `pattern`, from its typed fields."""
+    if pattern.dst_net.kind == "broadcast":  # udp only (the loader refuses a tcp broadcast)
+        return _broadcasts(pattern, kb, broadcast_forms(pattern, kb))
     wire = Wire()
     client, server = endpoints(pattern, kb)
     sport, dport = client_port(pattern), server_port(pattern)
@@ -500,5 +551,14 @@ def normal_traffic() -> Wire:
         (True, b"DATA\r\n"), (False, b"354 End data with <CR><LF>.<CR><LF>\r\n"),
         (True, b"From: alice@example.com\r\nTo: bob@example.net\r\nSubject: lunch\r\n\r\nNoon?\r\n.\r\n"),
         (False, b"250 2.0.0 Ok: queued as 4Tq9Xk1Zz3\r\n"),
+        (True, b"QUIT\r\n"), (False, b"221 2.0.0 Bye\r\n")])
+    # SMTP to the home mail server for a local recipient who does not exist: a 550 that is not a relay refusal
+    wire.tcp("198.51.100.26", HOME, 52002, 25).conversation([
+        (False, b"220 mail.example.net ESMTP Postfix (Debian/GNU)\r\n"),
+        (True, b"EHLO mx2.example.com\r\n"), (False, b"250-mail.example.net\r\n250 8BITMIME\r\n"),
+        (True, b"MAIL FROM:<carol@example.com>\r\n"), (False, b"250 2.1.0 Ok\r\n"),
+        (True, b"RCPT TO:<nobody@example.net>\r\n"),
+        (False, b"550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient "
+                b"table\r\n"),
         (True, b"QUIT\r\n"), (False, b"221 2.0.0 Bye\r\n")])
     return wire

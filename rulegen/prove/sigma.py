@@ -77,6 +77,8 @@ class Flow:
     dhcp_types: tuple[str, ...] = ()  # DHCP message types, in order
     dhcp_server: str | None = None
     dhcp_assigned: str | None = None
+    smtp_rcpt: tuple[str, ...] = ()  # SMTP: RCPT TO addresses, and the last reply of the transaction
+    smtp_last_reply: str | None = None
     seconds: float = 0.0  # offset from START
 
 
@@ -147,6 +149,13 @@ def _zeek_dhcp(flow: Flow) -> dict[str, Any] | None:
             "lease_time": 86400}
 
 
+def _zeek_smtp(flow: Flow) -> dict[str, Any] | None:
+    if flow.smtp_last_reply is None:
+        return None
+    return {**_zeek_id(flow), "trans_depth": 1, "helo": "mx.example.com", "mailfrom": "alice@example.com",
+            "rcptto": list(flow.smtp_rcpt), "last_reply": flow.smtp_last_reply, "tls": False}
+
+
 # (product, category, service) -> record of a flow, or None when that log source does not record the flow
 LOG_SOURCES = {
     ("", "firewall", ""): _firewall,
@@ -156,6 +165,7 @@ LOG_SOURCES = {
     ("zeek", "", "ftp"): _zeek_ftp,
     ("zeek", "", "snmp"): _zeek_snmp,
     ("zeek", "", "dhcp"): _zeek_dhcp,
+    ("zeek", "", "smtp"): _zeek_smtp,
 }
 
 
@@ -224,6 +234,12 @@ def app_facts(pattern: Pattern) -> dict[str, Any]:
     if m.kind == "dhcp":
         return {"service": "dhcp", "dhcp_types": ((m.dhcp_message_type or "").upper(),),
                 "dhcp_assigned": HOME.format(150)}
+    if m.kind == "smtp" and m.smtp_reply == "relay-denied":  # the client hung up after the refusal
+        return {"service": "smtp", "smtp_rcpt": ("victim@example.org",),
+                "smtp_last_reply": "554 5.7.1 <victim@example.org>: Relay access denied"}
+    if m.kind == "smtp":  # a % path, accepted by an open relay
+        return {"service": "smtp", "smtp_rcpt": ("victim%example.org@mail.example.net",),
+                "smtp_last_reply": "250 2.0.0 Ok: queued as 3Fq2Lx0Yz1"}
     return {}
 
 
@@ -241,6 +257,31 @@ def pattern_flows(pattern: Pattern, kb: KnowledgeBase, host: int = 20) -> list[F
     return flows
 
 
+def unicast_lookalikes(pattern: Pattern, kb: KnowledgeBase) -> list[Flow]:
+    """For a broadcast pattern, its flow to one home host instead (the port's unicast use), in a /24 and in a
+    wider home net: a rule for broadcasts must stay quiet on them. None for any other pattern."""
+    if pattern.dst_net.kind != "broadcast":
+        return []
+    template = pattern_flows(pattern, kb)[0]
+    return [replace(template, dst_ip=dst) for dst in (HOME.format(21), "10.0.1.254")]
+
+
+def _unicast_proofs(rules: dict[str, RuleFile], queries: dict, db: sqlite3.Connection,
+                    lookalikes: dict[str, list[Event]]) -> list[Proof]:
+    """A quiet proof per broadcast pattern: its rule matches none of its unicast look-alike events."""
+    proofs = []
+    for pid, events in lookalikes.items():
+        sql = queries.get(rules[pid].path, [])
+        if not events or isinstance(sql, str) or not sql:
+            continue
+        hits = set().union(*(matched(db, q) for q in sql)) & {e.label for e in events}
+        name = f"{rules[pid].path.parent.name}/{rules[pid].path.name}"
+        detail = f"{name}: {len(hits)}/{len(events)} unicast look-alike events matched (the port's unicast use)"
+        proofs.append(Proof(pid, TARGET, not hits, detail + (f" ({', '.join(sorted(hits))})" if hits else ""),
+                            side="quiet"))
+    return proofs
+
+
 def normal_flows(kb: KnowledgeBase) -> dict[str, Flow]:
     """Ordinary traffic of a small site: none of it may raise a Sigma rule."""
     client, resolver, web, mail, ftp, nms, router = (HOME.format(n) for n in (10, 1, 80, 25, 21, 5, 2))
@@ -256,7 +297,13 @@ def normal_flows(kb: KnowledgeBase) -> dict[str, Flow]:
                               query="www.example.com", qtype="A"),
         "ntp-client": Flow("udp", client, CLIENT_PORT + 6, "198.51.100.123", 123, service="ntp"),
         "ssh-out": Flow("tcp", client, CLIENT_PORT + 7, "198.51.100.22", 22, service="ssh"),
-        "smtp-delivery-in": Flow("tcp", "198.51.100.25", CLIENT_PORT + 8, mail, 25, service="smtp"),
+        "smtp-delivery-in": Flow("tcp", "198.51.100.25", CLIENT_PORT + 8, mail, 25, service="smtp",
+                                 smtp_rcpt=("bob@example.net",),
+                                 smtp_last_reply="250 2.0.0 Ok: queued as 4Tq9Xk1Zz3"),
+        "smtp-unknown-user": Flow("tcp", "198.51.100.26", CLIENT_PORT + 11, mail, 25, service="smtp",
+                                  smtp_rcpt=("nobody@example.net",),
+                                  smtp_last_reply="550 5.1.1 <nobody@example.net>: Recipient address rejected: "
+                                                  "User unknown in local recipient table"),
         "ftp-named-user": Flow("tcp", client, CLIENT_PORT + 9, ftp, 21, service="ftp", ftp_user="alice",
                                ftp_command=("STOR", f"ftp://{ftp}/home/alice/report.pdf")),
         "snmp-monitoring": Flow("udp", nms, CLIENT_PORT + 10, router, 161, service="snmp",
@@ -421,16 +468,20 @@ def prove(kb: KnowledgeBase, out_dir: Path, work_dir: Path) -> list[Proof]:
                      for source in LOG_SOURCES if (record := render(flow, source)) is not None]
     proofs: list[Proof] = []
     own_events: list[Event] = []
+    lookalikes: dict[str, list[Event]] = {}
     for pid, rule in rules.items():
         pattern = patterns.get(pid)
         if pattern is None:
             continue
+        lookalikes[pid] = [Event(f"{pid}~unicast#{n}/{'-'.join(filter(None, rule.logsource))}", record)
+                           for n, flow in enumerate(unicast_lookalikes(pattern, kb))
+                           if (record := render(flow, rule.logsource)) is not None]
         for n, flow in enumerate(pattern_flows(pattern, kb)):
             record = render(replace(flow, seconds=float(n)), rule.logsource)
             if record is not None:
                 rule.events.append(Event(f"{pid}#{n}/{'-'.join(filter(None, rule.logsource))}", record))
         own_events += rule.events
-    db = load_events(own_events + normal_events)
+    db = load_events(own_events + normal_events + [e for events in lookalikes.values() for e in events])
     queries = convert_rules([r.path for r in rules.values()])
     work_dir.mkdir(parents=True, exist_ok=True)
     with (work_dir / "sigma-events.jsonl").open("w", encoding="utf-8") as out:
@@ -489,6 +540,7 @@ def prove(kb: KnowledgeBase, out_dir: Path, work_dir: Path) -> list[Proof]:
             detail += "; " + corr_detail
         proofs.append(Proof(pid, TARGET, ok, detail))
     (work_dir / "sigma-queries.sql").write_text("\n\n".join(sql_log) + "\n", encoding="utf-8")
+    proofs += _unicast_proofs(rules, queries, db, lookalikes)
     summary = "; ".join(f"{pid}: {', '.join(labels)}" for pid, labels in sorted(loud.items()))
     proofs.append(Proof(NORMAL, TARGET, not loud,
                         f"{len(normal_labels)} normal events, rules matching any: {summary or 'none'}"))

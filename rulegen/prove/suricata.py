@@ -21,6 +21,7 @@ from rulegen.validate.suricata import DATA, MINIMAL_CONFIG, classification_file
 
 TARGET = "suricata"
 NORMAL = "normal-traffic"
+UNICAST = "~unicast"  # suffix of a broadcast pattern's unicast look-alike capture
 LOWEST_PRIORITY = 4
 REPLAY_TIMEOUT = 120
 
@@ -51,6 +52,7 @@ class Replay:
     pcap: Path
     alerts: list[Alert] = field(default_factory=list)
     error: str | None = None
+    expect_dsts: tuple[str, ...] = ()  # destinations that must each raise the sid (the broadcast forms)
 
     def count(self, sid: int) -> int:
         return sum(1 for a in self.alerts if a.sid == sid)
@@ -116,11 +118,44 @@ def run(kb: KnowledgeBase, out_dir: Path, work_dir: Path, binary: str | None = N
                 pcaps.append(captures.write(patterns[pid], kb, folder / f"{pid}.pcap"))
             except Exception as exc:  # noqa: BLE001 - one pattern's builder must not hide the other proofs
                 failed[pid] = Replay(pid, folder / f"{pid}.pcap", error=f"no capture: {type(exc).__name__}: {exc}")
+    pcaps += _unicast_lookalikes(kb, [patterns[pid] for pid in expressed(out_dir) if pid in patterns], folder)
     pcaps.append(captures.normal_traffic().write(folder / f"{NORMAL}.pcap"))
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        replays = pool.map(lambda pcap: replay_one(binary, config, rules, pcap, work_dir / "logs" / pcap.stem),
-                           pcaps)
-        return {**failed, **{r.name: r for r in replays}}
+        replays = {r.name: r for r in pool.map(
+            lambda pcap: replay_one(binary, config, rules, pcap, work_dir / "logs" / pcap.stem), pcaps)}
+    for pid, replay in replays.items():
+        if pid in patterns and patterns[pid].dst_net.kind == "broadcast":
+            replay.expect_dsts = tuple(dst for _, dst in captures.broadcast_forms(patterns[pid], kb))
+    return {**failed, **replays}
+
+
+def _unicast_lookalikes(kb: KnowledgeBase, patterns: list, folder: Path) -> list[Path]:
+    """The unicast look-alike capture of each broadcast pattern (the same datagrams to one home host)."""
+    pcaps = []
+    for pattern in patterns:
+        wire = captures.unicast_lookalike(pattern, kb)
+        if wire is not None:
+            pcaps.append(wire.write(folder / f"{pattern.id}{UNICAST}.pcap"))
+    return pcaps
+
+
+def _missing_dsts(replay: Replay, sid: int) -> list[str]:
+    alerted = {a.dst.rsplit(":", 1)[0] for a in replay.alerts if a.sid == sid}
+    return [dst for dst in replay.expect_dsts if dst not in alerted]
+
+
+def judge_unicast(replays: dict[str, Replay], out_dir: Path) -> list[Proof]:
+    """A broadcast pattern's sid stays quiet on its unicast look-alike (a quiet proof per broadcast pattern)."""
+    proofs = []
+    for pid, sid in expressed(out_dir).items():
+        replay = replays.get(pid + UNICAST)
+        if replay is None:
+            continue
+        hits = replay.count(sid)
+        detail = (f"sid {sid} {'alerted ' + str(hits) + 'x' if hits else 'quiet'} on {replay.pcap.name} "
+                  f"(the port's unicast use){'; ' + replay.error if replay.error else ''}")
+        proofs.append(Proof(pid, TARGET, not hits and not replay.error, detail, side="quiet"))
+    return proofs
 
 
 def _summary(alerts: list[Alert]) -> str:
@@ -138,12 +173,15 @@ def judge(replays: dict[str, Replay], out_dir: Path) -> list[Proof]:
             proofs.append(Proof(pid, TARGET, False, "pattern not in the knowledge: no capture"))
             continue
         hits = replay.count(sid)
+        missing = _missing_dsts(replay, sid)
         if hits:
             detail = f"sid {sid} alerted {hits}x on {replay.pcap.name}"
+            if replay.expect_dsts:
+                detail += f" (to {', '.join(replay.expect_dsts)}: {'missed ' + ', '.join(missing) if missing else 'each'})"
         else:
             detail = (f"sid {sid} did not alert on {replay.pcap.name}"
                       f"{'; ' + replay.error if replay.error else ''}; alerts: {_summary(replay.alerts)}")
-        proofs.append(Proof(pid, TARGET, bool(hits) and not replay.error, detail))
+        proofs.append(Proof(pid, TARGET, bool(hits) and not missing and not replay.error, detail))
     normal = replays[NORMAL]
     loud = [a for a in normal.alerts if a.priority < LOWEST_PRIORITY]
     quiet = [a for a in normal.alerts if a.priority >= LOWEST_PRIORITY]
@@ -164,4 +202,5 @@ def prove(kb: KnowledgeBase, out_dir: Path, work_dir: Path) -> list[Proof]:
         why = engines.unavailable("suricata", "not found")  # raises when RULEGEN_REQUIRE_ENGINES=1
         return [Proof(pid, TARGET, False, "not replayed", skipped=why)
                 for pid in [*expressed(out_dir), NORMAL]]
-    return judge(run(kb, out_dir, work_dir, binary), out_dir)
+    replays = run(kb, out_dir, work_dir, binary)
+    return judge(replays, out_dir) + judge_unicast(replays, out_dir)

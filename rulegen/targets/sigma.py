@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from rulegen.attack import techniques
-from rulegen.model import Detect, KnowledgeBase, Net, Pattern, PortRange
+from rulegen.model import Detect, KnowledgeBase, Match, Net, Pattern, PortRange
 from rulegen.severity import SEVERITY
 from rulegen.targets import Artifact, Plan, Stamp, gap, sanitize_line
 
@@ -180,8 +180,21 @@ def _logsource_and_detection(pattern: Pattern, kb: KnowledgeBase) -> tuple[str, 
                                    "fields": [_field("server_addr|cidr", addresses)]})
                 condition += " and not filter_main_known_servers"
         return f"zeek_{service}", {"product": "zeek", "service": service}, selections, condition
+    if match.kind == "smtp":
+        selections = [{"name": "selection", "fields": _zeek_smtp(match)}]
+        return "zeek_smtp", {"product": "zeek", "service": "smtp"}, selections, "selection"
     return (f"a {match.kind} match needs payload bytes, which firewall, DNS and Zeek logs "
             "(the log sources the Sigma output uses) do not record")
+
+
+def _zeek_smtp(match: Match) -> list[dict[str, Any]]:
+    """Zeek's smtp.log fields for an smtp match. `last_reply` is the last reply of the transaction as Zeek logs
+    it: a relay refusal stays there when the client gives up after it, but a QUIT's `221` or a RSET's `250`
+    overwrites it. `rcptto` holds the addresses Zeek extracts from RCPT TO: a `%` or `!` path survives, a source
+    route `<@host:user@dom>` loses its route."""
+    if match.smtp_reply == "relay-denied":
+        return [_field("last_reply|startswith", ["55"]), _field("last_reply|contains", ["relay"])]
+    return [_field("rcptto|contains", ["%", "!"])]
 
 
 def _slug(pattern_id: str) -> str:
