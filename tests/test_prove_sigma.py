@@ -37,8 +37,19 @@ def _case(pid: str):
 
 
 @pytest.fixture(scope="session")
-def sigma_proofs(built, kb, tmp_path_factory) -> dict[str, prove_sigma.Proof]:
-    return {p.pattern: p for p in prove_sigma.prove(kb, built, tmp_path_factory.mktemp("prove-sigma"))}
+def all_sigma_proofs(built, kb, tmp_path_factory) -> list[prove_sigma.Proof]:
+    return prove_sigma.prove(kb, built, tmp_path_factory.mktemp("prove-sigma"))
+
+
+@pytest.fixture(scope="session")
+def sigma_proofs(all_sigma_proofs) -> dict[str, prove_sigma.Proof]:
+    return {p.pattern: p for p in all_sigma_proofs if p.side == "fires"}
+
+
+@pytest.fixture(scope="session")
+def sigma_quiet(all_sigma_proofs) -> dict[str, prove_sigma.Proof]:
+    """The quiet proofs (a broadcast pattern on its unicast look-alikes), by pattern."""
+    return {p.pattern: p for p in all_sigma_proofs if p.side == "quiet"}
 
 
 def test_every_rule_in_the_manifest_gets_a_proof(sigma_proofs, manifest):
@@ -127,3 +138,67 @@ def test_rogue_dhcp_rule_spares_a_listed_server(tmp_path):
     proofs = {p.pattern: p for p in prove_sigma.prove(site_kb, tmp_path / "out", tmp_path / "work")}
     assert proofs["dhcp-rogue-offer"].proven, proofs["dhcp-rogue-offer"].detail
     assert "filter_main_known_servers" in (tmp_path / "out" / "sigma" / "zeek_dhcp_dhcp_rogue_offer.yml").read_text()
+
+
+def _zeek_smtp_row(n: int, rcptto: list[str], last_reply: str) -> dict:
+    """A row as Zeek's smtp.log writes it (base/protocols/smtp/main.zeek): `last_reply` is the last reply of
+    the transaction, `rcptto` the addresses Zeek extracts from RCPT TO."""
+    return {"ts": f"2026-01-01T00:00:{n:02d}.000000Z", "uid": f"CzEek{n}", "id.orig_h": f"198.51.100.{n}",
+            "id.orig_p": 50000 + n, "id.resp_h": "192.168.1.25", "id.resp_p": 25, "trans_depth": 1,
+            "helo": "client.example.com", "mailfrom": "someone@example.com", "rcptto": rcptto,
+            "last_reply": last_reply, "tls": False}
+
+
+# row name: (rcptto, last_reply, the smtp patterns whose rule must match it)
+ZEEK_SMTP_ROWS = {
+    "postfix refusal": (["x@example.org"], "554 5.7.1 <x@example.org>: Relay access denied", {"smtp-relay-denied"}),
+    "sendmail refusal": (["x@example.org"], "550 5.7.1 <x@example.org>... Relaying denied", {"smtp-relay-denied"}),
+    "exim refusal": (["x@example.org"], "550 relay not permitted", {"smtp-relay-denied"}),
+    "percent path accepted": (["x%example.org@mx.example.net"], "250 2.0.0 Ok: queued as 1A2B",
+                              {"smtp-relay-route-rcpt"}),
+    "bang path accepted": (["example.org!x@mx.example.net"], "250 OK id=1r2s3t", {"smtp-relay-route-rcpt"}),
+    "local delivery": (["bob@example.net"], "250 2.0.0 Ok: queued as 4Tq9Xk1Zz3", set()),
+    "two local recipients": (["bob@example.net", "carol@example.net"], "250 OK", set()),
+    "unknown local user": (["nobody@example.net"], "550 5.1.1 <nobody@example.net>: User unknown", set()),
+    "spam reject": (["bob@example.net"], "550 5.7.1 Message rejected as spam", set()),
+    "accepted, text names relay": (["bob@example.net"], "250 2.1.5 Ok, will relay", set()),
+}
+
+
+def test_zeek_smtp_rules_on_rows_written_apart_from_the_rules(built):
+    """Issue 13: the Sigma rules of the relay patterns, on smtp.log rows written by hand as Zeek logs them
+    (other servers' wordings, several recipients): each rule matches exactly its rows."""
+    paths = {pid: built / "sigma" / f"zeek_smtp_{pid.replace('-', '_')}.yml"
+             for pid in ("smtp-relay-denied", "smtp-relay-route-rcpt")}
+    events = [prove_sigma.Event(name, _zeek_smtp_row(n, rcpt, reply))
+              for n, (name, (rcpt, reply, _)) in enumerate(ZEEK_SMTP_ROWS.items())]
+    db = prove_sigma.load_events(events)
+    queries = prove_sigma.convert_rules(list(paths.values()))
+    for pid, path in paths.items():
+        hits = set().union(*(prove_sigma.matched(db, q) for q in queries[path]))
+        assert hits == {name for name, (_, _, want) in ZEEK_SMTP_ROWS.items() if pid in want}, pid
+
+
+@pytest.mark.parametrize("pattern_id", [pid for pid in SIGMA if PATTERNS[pid].dst_net.kind == "broadcast"])
+def test_broadcast_rule_matches_both_broadcasts_and_no_unicast(sigma_proofs, sigma_quiet, kb, pattern_id):
+    """Issue 13: the rows of a broadcast pattern carry a directed broadcast and the limited one; its quiet
+    proof is a row to a home host on the same port."""
+    flows = prove_sigma.pattern_flows(PATTERNS[pattern_id], kb)
+    assert {f.dst_ip for f in flows} == set(prove_sigma.BROADCASTS)
+    assert sigma_proofs[pattern_id].proven, sigma_proofs[pattern_id].detail
+    assert {f.dst_ip for f in prove_sigma.unicast_lookalikes(PATTERNS[pattern_id], kb)}.isdisjoint(
+        prove_sigma.BROADCASTS)
+    assert sigma_quiet[pattern_id].proven and "0/2 unicast look-alike" in sigma_quiet[pattern_id].detail
+
+
+def test_the_quiet_proof_fails_a_broadcast_rule_without_its_address(built, kb, tmp_path):
+    """The unicast look-alikes are not vacuous: the rwho rule without its broadcast address matches them."""
+    out = tmp_path / "out"
+    shutil.copytree(built, out)
+    rule = out / "sigma" / "net_firewall_rwho_broadcast.yml"
+    text = rule.read_text()
+    assert "        dst_ip|endswith: '.255'\n" in text
+    rule.write_text(text.replace("        dst_ip|endswith: '.255'\n", ""))
+    [quiet] = [p for p in prove_sigma.prove(kb, out, tmp_path / "work") if p.pattern == "rwho-broadcast"
+               and p.side == "quiet"]
+    assert not quiet.proven and "2/2 unicast look-alike events matched" in quiet.detail

@@ -21,6 +21,7 @@ from rulegen.prove import suricata as prove_suricata
 
 SHIPPED = load_knowledge([default_knowledge_dir()])
 EXPRESSED = [p.pattern.id for p in plan_all(SHIPPED)["suricata"] if p.expressed]
+BROADCAST = [pid for pid in EXPRESSED if next(p for p in SHIPPED.patterns if p.id == pid).dst_net.kind == "broadcast"]
 
 # Priority-4 (informational) alerts that the normal-traffic capture is expected to raise, by pattern id.
 # None today: the informational patterns that look like normal traffic either stay out of Suricata
@@ -108,6 +109,9 @@ def test_captures_are_deterministic_with_correct_checksums(replays, tmp_path):
     for replay in replays.values():
         if replay.name == prove_suricata.NORMAL:
             again = captures.normal_traffic().write(tmp_path / replay.pcap.name)
+        elif replay.name.endswith(prove_suricata.UNICAST):
+            pattern = next(p for p in SHIPPED.patterns if p.id == replay.name.removesuffix(prove_suricata.UNICAST))
+            again = captures.unicast_lookalike(pattern, SHIPPED).write(tmp_path / replay.pcap.name)
         else:
             pattern = next(p for p in SHIPPED.patterns if p.id == replay.name)
             again = captures.write(pattern, SHIPPED, tmp_path / replay.pcap.name)
@@ -149,3 +153,89 @@ def test_captures_use_the_documented_addresses():
     assert captures.endpoints(by_id["conducent-adserver-traffic"], SHIPPED) == (captures.HOME, conducent)
     assert captures.server_port(by_id["dns-udp-source-port-bypass"]) != 53
     assert captures.server_port(by_id["squid-proxy-probe"]) == 3128
+
+
+@pytest.mark.parametrize("pattern_id", BROADCAST)
+def test_broadcast_rule_alerts_on_directed_and_limited_broadcasts_not_on_unicast(replays, sids, pattern_id):
+    """Issue 13: a neighbour's directed broadcast (192.168.1.255) alerts as the limited one does; the same
+    datagrams to one host (the port's unicast use) do not."""
+    packets = rdpcap(str(replays[pattern_id].pcap))
+    assert {p[IP].dst for p in packets} == set(captures.BROADCASTS)
+    assert {p.dst for p in packets} == {"ff:ff:ff:ff:ff:ff"}
+    sid = sids[pattern_id]
+    alerted = {a.dst.rsplit(":", 1)[0] for a in replays[pattern_id].alerts if a.sid == sid}
+    assert alerted == set(captures.BROADCASTS)
+    unicast = replays[pattern_id + prove_suricata.UNICAST]
+    assert unicast.error is None and unicast.alerts == [], unicast.alerts
+
+
+def test_judge_fails_a_broadcast_rule_that_sees_only_the_limited_broadcast(replays, built, sids, tmp_path):
+    """The proof is not vacuous: the old rule form (destination 255.255.255.255) misses the directed broadcast."""
+    rules = (built / "suricata" / "rulegen.rules").read_text()
+    line = next(r for r in rules.splitlines() if f"sid:{sids['rwho-broadcast']};" in r)
+    old = line.replace("-> any 513", "-> 255.255.255.255 513").replace('ipv4.hdr; content:"|ff|"; offset:19; depth:1; ',
+                                                                       "")
+    assert old != line
+    (tmp_path / "old.rules").write_text(old + "\n")
+    config = prove_suricata.write_config(tmp_path)
+    replay = prove_suricata.replay_one(need("suricata"), config, tmp_path / "old.rules",
+                                       replays["rwho-broadcast"].pcap, tmp_path / "logs")
+    replay.expect_dsts = captures.BROADCASTS
+    proofs = prove_suricata.judge({"rwho-broadcast": replay, prove_suricata.NORMAL: replays[prove_suricata.NORMAL]},
+                                  built)
+    [proof] = [p for p in proofs if p.pattern == "rwho-broadcast"]
+    assert replay.count(sids["rwho-broadcast"]) == 1
+    assert not proof.proven and "missed 192.168.1.255" in proof.detail
+
+
+def _smtp_session(wire, client: str, port: int, rcpt: bytes, answer: bytes) -> None:  # noqa: ANN001
+    wire.tcp(client, captures.HOME, port, 25).conversation([
+        (False, b"220 mx.example.net ESMTP\r\n"), (True, b"HELO client.example.com\r\n"),
+        (False, b"250 mx.example.net\r\n"), (True, b"MAIL FROM:<someone@example.com>\r\n"),
+        (False, b"250 OK\r\n"), (True, b"RCPT TO:" + rcpt + b"\r\n"), (False, answer),
+        (True, b"QUIT\r\n"), (False, b"221 closing\r\n")])
+
+
+# Relay refusals as other mail servers word them (not the Postfix text of rulegen's own capture), and answers
+# that must not read as one.
+RELAY_REFUSALS = {
+    "sendmail": b"550 5.7.1 <x@example.org>... Relaying denied\r\n",
+    "exchange": b"550 5.7.1 Unable to relay\r\n",
+    "exim": b"550 relay not permitted\r\n",
+    "multiline": b"554-5.7.1 This server does not\r\n554 5.7.1 relay for you\r\n",
+}
+NOT_REFUSALS = {
+    "spam reject": b"550 5.7.1 Message rejected as spam\r\n",
+    "unknown user": b"550 5.1.1 User unknown\r\n",
+    "accepted": b"250 2.1.5 Recipient ok (will relay for you)\r\n",
+}
+RELAY_ROUTES = {"source route": b"<@mx.example.net:x@example.org>", "percent": b"<x%example.org@mx.example.net>",
+                "bang": b"<example.org!x@mx.example.net>", "quoted": b'<"x@example.org"@mx.example.net>'}
+NOT_ROUTES = {"plain": b"<bob@example.net>", "dsn": b"<bob@example.net> NOTIFY=FAILURE ORCPT=rfc822;bob@example.net",
+              "null": b"<>"}
+
+
+@pytest.mark.parametrize("pattern_id, sessions, expect", [
+    ("smtp-relay-denied", {k: (b"<x@example.org>", v) for k, v in RELAY_REFUSALS.items()}, True),
+    ("smtp-relay-denied", {k: (b"<x@example.org>", v) for k, v in NOT_REFUSALS.items()}, False),
+    ("smtp-relay-route-rcpt", {k: (v, b"250 OK\r\n") for k, v in RELAY_ROUTES.items()}, True),
+    ("smtp-relay-route-rcpt", {k: (v, b"250 OK\r\n") for k, v in NOT_ROUTES.items()}, False),
+])
+def test_smtp_relay_rules_on_sessions_written_apart_from_the_rules(built, sids, tmp_path, pattern_id, sessions,
+                                                                    expect):
+    """Issue 13: one session per wording, each from its own outside client: every relay refusal (or route) alerts
+    once, and none of the look-alikes does."""
+    need("suricata")
+    wire = captures.Wire()
+    clients = {}
+    for index, (name, (rcpt, answer)) in enumerate(sessions.items()):
+        clients[f"198.51.100.{index + 10}"] = name
+        _smtp_session(wire, f"198.51.100.{index + 10}", 50000 + index, rcpt, answer)
+    pcap = wire.write(tmp_path / "smtp.pcap")
+    replay = prove_suricata.replay_one(need("suricata"), prove_suricata.write_config(tmp_path),
+                                       built / "suricata" / "rulegen.rules", pcap, tmp_path / "logs")
+    assert replay.error is None, replay.error
+    sid = sids[pattern_id]
+    hit = {clients[ip] for a in replay.alerts if a.sid == sid for ip in clients if ip in (a.src.split(":")[0],
+                                                                                          a.dst.split(":")[0])}
+    assert hit == (set(sessions) if expect else set()), replay.alerts
