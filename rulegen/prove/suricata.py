@@ -177,7 +177,8 @@ def judge(replays: dict[str, Replay], out_dir: Path) -> list[Proof]:
         if hits:
             detail = f"sid {sid} alerted {hits}x on {replay.pcap.name}"
             if replay.expect_dsts:
-                detail += f" (to {', '.join(replay.expect_dsts)}: {'missed ' + ', '.join(missing) if missing else 'each'})"
+                forms = f"missed {', '.join(missing)}" if missing else "each"
+                detail += f" (to {', '.join(replay.expect_dsts)}: {forms})"
         else:
             detail = (f"sid {sid} did not alert on {replay.pcap.name}"
                       f"{'; ' + replay.error if replay.error else ''}; alerts: {_summary(replay.alerts)}")
