@@ -498,11 +498,13 @@ def _pattern_fields(f: _Fields, pid: str, entry_id: str, entry_protocols: tuple[
     flow = f.choice("flow", ("to_server", "to_client"), "to_server")
     if match is not None and match.kind == "shell":
         flow = "to_client"
-    answer = match is not None and match.kind == "smtp" and match.smtp_reply is not None
-    if answer and f.has("flow") and flow != "to_client":
-        raise _Invalid(f.line_of("flow"), "an smtp reply travels from the server to the client: flow is to_client")
-    if answer:
-        flow = "to_client"
+    if match is not None and match.kind == "smtp":
+        needed = "to_client" if match.smtp_reply else "to_server"
+        if f.has("flow") and flow != needed:
+            what = "reply travels from the server to the client" if match.smtp_reply else \
+                "RCPT TO travels from the client to the server"
+            raise _Invalid(f.line_of("flow"), f"an smtp {what}: flow is {needed}")
+        flow = needed
     if flow == "to_client" and dst_net.kind == "broadcast":
         raise _Invalid(f.line_of("flow"), "an answer (flow: to_client) cannot come from a broadcast address")
     category = f.choice("category", CATEGORIES)

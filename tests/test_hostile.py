@@ -64,6 +64,9 @@ BAD_KNOWLEDGE: dict[str, tuple[dict, str]] = {
     "smtp reply flowing to the server": (
         _swap("        detect: probe\n", "        detect: payload\n        flow: to_server\n        match: {smtp: "
                                           "{reply: relay-denied}}\n"), "flow is to_client"),
+    "smtp rcpt flowing to the client": (
+        _swap("        detect: probe\n", "        detect: payload\n        flow: to_client\n        match: {smtp: "
+                                          "{rcpt: relay-route}}\n"), "flow is to_server"),
     "tcp to a broadcast address": (_swap("        detect: probe\n", "        detect: probe\n        dst_net: "
                                                                      "broadcast\n"),
                                    "a broadcast destination takes udp"),
