@@ -88,10 +88,10 @@ def median(values: list[float]) -> float:
 # --------------------------------------------------------------------------- engines alone
 
 def suricata_config(folder: Path) -> Path:
-    from rulegen.validate.suricata import DATA, MINIMAL_CONFIG, classification_file
+    from rulegen.validate.suricata import minimal_config
 
     config = folder / "suricata.yaml"
-    config.write_text(MINIMAL_CONFIG.format(classification=classification_file(), reference=DATA / "reference.config"))
+    config.write_text(minimal_config())
     return config
 
 

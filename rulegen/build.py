@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -19,7 +20,7 @@ from rulegen import validate as validation
 from rulegen.errors import KnowledgeError, LockChangedError, Problem, RulegenError
 from rulegen.ids import LOCK_NAME, Lock, LockChanges, SidChange
 from rulegen.knowledge import load_knowledge
-from rulegen.model import KnowledgeBase
+from rulegen.model import KnowledgeBase, Response
 from rulegen.output import discard, manifest, stage, swap_in, write_file_atomic
 from rulegen.render import make_environment, render_errors
 from rulegen.report import REPORT_NAME, render_report
@@ -54,6 +55,7 @@ class BuildResult:
     lock_written: bool
     reports: list[FileReport]
     conversions: list[siem.Conversion] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
 
 
 def today() -> str:
@@ -83,8 +85,28 @@ def plan_all(kb: KnowledgeBase, policy: str | None = None) -> dict[str, list[Pla
     """Every target's plan for every pattern; a gap the knowledge declares wins over the target's own say.
     `policy` (log, drop, reject) replaces the response the firewall targets see (firewall.with_policy)."""
     views = {name: firewall.with_policy(kb, policy) if name in FIREWALLS else kb for name in TARGETS}
-    return {name: [gap(p, p.declared_gap(name)) if p.declared_gap(name) else MODULES[name].plan(p, views[name])
-                   for p in views[name].patterns] for name in TARGETS}
+    plans = {name: [gap(p, p.declared_gap(name)) if p.declared_gap(name) else MODULES[name].plan(p, views[name])
+                    for p in views[name].patterns] for name in TARGETS}
+    for name in FIREWALLS:
+        plans[name] = [_unenforced(plan, name) for plan in plans[name]]
+    return plans
+
+
+def _unenforced(plan: Plan, target: str) -> Plan:
+    """A firewall gap for a pattern whose response asks the firewall to act is a warning, not a silent gap: the
+    knowledge expects packets logged, dropped or rejected that this firewall will let through unseen."""
+    response = plan.pattern.response
+    if plan.expressed or response is Response.ALERT:
+        return plan
+    return dataclasses.replace(plan, warning=(
+        f"pattern {plan.pattern.id} asks for response {response.value}, but {target} cannot enforce it "
+        f"({plan.reason}); only the alerting targets see it"))
+
+
+def warnings(plans: dict[str, list[Plan]], targets: Sequence[str]) -> list[Problem]:
+    """The selected targets' warnings, each at the pattern's place in the knowledge."""
+    return [Problem(p.pattern.location.file, p.pattern.location.line, p.pattern.entry_id, p.warning)
+            for target in targets for p in plans[target] if p.warning]
 
 
 NEUTRAL_DATE = "1970-01-01"
@@ -134,6 +156,8 @@ def coverage(plans: dict[str, list[Plan]], artifacts: list[Artifact], lock: Lock
                 "reason": plan.reason,
                 "artifacts": paths,
             }
+            if plan.warning:
+                row["coverage"][target]["warning"] = plan.warning
         if pattern.override:
             row["override"] = str(pattern.override)
         rows.append(row)
@@ -236,7 +260,7 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
     reports: list[FileReport] = []
     try:
         if validate:
-            reports = validation.validate([staging])
+            reports = validation.validate([staging], home=compiled.kb.home.addresses)
             if validation.problems(reports):
                 raise ValidationFailed([_relocate(r, staging, out_dir) for r in reports])
         lock_written = False
@@ -252,7 +276,7 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
     swap_in(staging, out_dir)
     reports = [_relocate(r, staging, out_dir) for r in reports]
     return BuildResult(compiled.kb, compiled.targets, artifacts, compiled.plans, changes, lock.sid_changes(changes),
-                       lock.path, lock_written, reports, conversions)
+                       lock.path, lock_written, reports, conversions, warnings(compiled.plans, compiled.targets))
 
 
 def _relocate(report: FileReport, staging: Path, out_dir: Path) -> FileReport:

@@ -142,6 +142,7 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
         "changes": [asdict(c) for c in result.sid_changes],
         "overrides": [{"pattern": p.id, "override": str(p.override)}
                       for p in (*result.kb.patterns, *result.kb.disabled) if p.override],
+        "warnings": [str(w) for w in result.warnings],
     }
     if result.conversions:
         summary["siem"] = {c.backend: c.summary("sigma/", "siem/") for c in result.conversions}
@@ -153,6 +154,8 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
         click.echo(f"  {name:<9} {expressed[name]:>4} patterns expressed, "
                    f"{counts.get(name, 0)} file(s) in {out_dir / name}")
     _print_conversions(result.conversions, out_dir / "siem", "sigma/")
+    for warning in result.warnings:  # on stderr too, where a script's eye is
+        click.echo(f"warning: {warning}", err=True)
     changes = result.changes
     if summary["overrides"]:
         click.echo(f"  overrides {len(summary['overrides'])} pattern(s) changed by site knowledge:")
@@ -204,6 +207,7 @@ def convert(sigma_dir: Path, out_dir: Path, siem_names: tuple[str, ...], templat
     """Convert a folder of Sigma rules (default: out/sigma; every *.yml and *.yaml below it) into SIEM queries,
     with rulegen's pipelines for firewall, DNS and Zeek log sources: OUT/splunk/savedsearches.conf,
     OUT/lucene/rules.ndjson and OUT/esql/rules.ndjson (Kibana detection rules), and one query file per rule.
+    Every alert is suppressed per source for a period set by the rule's level (the severity table).
 
     A rule a backend cannot convert is skipped with the reason (exit 0). Unreadable rules exit 2, writing nothing.
     """
@@ -268,12 +272,13 @@ def validate(paths: tuple[Path, ...], forced: str | None, lint: bool, as_json: b
 @click.option("--json", "as_json", is_flag=True, help="Print the proofs as JSON.")
 def selftest(knowledge: tuple[Path, ...], templates: Path | None, target: tuple[str, ...], policy: str | None,
              as_json: bool) -> None:
-    """Prove that the rules built from the knowledge fire: Suricata on generated captures, Sigma on
-    log events in SQLite, iptables and nftables in network namespaces it creates (needs root and the
-    engines; it says what it skips and why). Normal traffic must stay quiet.
+    """Prove both sides of every rule built from the knowledge: it fires on its traffic, and it stays quiet
+    on the traffic it resembles (the same probe from home or over loopback, one busy peer, ordinary use of
+    the service). Suricata on generated captures, Sigma on log events in SQLite, iptables and nftables in
+    network namespaces it creates (needs root and the engines; it says what it skips and why).
 
     The build goes to a temporary folder; neither out/ nor the lock file is touched.
-    Exit 0 when every expressed pattern is proven, 1 otherwise, 2 on bad input.
+    Exit 0 when both sides of every expressed pattern are proven, 1 otherwise, 2 on bad input.
     """
     from rulegen.prove.runner import run_selftest
 
@@ -286,15 +291,18 @@ def selftest(knowledge: tuple[Path, ...], templates: Path | None, target: tuple[
     if as_json:
         click.echo(json.dumps([asdict(p) for p in proofs], indent=2))
     else:
-        click.echo(f"{'pattern':<44} {'target':<9} proven  detail")
+        click.echo(f"{'pattern':<44} {'target':<9} {'side':<6} proven  detail")
         for proof in proofs:
             state = "skip" if proof.skipped else ("yes" if proof.proven else "NO")
-            click.echo(f"{proof.pattern:<44} {proof.target:<9} {state:<7} {proof.skipped or proof.detail}")
-        summary = Counter((p.target, "skipped" if p.skipped else ("proven" if p.proven else "failed"))
+            click.echo(f"{proof.pattern:<44} {proof.target:<9} {proof.side:<6} {state:<7} "
+                       f"{proof.skipped or proof.detail}")
+        summary = Counter((p.target, p.side, "skipped" if p.skipped else ("proven" if p.proven else "failed"))
                           for p in proofs)
         for name in sorted({p.target for p in proofs}):
-            click.echo(f"{name}: {summary[(name, 'proven')]} proven, {summary[(name, 'failed')]} not proven, "
-                       f"{summary[(name, 'skipped')]} skipped")
+            sides = [f"{label} {summary[(name, side, 'proven')]} proven, {summary[(name, side, 'failed')]} not proven, "
+                     f"{summary[(name, side, 'skipped')]} skipped"
+                     for side, label in (("fires", "fires:"), ("quiet", "stays quiet:"))]
+            click.echo(f"{name}: {'; '.join(sides)}")
     sys.exit(1 if failed else 0)
 
 

@@ -37,6 +37,7 @@ class Cell:
     expressed: bool
     reason: str | None
     rules: tuple[RuleLines, ...]
+    warning: str | None = None  # the knowledge asks this target for what it cannot enforce
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def _pattern_view(pattern: Pattern, compiled: Compiled, plans: dict[tuple[str, s
     for target in TARGETS:
         plan = plans[(target, pattern.id)]
         mine = tuple(r for r in rules.get(pattern.id, []) if r.path.startswith(f"{target}/"))
-        cells.append(Cell(target, plan.expressed, plan.reason, mine))
+        cells.append(Cell(target, plan.expressed, plan.reason, mine, plan.warning))
     tactic = technique = None
     if pattern.attack:
         tactic = f"{pattern.attack.tactic} ({attack.tactics()[pattern.attack.tactic].id})"
@@ -164,5 +165,5 @@ def find(kb: KnowledgeBase, entries: list[EntryView], subject: str) -> tuple[lis
 def coverage_rows(entries: list[EntryView]) -> list[dict]:
     """One row per pattern and target: expressed or not, why not, and the files it is in."""
     return [{"pattern": p.id, "entry": p.entry, "target": c.target, "expressed": c.expressed,
-             "reason": c.reason, "files": [r.path for r in c.rules]}
+             "reason": c.reason, "warning": c.warning, "files": [r.path for r in c.rules]}
             for e in entries for p in e.patterns for c in p.cells]

@@ -60,8 +60,14 @@ def entries_table(entries: list[EntryView]) -> None:
 
 def coverage_table(rows: list[dict]) -> None:
     print_table("Coverage: pattern x target", ("pattern", "entry", "target", "expressed", "reason"),
-                [(r["pattern"], r["entry"], r["target"], "yes" if r["expressed"] else "no", r["reason"] or "")
+                [(r["pattern"], r["entry"], r["target"], _expressed_cell(r), r["warning"] or r["reason"] or "")
                  for r in rows])
+
+
+def _expressed_cell(row: dict) -> str:
+    if row["expressed"]:
+        return "yes"
+    return "no, WARNING" if row["warning"] else "no"
 
 
 def entries_json(entries: list[EntryView]) -> list[dict]:
@@ -111,7 +117,7 @@ def _show_pattern(out: _Writer, p: PatternView) -> None:
         out.field("override", p.override)
     for cell in p.cells:
         if not cell.expressed:
-            out.label(cell.target, f"not expressed: {cell.reason}")
+            out.label(cell.target, f"WARNING: {cell.warning}" if cell.warning else f"not expressed: {cell.reason}")
             continue
         for rules in cell.rules:
             out.label(cell.target, rules.path)

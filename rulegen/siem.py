@@ -5,6 +5,10 @@ plus the bundle the SIEM imports: a Splunk `savedsearches.conf`, Kibana detectio
 A pipeline changes the rule objects it processes, so every backend converts its own parse of the rules.
 A rule a backend cannot convert (Lucene has no correlation rules; a field or log source the pipeline does not
 map) is skipped with the reason, not an error: the other rules still convert.
+
+Every alert is suppressed per source, through each SIEM's own mechanism (Splunk's per-result throttling, Kibana's
+`alert_suppression`), for the period the one severity table gives its level (rulegen/severity.py). The source field
+is the log source's source address, in the name the backend's own pipeline gives it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import yaml
 from jinja2.sandbox import SandboxedEnvironment
 
 from rulegen.errors import RulegenError
+from rulegen.severity import BY_SIGMA_LEVEL
 from rulegen.targets import Artifact, sanitize_line
 from rulegen.yamlguard import excessive_nesting
 
@@ -42,6 +47,10 @@ BACKENDS = {
 }
 # Splunk alert.severity: 1 debug, 2 info, 3 low, 4 medium, 5 high, 6 critical.
 SPLUNK_SEVERITY = {"informational": 2, "low": 3, "medium": 4, "high": 5, "critical": 6}
+# Kibana's alert_suppression.duration takes a whole number of s, m or h: the largest unit that fits exactly.
+KIBANA_UNITS = (("h", 3600), ("m", 60), ("s", 1))
+# Kibana: one alert for the events that lack the source field, rather than one alert each.
+MISSING_FIELDS_STRATEGY = "suppress"
 
 
 class SiemInputError(RulegenError):
@@ -204,6 +213,61 @@ def _parse(documents: Mapping[str, list[Any]], with_correlations: bool, rules_in
     return collection
 
 
+@dataclass(frozen=True)
+class Suppression:
+    """Repeats of a rule's alert from one source raise no new alert for `seconds`; `field` is in the backend's
+    schema."""
+
+    field: str
+    seconds: int
+
+    def kibana(self) -> dict[str, Any]:
+        unit, size = next((u, n) for u, n in KIBANA_UNITS if self.seconds % n == 0)
+        return {"group_by": [self.field], "duration": {"value": self.seconds // size, "unit": unit},
+                "missing_fields_strategy": MISSING_FIELDS_STRATEGY}
+
+
+def source_field(logsource: Any) -> str | None:
+    """The Sigma field (shared/DESIGN.md's names) that holds the source address of a log source's records.
+    Zeek's dhcp.log records a lease exchange, not a flow: the source of an offer is the server that made it."""
+    if logsource.product == "zeek":
+        return "server_addr" if logsource.service == "dhcp" else "id.orig_h"
+    return {"firewall": "src_ip", "dns": "src_ip"}.get(logsource.category or "")
+
+
+def _mapped_field(backend: str, logsource: Any, field: str) -> str | None:
+    """The name `field` takes in a backend's schema: what its pipeline makes of it in a rule of that log source
+    (None where the pipeline refuses the log source)."""
+    from sigma.exceptions import SigmaError
+    from sigma.rule import SigmaRule
+
+    probe = SigmaRule.from_dict({"title": "source field", "logsource": logsource.to_dict(),
+                                 "detection": {"selection": {field: "192.0.2.1"}, "condition": "selection"}})
+    try:
+        _backend(backend).convert_rule(probe)
+    except SigmaError:
+        return None
+    return probe.detection.detections["selection"].detection_items[0].field
+
+
+def _suppression(backend: str, rule: Any, fields: dict[tuple, str | None]) -> Suppression | None:
+    """Per-source suppression of a converted rule, or None where its results carry no source (a correlation rule
+    that does not group by it, a log source without a source field). `fields` caches the mapped names."""
+    from sigma.correlations import SigmaCorrelationRule
+
+    correlation = isinstance(rule, SigmaCorrelationRule)
+    logsource = rule.rules[0].rule.logsource if correlation else rule.logsource
+    field = source_field(logsource)
+    if field is None or correlation and field not in (rule.group_by or []):
+        return None
+    key = (logsource.product, logsource.category, logsource.service, field)
+    if key not in fields:
+        fields[key] = _mapped_field(backend, logsource, field)
+    if fields[key] is None:
+        return None
+    return Suppression(fields[key], BY_SIGMA_LEVEL[_level(rule)].suppress_seconds)
+
+
 def _path(rule: Any) -> str:
     return rule.source.path.as_posix()
 
@@ -252,9 +316,11 @@ def _convert(spec: Backend, documents: Mapping[str, list[Any]], env: SandboxedEn
                                                     f"and esql backends convert it); the rule it counts, {bases}, "
                                                     "is converted alone: one alert per event, not per scan"))
         collection = _parse(documents, with_correlations=False)
-    entries: list[tuple[Any, Any]] = []
+    entries: list[tuple[Any, Any, Suppression | None]] = []
+    fields: dict[tuple, str | None] = {}
     for rule in sorted(collection.rules, key=lambda r: (_depth(r), _path(r))):
         correlation = isinstance(rule, SigmaCorrelationRule)
+        suppression = _suppression(spec.name, rule, fields)  # before the pipeline renames the rule's group-by
         try:
             queries = (backend.convert_correlation_rule(rule, spec.rule_format) if correlation
                        else backend.convert_rule(rule, spec.rule_format))
@@ -268,19 +334,19 @@ def _convert(spec: Backend, documents: Mapping[str, list[Any]], env: SandboxedEn
             result.embedded.append(_path(rule))
             continue
         result.converted.append(_path(rule))
-        entries += [(rule, q) for q in queries]
+        entries += [(rule, q, suppression) for q in queries]
     entries.sort(key=lambda e: _path(e[0]))
     result.converted.sort()
     result.embedded.sort()
     result.skipped.sort(key=lambda s: s.rule)
-    for rule, query in entries:  # a file of several rules gives one query file with their queries in turn
+    for rule, query, _ in entries:  # a file of several rules gives one query file with their queries in turn
         query_file = f"{spec.name}/queries/{PurePosixPath(_path(rule)).with_suffix(spec.query_suffix)}"
         result.files[query_file] = result.files.get(query_file, "") + _query_text(query) + "\n"
         result.sources[query_file] = [_path(rule)]
     bundle = f"{spec.name}/{spec.bundle}"
     result.files[bundle] = (_savedsearches(entries, env) if spec.name == "splunk"
-                            else "".join(_kibana_rule(rule, query) for rule, query in entries))
-    result.sources[bundle] = sorted({_path(rule) for rule, _ in entries})
+                            else "".join(_kibana_rule(*entry) for entry in entries))
+    result.sources[bundle] = sorted({_path(rule) for rule, _, _ in entries})
     return result
 
 
@@ -294,22 +360,26 @@ def _level(rule: Any) -> str:
     return rule.level.name.lower() if rule.level is not None else "medium"
 
 
-def _kibana_rule(rule: Any, query: dict) -> str:
-    """One NDJSON line: the backend's detection rule. Informational rules are imported disabled (they never page)."""
-    return json.dumps({**query, "enabled": _level(rule) != "informational"}, ensure_ascii=False) + "\n"
+def _kibana_rule(rule: Any, query: dict, suppression: Suppression | None) -> str:
+    """One NDJSON line: the backend's detection rule, with per-source `alert_suppression` (Kibana 8.14 for query
+    rules, 8.16 for ES|QL rules; a Platinum licence). Informational rules are imported disabled (they never page)."""
+    extra = {"alert_suppression": suppression.kibana()} if suppression else {}
+    return json.dumps({**query, **extra, "enabled": _level(rule) != "informational"}, ensure_ascii=False) + "\n"
 
 
-def _savedsearches(entries: list[tuple[Any, str]], env: SandboxedEnvironment) -> str:
+def _savedsearches(entries: list[tuple[Any, str, Suppression | None]], env: SandboxedEnvironment) -> str:
     """One stanza per query, named after the rule's title (made unique with the file name where titles repeat);
-    informational rules are saved searches for hunting, not scheduled alerts."""
-    names = [f"rulegen - {sanitize_line(rule.title).replace('[', '(').replace(']', ')')}" for rule, _ in entries]
+    informational rules are saved searches for hunting, not scheduled alerts. Splunk throttles by field only for
+    per-result alerts (digest mode off): each result alerts, and later ones of the same source wait out the period."""
+    names = [f"rulegen - {sanitize_line(rule.title).replace('[', '(').replace(']', ')')}" for rule, _, _ in entries]
     searches = []
-    for (rule, query), name in zip(entries, names, strict=True):
+    for (rule, query, suppression), name in zip(entries, names, strict=True):
         if names.count(name) > 1:
             name = f"{name} ({PurePosixPath(_path(rule)).with_suffix('')})"
         level = _level(rule)
         searches.append({"name": name, "file": _path(rule), "id": str(rule.id), "level": level,
                          "description": sanitize_line(rule.description or rule.title),
                          "search": " ".join(_query_text(query).splitlines()),
-                         "scheduled": int(level != "informational"), "severity": SPLUNK_SEVERITY[level]})
+                         "scheduled": int(level != "informational"), "severity": SPLUNK_SEVERITY[level],
+                         "suppression": suppression})
     return env.get_template("siem/savedsearches.conf.j2").render(searches=searches)

@@ -1,5 +1,7 @@
 """Issue 4, item 3: every generated Sigma rule matches log events that show its pattern and no normal event;
 every correlation (scan) rule fires on a burst from one source and not below its count.
+Issue 11: every rule stays quiet on the look-alikes of its pattern (the other direction, loopback, ordinary use of
+the service; for scans, one busy peer to one host).
 
 The rules run in SQLite through pySigma-backend-sqlite (no external engine, so nothing here skips).
 The cases come from the knowledge: a new pattern with a Sigma rule is a new test case, with no new code.
@@ -12,10 +14,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import copy_knowledge, run_rulegen
 
 from rulegen.build import plan_all
 from rulegen.knowledge import default_knowledge_dir, load_knowledge
+from rulegen.model import LOOPBACK
 from rulegen.prove import sigma as prove_sigma
 
 KB = load_knowledge([default_knowledge_dir()])
@@ -37,36 +41,63 @@ def _case(pid: str):
 
 
 @pytest.fixture(scope="session")
-def all_sigma_proofs(built, kb, tmp_path_factory) -> list[prove_sigma.Proof]:
-    return prove_sigma.prove(kb, built, tmp_path_factory.mktemp("prove-sigma"))
+def sigma_proofs(built, kb, tmp_path_factory) -> dict[tuple[str, str], prove_sigma.Proof]:
+    """(pattern, side) -> Proof."""
+    proofs = prove_sigma.prove(kb, built, tmp_path_factory.mktemp("prove-sigma"))
+    keyed = {(p.pattern, p.side): p for p in proofs}
+    assert len(keyed) == len(proofs), "one proof per pattern and side"
+    return keyed
 
 
-@pytest.fixture(scope="session")
-def sigma_proofs(all_sigma_proofs) -> dict[str, prove_sigma.Proof]:
-    return {p.pattern: p for p in all_sigma_proofs if p.side == "fires"}
-
-
-@pytest.fixture(scope="session")
-def sigma_quiet(all_sigma_proofs) -> dict[str, prove_sigma.Proof]:
-    """The quiet proofs (a broadcast pattern on its unicast look-alikes), by pattern."""
-    return {p.pattern: p for p in all_sigma_proofs if p.side == "quiet"}
-
-
-def test_every_rule_in_the_manifest_gets_a_proof(sigma_proofs, manifest):
+def test_every_rule_in_the_manifest_gets_a_proof_of_each_side(sigma_proofs, manifest):
     listed = {row["id"] for row in manifest["patterns"] if row["coverage"]["sigma"]["built"]}
     assert listed == set(SIGMA)
-    assert set(sigma_proofs) == listed | {prove_sigma.NORMAL}
+    assert set(sigma_proofs) == {(pid, side) for pid in listed for side in ("fires", "quiet")} | \
+        {(prove_sigma.NORMAL, "quiet")}
     assert all(p.target == "sigma" and p.skipped is None for p in sigma_proofs.values())
 
 
 @pytest.mark.parametrize("pattern_id", [_case(pid) for pid in SIGMA])
 def test_rule_matches_its_events_and_no_normal_event(sigma_proofs, pattern_id):
-    proof = sigma_proofs[pattern_id]
+    proof = sigma_proofs[pattern_id, "fires"]
     assert proof.proven, proof.detail
 
 
+@pytest.mark.parametrize("pattern_id", SIGMA)
+def test_rule_stays_quiet_on_the_lookalikes_of_its_pattern(sigma_proofs, pattern_id):
+    proof = sigma_proofs[pattern_id, "quiet"]
+    assert proof.proven, proof.detail
+    assert "quiet on " in proof.detail and "look-alike" in proof.detail
+
+
+@pytest.mark.parametrize("pattern_id", SIGMA)
+def test_lookalikes_follow_the_patterns_typed_fields(built, pattern_id):
+    """Which look-alikes a pattern gets, read from its direction, addresses and match."""
+    pattern = PATTERNS[pattern_id]
+    rules, _ = prove_sigma.rule_files(built)
+    logsource = rules[pattern_id].logsource
+    cases = prove_sigma.lookalikes(pattern, KB, logsource)
+    src, dst = pattern.src_net.kind, pattern.dst_net.kind
+    if src == "external":
+        assert cases["from-home"]["src_ip"].startswith("192.168.")
+    if src == "home" and dst == "home":
+        assert "from-outside" in cases
+    if dst == "broadcast":
+        assert {"unicast-home", "unicast-wide"} <= set(cases)
+    elif src == "home" and dst != "home":
+        assert ("from-outside" if logsource == ("", "dns", "") else "to-home") in cases
+    if logsource != ("zeek", "", "dhcp"):
+        assert {"loopback-v4", "loopback-v6"} <= set(cases)
+    if pattern.match is not None:
+        assert set(cases) & {"ftp-named-user", "snmp-site-community", "dns-another-name", "dns-ordinary-type",
+                             "dhcp-discover", "smtp-local-delivery"}
+    assert cases, "every pattern has look-alikes to stay quiet on"
+    for flows in prove_sigma.lookalike_flows(pattern, KB, logsource).values():
+        assert flows and not set(flows) & set(prove_sigma.pattern_flows(pattern, KB))
+
+
 def test_normal_events_raise_only_the_known_rules(sigma_proofs):
-    detail = sigma_proofs[prove_sigma.NORMAL].detail
+    detail = sigma_proofs[prove_sigma.NORMAL, "quiet"].detail
     loud = detail.split("rules matching any: ", 1)[1]
     named = {part.split(":", 1)[0] for part in loud.split("; ")} - {"none"}
     assert named == set(KNOWN_UNPROVEN), detail
@@ -107,7 +138,7 @@ def test_events_use_the_field_names_of_the_design():
 
 def test_the_proof_fails_a_rule_that_misses_or_is_too_broad(built, kb, tmp_path):
     """The prover is not vacuous: a rule on the wrong port misses its events, a rule without its direction
-    filter matches the outbound SSH of the normal events."""
+    filter matches the outbound SSH of the normal events and the same probe from home."""
     out = tmp_path / "out"
     shutil.copytree(built, out)
     ssh = out / "sigma" / "net_firewall_ssh_probe.yml"
@@ -115,10 +146,47 @@ def test_the_proof_fails_a_rule_that_misses_or_is_too_broad(built, kb, tmp_path)
     telnet = out / "sigma" / "net_firewall_telnet_probe.yml"
     telnet.write_text(telnet.read_text().replace("dst_port: 23", "dst_port: 2323"))
     ssh.write_text(text.replace(" and not filter_main_src_local", ""))
-    proofs = {p.pattern: p for p in prove_sigma.prove(kb, out, tmp_path / "work")}
-    assert not proofs["telnet-probe"].proven and "missed" in proofs["telnet-probe"].detail
-    assert not proofs["ssh-probe"].proven and "normal:ssh-out/firewall" in proofs["ssh-probe"].detail
-    assert not proofs[prove_sigma.NORMAL].proven
+    proofs = {(p.pattern, p.side): p for p in prove_sigma.prove(kb, out, tmp_path / "work")}
+    assert not proofs["telnet-probe", "fires"].proven and "missed" in proofs["telnet-probe", "fires"].detail
+    assert not proofs["ssh-probe", "fires"].proven and "normal:ssh-out/firewall" in proofs["ssh-probe", "fires"].detail
+    assert not proofs["ssh-probe", "quiet"].proven
+    assert "MATCHED ssh-probe~from-home#0/firewall" in proofs["ssh-probe", "quiet"].detail
+    assert not proofs[prove_sigma.NORMAL, "quiet"].proven
+
+
+@pytest.mark.parametrize("rule_file, drop, pattern_id, case", [
+    ("net_firewall_echo_chargen_loop.yml", " and not filter_main_loopback", "echo-chargen-loop", "loopback-v4"),
+    ("zeek_ftp_ftp_anonymous_login.yml", " and not filter_main_src_local", "ftp-anonymous-login", "from-home"),
+    ("net_dns_conducent_dns_query.yml", " and not filter_main_loopback", "conducent-dns-query", "loopback-v6"),
+    ("net_firewall_pcanywhere_local_sweep.yml", " and not filter_main_loopback", "pcanywhere-local-sweep",
+     "loopback-v4"),
+])
+def test_the_quiet_proof_fails_a_rule_without_its_filter(built, kb, tmp_path, rule_file, drop, pattern_id, case):
+    """Each look-alike kind catches the rule that lacks the filter against it (for a sweep, through its
+    correlation), while the rule still fires."""
+    out = tmp_path / "out"
+    shutil.copytree(built, out)
+    path = out / "sigma" / rule_file
+    assert drop in path.read_text()
+    path.write_text(path.read_text().replace(drop, ""))
+    proofs = {(p.pattern, p.side): p for p in prove_sigma.prove(kb, out, tmp_path / "work")}
+    assert proofs[pattern_id, "fires"].proven, proofs[pattern_id, "fires"].detail
+    quiet = proofs[pattern_id, "quiet"]
+    assert not quiet.proven and case in quiet.detail.split("; ", 1)[1], quiet.detail
+
+
+@pytest.mark.parametrize("pattern_id", SWEEPS)
+def test_correlation_stays_quiet_on_one_busy_peer(built, pattern_id):
+    """count + 2 connections from one source to one host and port: one distinct value, no alert."""
+    pattern = PATTERNS[pattern_id]
+    rules, correlations = prove_sigma.rule_files(built)
+    rule = rules[pattern_id]
+    query = prove_sigma.convert_correlation(correlations[pattern_id], rule.path)[0]
+    flows = prove_sigma.one_target_burst(pattern, KB, pattern.sweep.count + 2)
+    assert len(flows) == pattern.sweep.count + 2
+    assert len({(f.src_ip, f.dst_ip, f.dst_port) for f in flows}) == 1 and len({f.src_port for f in flows}) > 1
+    events = [prove_sigma.Event(f"busy#{i}", prove_sigma.render(f, rule.logsource)) for i, f in enumerate(flows)]
+    assert prove_sigma.correlation_alerts(prove_sigma.load_events(events), query) == []
 
 
 def test_rogue_dhcp_rule_spares_a_listed_server(tmp_path):
@@ -135,8 +203,10 @@ def test_rogue_dhcp_rule_spares_a_listed_server(tmp_path):
     assert result.returncode == 0, result.stderr
     site_kb = load_knowledge([knowledge])
     assert "dhcp-from-listed-server" in prove_sigma.normal_flows(site_kb)
-    proofs = {p.pattern: p for p in prove_sigma.prove(site_kb, tmp_path / "out", tmp_path / "work")}
-    assert proofs["dhcp-rogue-offer"].proven, proofs["dhcp-rogue-offer"].detail
+    proofs = {(p.pattern, p.side): p for p in prove_sigma.prove(site_kb, tmp_path / "out", tmp_path / "work")}
+    assert proofs["dhcp-rogue-offer", "fires"].proven, proofs["dhcp-rogue-offer", "fires"].detail
+    quiet = proofs["dhcp-rogue-offer", "quiet"]
+    assert quiet.proven and "dhcp-from-listed-server" in quiet.detail, quiet.detail
     assert "filter_main_known_servers" in (tmp_path / "out" / "sigma" / "zeek_dhcp_dhcp_rogue_offer.yml").read_text()
 
 
@@ -179,16 +249,22 @@ def test_zeek_smtp_rules_on_rows_written_apart_from_the_rules(built):
         assert hits == {name for name, (_, _, want) in ZEEK_SMTP_ROWS.items() if pid in want}, pid
 
 
+FIREWALL = ("", "firewall", "")
+
+
 @pytest.mark.parametrize("pattern_id", [pid for pid in SIGMA if PATTERNS[pid].dst_net.kind == "broadcast"])
-def test_broadcast_rule_matches_both_broadcasts_and_no_unicast(sigma_proofs, sigma_quiet, kb, pattern_id):
+def test_broadcast_rule_matches_both_broadcasts_and_no_unicast(sigma_proofs, kb, pattern_id):
     """Issue 13: the rows of a broadcast pattern carry a directed broadcast and the limited one; its quiet
-    proof is a row to a home host on the same port."""
+    proof holds rows to one home host and to 10.0.1.254 on the same port, with the other look-alikes."""
     flows = prove_sigma.pattern_flows(PATTERNS[pattern_id], kb)
-    assert {f.dst_ip for f in flows} == set(prove_sigma.BROADCASTS)
-    assert sigma_proofs[pattern_id].proven, sigma_proofs[pattern_id].detail
-    assert {f.dst_ip for f in prove_sigma.unicast_lookalikes(PATTERNS[pattern_id], kb)}.isdisjoint(
-        prove_sigma.BROADCASTS)
-    assert sigma_quiet[pattern_id].proven and "0/2 unicast look-alike" in sigma_quiet[pattern_id].detail
+    broadcasts = set(prove_sigma.addressing(kb).broadcasts)
+    assert {f.dst_ip for f in flows} == broadcasts
+    assert sigma_proofs[pattern_id, "fires"].proven, sigma_proofs[pattern_id, "fires"].detail
+    cases = prove_sigma.lookalike_flows(PATTERNS[pattern_id], kb, FIREWALL)
+    unicast = {f.dst_ip for case in ("unicast-home", "unicast-wide") for f in cases[case]}
+    assert unicast == {prove_sigma.addressing(kb).home.format(31), prove_sigma.WIDE_UNICAST}
+    quiet = sigma_proofs[pattern_id, "quiet"]
+    assert quiet.proven and "unicast-home, unicast-wide" in quiet.detail, quiet.detail
 
 
 def test_the_quiet_proof_fails_a_broadcast_rule_without_its_address(built, kb, tmp_path):
@@ -201,4 +277,34 @@ def test_the_quiet_proof_fails_a_broadcast_rule_without_its_address(built, kb, t
     rule.write_text(text.replace("        dst_ip|endswith: '.255'\n", ""))
     [quiet] = [p for p in prove_sigma.prove(kb, out, tmp_path / "work") if p.pattern == "rwho-broadcast"
                and p.side == "quiet"]
-    assert not quiet.proven and "2/2 unicast look-alike events matched" in quiet.detail
+    assert not quiet.proven
+    assert "rwho-broadcast~unicast-home#" in quiet.detail and "rwho-broadcast~unicast-wide#" in quiet.detail
+
+
+SITE_HOME = """home:
+  title: The site's own networks, loopback not among them
+  addresses: [10.20.0.0/16, 198.51.100.0/24, 2001:db8:20::/48]
+"""
+
+
+def test_a_sites_home_replaces_the_shipped_one_and_loopback_stays_out(tmp_path):
+    """A site's `home:` without loopback: the rules read home as the site's ranges, outside still excludes loopback,
+    and both proofs hold with events drawn from the site's home."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "home.yaml").write_text(SITE_HOME)
+    out = tmp_path / "out"
+    result = run_rulegen("build", "-t", "sigma", "--no-validate", "-k", "@shipped", "-k", str(site), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    site_kb = load_knowledge([default_knowledge_dir(), site])
+    assert site_kb.home.addresses == ("10.20.0.0/16", "198.51.100.0/24", "2001:db8:20::/48")
+    ssh = yaml.safe_load((out / "sigma" / "net_firewall_ssh_probe.yml").read_text())["detection"]
+    assert ssh["filter_main_src_local"]["src_ip|cidr"] == [*site_kb.home.addresses, *LOOPBACK]
+    internal = yaml.safe_load((out / "sigma" / "net_firewall_pcanywhere_local_sweep.yml").read_text())["detection"]
+    assert internal["selection"]["src_ip|cidr"] == list(site_kb.home.addresses)
+    assert "filter_main_loopback" not in internal, "home holds no loopback: the selection already keeps it out"
+    nets = prove_sigma.addressing(site_kb)
+    assert nets.home == "10.20.0.{}" and nets.outside == "203.0.113.{}"
+    proofs = prove_sigma.prove(site_kb, out, tmp_path / "work")
+    assert {p.side for p in proofs} == {"fires", "quiet"}
+    assert all(p.proven for p in proofs), [p.detail for p in proofs if not p.proven]

@@ -19,6 +19,7 @@ from luqum.tree import SearchField
 
 from rulegen import siem
 from rulegen.knowledge import default_knowledge_dir, load_knowledge
+from rulegen.severity import SEVERITY
 from rulegen.targets import sigma as sigma_target
 
 KB = load_knowledge([default_knowledge_dir()])
@@ -148,16 +149,19 @@ def test_queries_in_each_schema(siem_build):
     out, _ = siem_build
     spl, lucene, esql = (_queries(out, b) for b in ("splunk", "lucene", "esql"))
     assert spl["net_firewall_ssh_probe.yml"].startswith('tag="network" tag="communicate" transport="tcp" dest_port=22 ')
-    assert spl["net_dns_dns_axfr.yml"].strip() == 'tag="network" tag="resolution" tag="dns" record_type="AXFR"'
+    # an inbound DNS or Zeek rule reads its direction on the record's source address, as the firewall rules do
+    assert spl["net_dns_dns_axfr.yml"].startswith('tag="network" tag="resolution" tag="dns" record_type="AXFR" '
+                                                  'NOT (src="10.0.0.0/8" OR ')
     assert spl["zeek_dhcp_dhcp_rogue_offer.yml"].startswith('sourcetype="bro:dhcp:json" "msg_types{}"="OFFER"')
     assert lucene["net_firewall_ssh_probe.yml"].startswith("network.transport:tcp AND destination.port:22 AND ")
-    assert lucene["net_dns_dns_axfr.yml"].strip() == "dns.question.type:AXFR"
-    assert lucene["zeek_ftp_ftp_anonymous_login.yml"].strip() == "event.dataset:zeek.ftp AND user.name:anonymous"
+    assert lucene["net_dns_dns_axfr.yml"].startswith(r"dns.question.type:AXFR AND (NOT (source.ip:10.0.0.0\/8 OR ")
+    assert lucene["zeek_ftp_ftp_anonymous_login.yml"].startswith(
+        r"event.dataset:zeek.ftp AND (user.name:anonymous AND (NOT (source.ip:10.0.0.0\/8 OR ")
     # ECS types destination.ip as ip, which takes no wildcard: a broadcast match goes to destination.address
     assert "destination.address:*.255" in lucene["net_firewall_chargen_udp_broadcast.yml"]
     assert 'ends_with(destination.address, ".255")' in esql["net_firewall_chargen_udp_broadcast.yml"]
-    assert esql["net_dns_dns_axfr.yml"].strip() == ('from logs-*,filebeat-* metadata _id, _index, _version '
-                                                    '| where dns.question.type=="AXFR"')
+    assert esql["net_dns_dns_axfr.yml"].startswith('from logs-*,filebeat-* metadata _id, _index, _version '
+                                                   '| where dns.question.type=="AXFR" and not (cidr_match(source.ip, ')
     assert "| stats dc(dest_port) as value_count by _time src_ip" in spl["correlation_imap_port_sweep.yml"]
     assert ("stats value_count=count_distinct(destination.port) by timebucket, source.ip"
             in esql["correlation_imap_port_sweep.yml"])
@@ -223,6 +227,77 @@ def test_validate_skips_the_siem_files(siem_build):
     assert result.returncode == 0, result.stdout[-2000:]
     checked = [f["path"] for f in json.loads(result.stdout)["files"]]
     assert checked and not [p for p in checked if "/siem/" in p]
+
+
+# --- suppression of repeats per source ------------------------------------------------------------------------------
+
+# The source address of each log source's records, in the field names of shared/DESIGN.md (Zeek's dhcp.log records
+# no flow: an offer's source is its server).
+SOURCE_FIELD = {"firewall": "src_ip", "dns": "src_ip", "zeek": "id.orig_h", "zeek dhcp": "server_addr"}
+PERIOD = {reading.sigma_level: reading.suppress_seconds for reading in SEVERITY.values()}
+KIBANA_UNIT = {"s": 1, "m": 60, "h": 3600}
+
+
+def _source_in_schema(backend: str, sigma_file: str) -> str:
+    """The source field of a Sigma file's log source, renamed as the backend's pipeline YAML renames it (a mapping
+    that applies to every item of that log source, not the one for wildcard values)."""
+    plan = RULES.get(sigma_file) or CORRELATIONS[sigma_file]
+    logsource = {item["key"]: item["value"] for item in plan.context["logsource"]}
+    kind = _logsource(sigma_file)
+    field = SOURCE_FIELD["zeek dhcp" if logsource.get("service") == "dhcp" else kind]
+    wanted = {"firewall": {"category": "firewall"}, "dns": {"category": "dns"}, "zeek": {"product": "zeek"}}[kind]
+    for item in yaml.safe_load(siem.pipeline_text(backend))["transformations"]:
+        conditions = [c for c in item.get("rule_conditions", []) if c["type"] == "logsource"]
+        if item["type"] == "field_name_mapping" and "detection_item_conditions" not in item and \
+                any(all(c.get(k) == v for k, v in wanted.items()) for c in conditions):
+            field = item["mapping"].get(field, field)
+    return field
+
+
+def _level(sigma_file: str) -> str:
+    return (RULES.get(sigma_file) or CORRELATIONS[sigma_file]).context["level"]
+
+
+def test_every_saved_search_suppresses_repeats_per_source_for_its_levels_period(siem_build):
+    out, _ = siem_build
+    conf = configparser.ConfigParser(interpolation=None, strict=True)
+    conf.read_string((out / "siem" / "splunk" / "savedsearches.conf").read_text())
+    searches = {conf[s]["search"]: conf[s] for s in conf.sections()}
+    queries = _queries(out, "splunk")
+    assert len(searches) == len(queries) == len(EXPECTED["splunk"])
+    for sigma_file, query in queries.items():
+        stanza = searches[" ".join(query.splitlines())]
+        field = stanza["alert.suppress.fields"]
+        assert stanza["alert.suppress"] == "1" and stanza["alert.digest_mode"] == "0", sigma_file  # per result
+        assert field == _source_in_schema("splunk", sigma_file), sigma_file
+        assert field in _schema_fields("splunk", _logsource(sigma_file))[0], sigma_file
+        assert stanza["alert.suppress.period"] == f"{PERIOD[_level(sigma_file)]}s", sigma_file
+        if sigma_file in CORRELATIONS:  # a correlation's results hold only its group-by fields
+            assert f" by _time {field}\n" in query, query
+
+
+@pytest.mark.parametrize("backend", ["lucene", "esql"])
+def test_every_kibana_rule_suppresses_alerts_per_source_for_its_levels_period(siem_build, backend):
+    out, _ = siem_build
+    rules = [json.loads(line) for line in (out / "siem" / backend / "rules.ndjson").read_text().splitlines()]
+    assert len(rules) == len(EXPECTED[backend])
+    for sigma_file, rule in zip(EXPECTED[backend], rules, strict=True):
+        suppression = rule["alert_suppression"]
+        assert set(suppression) == {"group_by", "duration", "missing_fields_strategy"}, sigma_file
+        assert suppression["group_by"] == [_source_in_schema(backend, sigma_file)], sigma_file
+        assert suppression["group_by"][0] in _schema_fields(backend, _logsource(sigma_file))[0], sigma_file
+        duration = suppression["duration"]
+        assert isinstance(duration["value"], int) and duration["value"] >= 1 and duration["unit"] in KIBANA_UNIT
+        assert duration["value"] * KIBANA_UNIT[duration["unit"]] == PERIOD[_level(sigma_file)], sigma_file
+        assert suppression["missing_fields_strategy"] in ("suppress", "doNotSuppress")
+        if sigma_file in CORRELATIONS:
+            assert f"by timebucket, {suppression['group_by'][0]}" in rule["query"], rule["query"]
+
+
+def test_suppression_periods_shrink_as_severity_grows():
+    """Louder alerts come back sooner: each level's period is shorter than the level below it."""
+    periods = [PERIOD[level] for level in ("informational", "low", "medium", "high", "critical")]
+    assert periods == sorted(periods, reverse=True) and len(set(periods)) == len(periods)
 
 
 # --- rulegen convert -----------------------------------------------------------------------------------------------

@@ -28,6 +28,13 @@ THRESHOLD_FLOWBITS = ('alert tcp any any -> $HOME_NET 80 (msg:"RULEGEN TEST thre
                       'flow:established,to_server; content:"abc"; flowbits:set,seen; '
                       'threshold:type limit, track by_src, count 1, seconds 60; classtype:misc-activity; '
                       'sid:{sid}; rev:1;)')
+# A counter of distinct hosts: the xbit gates its own setting, so setting it under the threshold is the point.
+PAIR_COUNTER = ('alert tcp $EXTERNAL_NET any -> $HOME_NET 22 (msg:"RULEGEN SCAN ssh sweep, 10 distinct hosts in 60 s"; '
+                'flow:to_server; flags:S,12; xbits:isnotset,rulegen.sweep,track ip_pair; '
+                'xbits:set,rulegen.sweep,track ip_pair,expire 60; threshold:type both, track by_src, count 10, '
+                'seconds 60; classtype:network-scan; sid:{sid}; rev:1;)')
+# The same with another bit set than the one checked: C000 stands.
+OTHER_BIT = PAIR_COUNTER.replace("xbits:set,rulegen.sweep", "xbits:set,rulegen.other")
 NO_MSG = 'alert tcp any any -> $HOME_NET 80 (flow:established,to_server; content:"abc"; sid:{sid}; rev:1;)'
 UPPER_HEX = ('alert tcp any any -> $HOME_NET 80 (msg:"RULEGEN TEST uppercase hex"; flow:established,to_server; '
              'content:"|0A 0B|"; classtype:misc-activity; sid:{sid}; rev:1;)')
@@ -114,6 +121,13 @@ def test_excepted_codes_are_dropped(tmp_path, no_exceptions):
     no_exceptions.write_text('S406: "test: a domain in msg is wanted here"\n')
     findings, _ = lint(rules, timeout=60)
     assert codes_at(findings) == {("C000", line[1000101], 1000101)}
+
+
+def test_c000_is_dropped_for_a_distinct_pair_counter_only(tmp_path):
+    rules = tmp_path / "counter.rules"
+    line = write_rules(rules, PAIR_COUNTER, OTHER_BIT, THRESHOLD_FLOWBITS)
+    findings, _ = lint(rules, timeout=60)
+    assert codes_at(findings) == {("C000", line[1000101], 1000101), ("C000", line[1000102], 1000102)}
 
 
 @pytest.mark.parametrize("text", ["S406: ''\n", "S4.*: whole families are not excepted\n",

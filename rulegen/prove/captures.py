@@ -14,6 +14,7 @@ import ipaddress
 import itertools
 import struct
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from rulegen.model import Detect, Direction, KnowledgeBase, Match, Net, Pattern, PortRange
@@ -26,6 +27,12 @@ BROADCAST = "255.255.255.255"
 DIRECTED_BROADCAST = "192.168.1.255"  # the broadcast of the home hosts' /24, as a neighbour on the segment sends it
 BROADCASTS = (DIRECTED_BROADCAST, BROADCAST)
 HOME6, EXTERNAL6 = "fd00:1::10", "2001:db8::5"
+# Look-alike traffic (quiet captures): a home host in the client's or the server's place, and loopback.
+HOME_CLIENT, HOME_CLIENT6 = "192.168.1.30", "fd00:1::30"
+HOME_SERVER, HOME_SERVER6 = "192.168.1.40", "fd00:1::40"
+LOOPBACK4, LOOPBACK6 = "127.0.0.1", "::1"
+LOOPBACK_BROADCAST = "127.255.255.255"  # ends in .255 like a directed broadcast, and is loopback
+WIDE_UNICAST = ("10.0.1.10", "10.0.1.254")  # a client and a unicast host of a home net wider than /24
 EPHEMERAL = 49152  # first client port of the IANA dynamic range
 FALLBACK_SERVER_PORT = 40000  # a server port for patterns that leave the destination port open
 BASE_TIME = 1_700_000_000.0  # 2023-11-14T22:13:20Z: fixed, so captures are byte-identical
@@ -379,6 +386,9 @@ def _sweep_targets(pattern: Pattern, client: str, server: str, count: int) -> It
         for p in itertools.islice(ports, count):
             yield server, p
         return
+    if server == LOOPBACK6:  # IPv6 has one loopback address: every probe goes to it
+        yield from itertools.repeat((server, port), count)
+        return
     network = ipaddress.ip_network(f"{server}/{24 if ':' not in server else 120}", strict=False)
     hosts = (str(h) for h in network.hosts() if str(h) not in (server, client))
     for host in itertools.chain([server], itertools.islice(hosts, count - 1)):
@@ -410,20 +420,21 @@ def _broadcasts(pattern: Pattern, kb: KnowledgeBase, targets: list[tuple[str, st
     return wire
 
 
-def unicast_lookalike(pattern: Pattern, kb: KnowledgeBase) -> Wire | None:
-    """For a broadcast pattern, the same datagrams to one home host (the port's unicast use), which its rules
-    must not take for a broadcast; None for any other pattern."""
-    if pattern.dst_net.kind != "broadcast":
-        return None
-    return _broadcasts(pattern, kb, [(HOME, HOME_PEER), ("10.0.1.10", "10.0.1.254")])
+def _converse(wire: Wire, pattern: Pattern, client: str, server: str, conversation: list[Message]) -> None:
+    """Application messages between client and server on the pattern's ports: one TCP flow, or datagrams."""
+    sport, dport = client_port(pattern), server_port(pattern)
+    if pattern.transport == "tcp":
+        wire.tcp(client, server, sport, dport).conversation(conversation)
+        return
+    for from_client, data in conversation:
+        if from_client:
+            wire.udp(client, server, sport, dport, data)
+        else:
+            wire.udp(server, client, dport, sport, data)
 
 
-def build(pattern: Pattern, kb: KnowledgeBase) -> Wire:
-    """The packets that show `pattern`, from its typed fields."""
-    if pattern.dst_net.kind == "broadcast":  # udp only (the loader refuses a tcp broadcast)
-        return _broadcasts(pattern, kb, broadcast_forms(pattern, kb))
-    wire = Wire()
-    client, server = endpoints(pattern, kb)
+def _show(wire: Wire, pattern: Pattern, client: str, server: str) -> None:
+    """The pattern's own traffic between client and server, from its typed fields."""
     sport, dport = client_port(pattern), server_port(pattern)
     tcp = pattern.transport == "tcp"
     if pattern.detect is Detect.PROBE:
@@ -438,15 +449,7 @@ def build(pattern: Pattern, kb: KnowledgeBase) -> Wire:
             for n in range(3):
                 wire.udp(client, server, sport, dport, bytes([n]) * 32)
     elif pattern.detect is Detect.PAYLOAD:
-        conversation = messages(pattern.match, pattern.transport, pattern.flow)
-        if tcp:
-            wire.tcp(client, server, sport, dport).conversation(conversation)
-        else:
-            for from_client, data in conversation:
-                if from_client:
-                    wire.udp(client, server, sport, dport, data)
-                else:
-                    wire.udp(server, client, dport, sport, data)
+        _converse(wire, pattern, client, server, messages(pattern.match, pattern.transport, pattern.flow))
     else:  # a sweep: enough distinct targets inside the window to pass the threshold
         count = pattern.sweep.count + 2
         gap = min(0.5, pattern.sweep.seconds / (2 * count))
@@ -456,11 +459,166 @@ def build(pattern: Pattern, kb: KnowledgeBase) -> Wire:
                 wire.syn_probe(client, host, client_port(pattern, index), port)
             else:
                 wire.udp(client, host, client_port(pattern, index), port, b"\x00" * 2)
+
+
+def build(pattern: Pattern, kb: KnowledgeBase) -> Wire:
+    """The packets that show `pattern`, from its typed fields."""
+    if pattern.dst_net.kind == "broadcast":  # udp only (the loader refuses a tcp broadcast)
+        return _broadcasts(pattern, kb, broadcast_forms(pattern, kb))
+    wire = Wire()
+    _show(wire, pattern, *endpoints(pattern, kb))
     return wire
 
 
 def write(pattern: Pattern, kb: KnowledgeBase, path: Path) -> Path:
     return build(pattern, kb).write(path)
+
+
+# --------------------------------------------------------------------------- look-alike (quiet) captures
+
+def _elsewhere(pattern: Pattern, client: str, server: str) -> list[tuple[str, str, str]]:
+    """(what, client, server): the pattern's own traffic where its direction says it is not the threat:
+    from home for inbound, to home for outbound, from outside for internal, unicast for a broadcast;
+    and over loopback, which no pattern matches."""
+    v6 = ipaddress.ip_address(client).version == 6
+    direction, places = pattern.direction, []
+    if direction is Direction.INBOUND:
+        places.append(("from a home client", HOME_CLIENT6 if v6 else HOME_CLIENT, server))
+    elif direction is Direction.OUTBOUND:
+        places.append(("to a home server", client, HOME_SERVER6 if v6 else HOME_SERVER))
+    elif direction is Direction.INTERNAL:
+        places.append(("from an outside client", EXTERNAL6 if v6 else EXTERNAL, server))
+    elif pattern.dst_net.kind == "broadcast":  # the port's unicast use (a broadcast is IPv4 only)
+        places.append(("unicast to one home host", client, HOME_SERVER))
+        places.append(("unicast to a .254 host of a wider home net", *WIDE_UNICAST))
+    loopback = LOOPBACK6 if v6 else LOOPBACK4
+    loopback_dst = LOOPBACK_BROADCAST if pattern.dst_net.kind == "broadcast" else loopback
+    places.append(("over loopback", loopback, loopback_dst))
+    return places
+
+
+def _busy_peer(wire: Wire, pattern: Pattern, client: str, server: str) -> str:
+    """One peer making count + 2 connections to one host and port within the sweep's window."""
+    count = pattern.sweep.count + 2
+    gap = min(0.5, pattern.sweep.seconds / (2 * count))
+    port = server_port(pattern)
+    for index in range(count):
+        wire.clock += gap
+        if pattern.transport == "tcp":
+            wire.tcp(client, server, EPHEMERAL + index, port).conversation([(True, b"hello\r\n"),
+                                                                              (False, b"hello\r\n")])
+        else:
+            wire.udp(client, server, EPHEMERAL + index, port, b"\x00" * 2)
+    kind = "connections" if pattern.transport == "tcp" else "datagrams"
+    return f"one peer, {count} {kind} to one host ({client} -> {server}:{port}) in {count * gap:g} s"
+
+
+def _other(value: str, *choices: str) -> str:
+    return next(c for c in choices if c.lower() != value.lower())
+
+
+def _ordinary_dns(match: Match) -> tuple[str, Match]:
+    if match.dns_qtype:
+        return f"an A query instead of {match.dns_qtype}", replace(match, dns_qtype=None, dns_query="www.example.org")
+    name = _other(match.dns_query, "www.example.org", "www.example.net")
+    return f"an A query for {name}", replace(match, dns_query=name)
+
+
+def _ordinary_tftp(match: Match) -> tuple[str, Match]:
+    if match.tftp_filename:
+        name = _other(match.tftp_filename, "pxelinux.0", "boot.cfg")
+        return f"a TFTP {match.tftp_opcode} of {name}", replace(match, tftp_filename=name)
+    other = "write" if match.tftp_opcode == "read" else "read"
+    return f"a TFTP {other} of pxelinux.0", replace(match, tftp_opcode=other, tftp_filename="pxelinux.0")
+
+
+def _smtp_ordinary() -> list[Message]:
+    """A mail server's ordinary session: one local recipient accepted, one unknown local user refused with a 550
+    that is no relay refusal, and the message delivered."""
+    return [(False, b"220 mail.example.net ESMTP Postfix (Debian/GNU)\r\n"),
+            (True, b"EHLO mx.example.com\r\n"),
+            (False, b"250-mail.example.net\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"),
+            (True, b"MAIL FROM:<alice@example.com>\r\n"), (False, b"250 2.1.0 Ok\r\n"),
+            (True, b"RCPT TO:<bob@example.net>\r\n"), (False, b"250 2.1.5 Ok\r\n"),
+            (True, b"RCPT TO:<nobody@example.net>\r\n"),
+            (False, b"550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local "
+                    b"recipient table\r\n"),
+            (True, b"DATA\r\n"), (False, b"354 End data with <CR><LF>.<CR><LF>\r\n"),
+            (True, b"From: alice@example.com\r\nTo: bob@example.net\r\nSubject: lunch\r\n\r\nNoon?\r\n.\r\n"),
+            (False, b"250 2.0.0 Ok: queued as 4Tq9Xk1Zz3\r\n"), (True, b"QUIT\r\n"), (False, b"221 2.0.0 Bye\r\n")]
+
+
+def _ordinary_match(match: Match) -> tuple[str, Match | list[Message]]:
+    """Ordinary use of the service the match is about: (what, another match or the messages themselves)."""
+    kind = match.kind
+    if kind == "content":
+        # every byte one higher: the same length at the same place, and no byte equal even ignoring case
+        shifted = tuple(replace(c, data=bytes((b + 1) % 256 for b in c.data)) for c in match.contents)
+        return "other bytes at the same place", replace(match, contents=shifted)
+    if kind == "dns":
+        return _ordinary_dns(match)
+    if kind == "snmp":
+        community = _other(match.snmp_community, "n0c-readonly", "n0c-readwrite")
+        return f"SNMP community {community}", replace(match, snmp_community=community)
+    if kind == "ftp":
+        user = _other(match.ftp_user, "alice", "bob")
+        return f"FTP USER {user}", replace(match, ftp_user=user)
+    if kind == "tftp":
+        return _ordinary_tftp(match)
+    if kind == "login":
+        user = next(u for u in ("alice", "bob", "carol") if u not in match.login_users)
+        return f"login as {user}", replace(match, login_users=(user,))
+    if kind == "rpc":
+        program = 100003 if match.rpc_program != 100003 else 100005
+        return f"an RPC call to program {program}", replace(match, rpc_program=program)
+    if kind == "dhcp":
+        kinds = [k for k in ("discover", "request") if k != match.dhcp_message_type]
+        return "DHCP " + " and ".join(kinds), [m for k in kinds
+                                               for m in _dhcp(replace(match, dhcp_message_type=k), "udp")]
+    if kind == "netbios":
+        s = _scapy()
+        query = s.NBNSHeader(NAME_TRN_ID=0x81C3) / s.NBNSQueryRequest(QUESTION_NAME="WORKSTATION",
+                                                                       QUESTION_TYPE="NB")
+        return "a NetBIOS name query for WORKSTATION", [(True, bytes(query))]
+    if kind == "smtp":
+        return "a local delivery and a 550 5.1.1 for an unknown local user", _smtp_ordinary()
+    if kind == "shell":
+        return "a server banner and a session without the shell's answer", [
+            (False, b"220 service ready\r\n"), (True, b"HELP\r\n"), (False, b"214 HELP QUIT\r\n"),
+            (True, b"QUIT\r\n"), (False, b"221 bye\r\n")]
+    raise ValueError(f"unhandled match kind {kind}")
+
+
+def ordinary_use(match: Match, transport: str, flow: str = "to_server") -> tuple[str, list[Message]]:
+    """(what, messages): ordinary use of the service a payload match is about, which the match must not fit."""
+    what, other = _ordinary_match(match)
+    return what, other if isinstance(other, list) else messages(other, transport, flow)
+
+
+def quiet(pattern: Pattern, kb: KnowledgeBase) -> tuple[Wire, list[str]]:
+    """The look-alike traffic `pattern` must stay quiet on, in one capture, and what each part shows.
+
+    Its own traffic in the places its direction excludes (and over loopback); for a sweep, one busy peer
+    to one host; for a payload pattern, ordinary use of the service. Each part has its own addresses, so
+    no flow, xbit or threshold of one part sees another's packets."""
+    wire, shown = Wire(), []
+    client, server = endpoints(pattern, kb)
+    for what, there_client, there_server in _elsewhere(pattern, client, server):
+        _show(wire, pattern, there_client, there_server)
+        hosts = f"{pattern.sweep.count + 2} targets from " if pattern.detect is Detect.SWEEP else ""
+        shown.append(f"{what} ({there_client} -> {hosts}{there_server})")
+    if pattern.detect is Detect.SWEEP:
+        shown.append(_busy_peer(wire, pattern, client, server))
+    if pattern.detect is Detect.PAYLOAD:
+        what, conversation = ordinary_use(pattern.match, pattern.transport, pattern.flow)
+        _converse(wire, pattern, client, server, conversation)
+        shown.append(f"ordinary use: {what} ({client} -> {server})")
+    return wire, shown
+
+
+def write_quiet(pattern: Pattern, kb: KnowledgeBase, path: Path) -> tuple[Path, list[str]]:
+    wire, shown = quiet(pattern, kb)
+    return wire.write(path), shown
 
 
 # --------------------------------------------------------------------------- normal traffic

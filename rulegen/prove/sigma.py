@@ -3,16 +3,17 @@
 How it works (no engine beyond pySigma is needed, so nothing is ever skipped):
 - Events are generated from each pattern's typed fields, in the field names of shared/DESIGN.md:
   firewall connection records (`src_ip`, `src_port`, `dst_ip`, `dst_port`, `action`, `protocol`), DNS query
-  records (`query`, `record_type`, `src_ip`, `dst_ip`) and Zeek conn/dns/ftp/snmp/dhcp records with Zeek's own
-  names (`id.orig_h`, `id.resp_p`, `proto`, `qtype_name`, `user`, `community`, `msg_types`, `server_addr`...).
-  Each rule gets the events of its own log source. Values come from the pattern: every port spec (a range gives
-  its first and last port), a port outside `dst_ports_except`, both broadcast forms (x.x.x.255 and
-  255.255.255.255), every address of an IP list, an address outside a negated list, the DNS name or qtype, the
-  SNMP community, the FTP user, the DHCP message type. A new pattern therefore needs no new code here.
-- Normal events (`NORMAL`: web in and out, DNS A/AAAA lookups, NTP, SSH out, SMTP delivery in, FTP and SNMP
-  with site credentials, DHCP from a listed server) are rendered into every log source they belong to.
-  They are connection records as a stateful firewall or Zeek logs them: one record per connection, in the
-  direction of the side that opened it; a reply is not a record of its own.
+  records (`query`, `record_type`, `src_ip`, `dst_ip`) and Zeek conn/dns/ftp/snmp/dhcp/smtp records with Zeek's
+  own names (`id.orig_h`, `id.resp_p`, `proto`, `qtype_name`, `user`, `community`, `msg_types`, `server_addr`,
+  `last_reply`...). Each rule gets the events of its own log source. Values come from the pattern: every port
+  spec (a range gives its first and last port), a port outside `dst_ports_except`, both broadcast forms
+  (x.x.x.255 and 255.255.255.255), every address of an IP list, an address outside a negated list, the DNS name
+  or qtype, the SNMP community, the FTP user, the DHCP message type, the SMTP reply or recipient. A new pattern
+  therefore needs no new code here.
+- Normal events (`NORMAL`: web in and out, DNS A/AAAA lookups, NTP, SSH out, SMTP delivery in and an unknown
+  local user, FTP and SNMP with site credentials, DHCP from a listed server) are rendered into every log source
+  they belong to. They are connection records as a stateful firewall or Zeek logs them: one record per
+  connection, in the direction of the side that opened it; a reply is not a record of its own.
 - The generated rules are converted with pySigma-backend-sqlite: one backend instance per rule collection
   (a backend's pipelines may change the rules it converts, so every backend gets a freshly loaded collection).
   The events go into the table that backend expects (`logs`, one column per field, dotted Zeek names as
@@ -20,6 +21,15 @@ How it works (no engine beyond pySigma is needed, so nothing is ever skipped):
   compares strings case-insensitively and the backend emits plain `=`; ports are INTEGER columns, so that
   `|gte`/`|lte` compare numbers. A multi-valued Zeek field (`msg_types`) becomes one row per value of the same
   event, which gives Sigma's match-any-value semantics to the equality the rules use.
+- Each rule must also stay quiet on the look-alikes of its pattern (`lookalike_flows`, a Proof with side "quiet"),
+  generated from the typed fields too: the same events from a home address (inbound), to a home address (outbound;
+  for DNS query records, whose destination is the name server asked, from an outside address instead), from
+  outside (internal), to one unicast host instead of a broadcast (a home /24 host and 10.0.1.254 of a wider home
+  net), and over loopback (127.0.0.1 and ::1 at both ends, 127.255.255.255 for a broadcast, for every rule with
+  address fields); and ordinary use of the service (another FTP user, another SNMP community, another DNS name or
+  record type, a DHCP DISCOVER, an offer from a listed server, an SMTP local delivery and an unknown local user).
+  A correlation rule stays quiet on one source making `count + 2` connections to one host (or one port), and on
+  its burst from each look-alike source.
 - Correlation (scan) rules run natively: pySigma-backend-sqlite 2.0.0 compiles `value_count` with `group-by`
   and `timespan` into one SQL query (its `default` correlation method). Each runs over the normal events plus a
   burst from one source: it must alert, for that source only, on `count` distinct values within the timespan,
@@ -35,12 +45,13 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rulegen.model import KnowledgeBase, Net, Pattern, PortRange
+from rulegen.model import LOOPBACK, Home, KnowledgeBase, Net, Pattern, PortRange
 from rulegen.prove import Proof
 
 TARGET = "sigma"
@@ -49,10 +60,18 @@ TABLE = "logs"  # pySigma-backend-sqlite's default table (and Zircolite's)
 EVENT_COLUMN = "rulegen_event"  # which generated event a row belongs to
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
-# Addresses the events use: home is private (inside every default HOME_NET), external is documentation space.
-HOME = "192.168.1.{}"
-EXTERNAL = "203.0.113.{}"
-BROADCASTS = ("192.168.1.255", "255.255.255.255")  # a directed broadcast and the limited broadcast
+# Addresses the events use: a /24 inside the knowledge's home (192.168.1.0/24 where home holds it) and one outside
+# it (documentation space, RFC 5737). `addressing(kb)` picks them; host numbers go into the `{}`.
+HOME_PREFERRED = "192.168.1.0/24"
+OUTSIDE_CANDIDATES = ("203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24")
+LIMITED_BROADCAST = "255.255.255.255"
+LOOPBACKS = ("127.0.0.1", "::1")
+LOOPBACK_BROADCAST = "127.255.255.255"  # ends in .255 like a directed broadcast, and is loopback
+WIDE_UNICAST = "10.0.1.254"  # a unicast host of a home net wider than /24 (ends in .254, not .255)
+# Ordinary use of a service, for the payload patterns' look-alikes (and the normal events).
+ORDINARY = {"ftp_user": "alice", "community": "n0c-monitor", "query": "www.example.com", "qtype": "A"}
+SMTP_DELIVERED = "250 2.0.0 Ok: queued as 4Tq9Xk1Zz3"
+SMTP_UNKNOWN_USER = "550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient table"
 CLIENT_PORT = 50123  # a client's ephemeral port, inside Linux's default range (32768-60999)
 SERVER_PORT = 40123  # a client's port when only the source port of a flow is given
 FIREWALL_ACTION = {"drop": "drop", "reject": "reject"}  # otherwise the firewall let it through
@@ -178,6 +197,38 @@ def render(flow: Flow, logsource: tuple[str, str, str]) -> dict[str, Any] | None
     return {"timestamp": stamp, **{k: v for k, v in record.items() if v is not None}}
 
 
+@dataclass(frozen=True)
+class Addressing:
+    """Format strings (`a.b.c.{}`) of the home and the outside /24 the events use."""
+
+    home: str
+    outside: str
+
+    @property
+    def broadcasts(self) -> tuple[str, str]:
+        """A directed broadcast of the home /24 and the limited broadcast."""
+        return self.home.format(255), LIMITED_BROADCAST
+
+
+@cache
+def _addressing(home: Home) -> Addressing:
+    """Home: 192.168.1.0/24 where home holds it, else the first /24 of home's first IPv4 network of /24 or more
+    (loopback and link-local aside). Outside: the first documentation /24 that home does not overlap."""
+    nets = [ipaddress.ip_network(a, strict=False) for a in home.addresses]
+    v4 = [n for n in nets if n.version == 4 and n.prefixlen <= 24 and not _in(str(n.network_address), LOOPBACK)
+          and not n.is_link_local]
+    preferred = ipaddress.ip_network(HOME_PREFERRED)
+    inside = preferred if any(preferred.subnet_of(n) for n in v4) else next(
+        (next(n.subnets(new_prefix=24)) for n in v4), preferred)  # no /24 in home: the proofs will say so
+    outside = next((c for c in OUTSIDE_CANDIDATES if not any(ipaddress.ip_network(c).overlaps(n) for n in nets
+                                                             if n.version == 4)), OUTSIDE_CANDIDATES[0])
+    return Addressing(str(inside.network_address).rsplit(".", 1)[0] + ".{}", outside.rsplit(".", 1)[0] + ".{}")
+
+
+def addressing(kb: KnowledgeBase) -> Addressing:
+    return _addressing(kb.home)
+
+
 def _in(address: str, networks: Iterable[str]) -> bool:
     ip = ipaddress.ip_address(address)
     return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)
@@ -194,17 +245,18 @@ def _list_hosts(addresses: tuple[str, ...]) -> list[str]:
 
 def addresses(net: Net, side: str, kb: KnowledgeBase, host: int) -> list[str]:
     """Addresses that show one side of a pattern; `host` picks the host number in the home or external net."""
-    home, external = HOME.format(host), EXTERNAL.format(host)
+    nets = addressing(kb)
+    home, external = nets.home.format(host), nets.outside.format(host)
     if net.kind == "home":
         return [home]
     if net.kind == "external":
         return [external]
     if net.kind == "broadcast":
-        return list(BROADCASTS)
+        return list(nets.broadcasts)
     if net.kind == "list":
         listed = kb.ip_lists[net.list_id].addresses
         if net.negated or not listed:
-            candidates = [home, external] + [HOME.format(n) for n in range(2, 254)]
+            candidates = [home, external] + [nets.home.format(n) for n in range(2, 254)]
             return [next(a for a in candidates if not _in(a, listed))]
         return _list_hosts(listed)
     return [external] if side == "src" else [home]  # any: from outside, to a home host
@@ -220,7 +272,7 @@ def ports(ranges: tuple[PortRange, ...], default: int, excluded: tuple[PortRange
     return [port]
 
 
-def app_facts(pattern: Pattern) -> dict[str, Any]:
+def app_facts(pattern: Pattern, kb: KnowledgeBase) -> dict[str, Any]:
     """The application facts of a pattern's match, as Flow fields."""
     m = pattern.match
     if m is None:
@@ -233,7 +285,7 @@ def app_facts(pattern: Pattern) -> dict[str, Any]:
         return {"service": "ftp", "ftp_user": m.ftp_user}
     if m.kind == "dhcp":
         return {"service": "dhcp", "dhcp_types": ((m.dhcp_message_type or "").upper(),),
-                "dhcp_assigned": HOME.format(150)}
+                "dhcp_assigned": addressing(kb).home.format(150)}
     if m.kind == "smtp" and m.smtp_reply == "relay-denied":  # the client hung up after the refusal
         return {"service": "smtp", "smtp_rcpt": ("victim@example.org",),
                 "smtp_last_reply": "554 5.7.1 <victim@example.org>: Relay access denied"}
@@ -253,57 +305,30 @@ def pattern_flows(pattern: Pattern, kb: KnowledgeBase, host: int = 20) -> list[F
                                ports(pattern.dst_ports, SERVER_PORT, pattern.dst_ports_except))
     for src_ip, dst_ip, src_port, dst_port in combos:
         flows.append(Flow(pattern.transport, src_ip, src_port, dst_ip, dst_port, action=action,
-                          **app_facts(pattern)))
+                          **app_facts(pattern, kb)))
     return flows
-
-
-def unicast_lookalikes(pattern: Pattern, kb: KnowledgeBase) -> list[Flow]:
-    """For a broadcast pattern, its flow to one home host instead (the port's unicast use), in a /24 and in a
-    wider home net: a rule for broadcasts must stay quiet on them. None for any other pattern."""
-    if pattern.dst_net.kind != "broadcast":
-        return []
-    template = pattern_flows(pattern, kb)[0]
-    return [replace(template, dst_ip=dst) for dst in (HOME.format(21), "10.0.1.254")]
-
-
-def _unicast_proofs(rules: dict[str, RuleFile], queries: dict, db: sqlite3.Connection,
-                    lookalikes: dict[str, list[Event]]) -> list[Proof]:
-    """A quiet proof per broadcast pattern: its rule matches none of its unicast look-alike events."""
-    proofs = []
-    for pid, events in lookalikes.items():
-        sql = queries.get(rules[pid].path, [])
-        if not events or isinstance(sql, str) or not sql:
-            continue
-        hits = set().union(*(matched(db, q) for q in sql)) & {e.label for e in events}
-        name = f"{rules[pid].path.parent.name}/{rules[pid].path.name}"
-        detail = f"{name}: {len(hits)}/{len(events)} unicast look-alike events matched (the port's unicast use)"
-        proofs.append(Proof(pid, TARGET, not hits, detail + (f" ({', '.join(sorted(hits))})" if hits else ""),
-                            side="quiet"))
-    return proofs
 
 
 def normal_flows(kb: KnowledgeBase) -> dict[str, Flow]:
     """Ordinary traffic of a small site: none of it may raise a Sigma rule."""
-    client, resolver, web, mail, ftp, nms, router = (HOME.format(n) for n in (10, 1, 80, 25, 21, 5, 2))
+    home, outside = addressing(kb).home, addressing(kb).outside
+    client, resolver, web, mail, ftp, nms, router = (home.format(n) for n in (10, 1, 80, 25, 21, 5, 2))
     flows = {
-        "web-out-https": Flow("tcp", client, CLIENT_PORT, "198.51.100.80", 443, service="ssl"),
-        "web-out-http": Flow("tcp", client, CLIENT_PORT + 1, "198.51.100.80", 80, service="http"),
-        "web-in-http": Flow("tcp", "198.51.100.44", CLIENT_PORT + 2, web, 80, service="http"),
+        "web-out-https": Flow("tcp", client, CLIENT_PORT, outside.format(80), 443, service="ssl"),
+        "web-out-http": Flow("tcp", client, CLIENT_PORT + 1, outside.format(80), 80, service="http"),
+        "web-in-http": Flow("tcp", outside.format(44), CLIENT_PORT + 2, web, 80, service="http"),
         "dns-a-lookup": Flow("udp", client, CLIENT_PORT + 3, resolver, 53, service="dns",
                              query="www.example.com", qtype="A"),
         "dns-aaaa-lookup": Flow("udp", client, CLIENT_PORT + 4, resolver, 53, service="dns",
                                 query="www.example.com", qtype="AAAA"),
-        "dns-recursion": Flow("udp", resolver, CLIENT_PORT + 5, "198.51.100.53", 53, service="dns",
+        "dns-recursion": Flow("udp", resolver, CLIENT_PORT + 5, outside.format(53), 53, service="dns",
                               query="www.example.com", qtype="A"),
-        "ntp-client": Flow("udp", client, CLIENT_PORT + 6, "198.51.100.123", 123, service="ntp"),
-        "ssh-out": Flow("tcp", client, CLIENT_PORT + 7, "198.51.100.22", 22, service="ssh"),
-        "smtp-delivery-in": Flow("tcp", "198.51.100.25", CLIENT_PORT + 8, mail, 25, service="smtp",
-                                 smtp_rcpt=("bob@example.net",),
-                                 smtp_last_reply="250 2.0.0 Ok: queued as 4Tq9Xk1Zz3"),
-        "smtp-unknown-user": Flow("tcp", "198.51.100.26", CLIENT_PORT + 11, mail, 25, service="smtp",
-                                  smtp_rcpt=("nobody@example.net",),
-                                  smtp_last_reply="550 5.1.1 <nobody@example.net>: Recipient address rejected: "
-                                                  "User unknown in local recipient table"),
+        "ntp-client": Flow("udp", client, CLIENT_PORT + 6, outside.format(123), 123, service="ntp"),
+        "ssh-out": Flow("tcp", client, CLIENT_PORT + 7, outside.format(22), 22, service="ssh"),
+        "smtp-delivery-in": Flow("tcp", outside.format(25), CLIENT_PORT + 8, mail, 25, service="smtp",
+                                 smtp_rcpt=("bob@example.net",), smtp_last_reply=SMTP_DELIVERED),
+        "smtp-unknown-user": Flow("tcp", outside.format(26), CLIENT_PORT + 11, mail, 25, service="smtp",
+                                  smtp_rcpt=("nobody@example.net",), smtp_last_reply=SMTP_UNKNOWN_USER),
         "ftp-named-user": Flow("tcp", client, CLIENT_PORT + 9, ftp, 21, service="ftp", ftp_user="alice",
                                ftp_command=("STOR", f"ftp://{ftp}/home/alice/report.pdf")),
         "snmp-monitoring": Flow("udp", nms, CLIENT_PORT + 10, router, 161, service="snmp",
@@ -313,9 +338,76 @@ def normal_flows(kb: KnowledgeBase) -> dict[str, Flow]:
     if listed and listed.addresses:  # "from a listed server": only when the site lists its servers
         server = _list_hosts(listed.addresses)[0]
         flows["dhcp-from-listed-server"] = Flow(
-            "udp", server, 67, HOME.format(150), 68, service="dhcp",
-            dhcp_types=("DISCOVER", "OFFER", "REQUEST", "ACK"), dhcp_server=server, dhcp_assigned=HOME.format(150))
+            "udp", server, 67, home.format(150), 68, service="dhcp",
+            dhcp_types=("DISCOVER", "OFFER", "REQUEST", "ACK"), dhcp_server=server, dhcp_assigned=home.format(150))
     return flows
+
+
+def _direction_lookalikes(pattern: Pattern, kb: KnowledgeBase,
+                          logsource: tuple[str, str, str]) -> dict[str, dict[str, str]]:
+    """Address changes that turn the pattern's events into their look-alikes of the other direction, or, for a
+    broadcast destination, into unicast. A DNS query record's destination is the name server asked, so DNS
+    look-alikes change the source only."""
+    src, dst = pattern.src_net.kind, pattern.dst_net.kind
+    nets = addressing(kb)
+    dst_is_far_end = logsource != ("", "dns", "")
+    if dst == "broadcast" and dst_is_far_end:  # the port's unicast use, in the home /24 and in a wider home net
+        return {"unicast-home": {"dst_ip": nets.home.format(31)}, "unicast-wide": {"dst_ip": WIDE_UNICAST}}
+    if src == "external":
+        return {"from-home": {"src_ip": nets.home.format(30)}}
+    if src == "home" and (dst == "home" or not dst_is_far_end):
+        return {"from-outside": {"src_ip": nets.outside.format(30)}}
+    if src == "home":
+        return {"to-home": {"dst_ip": nets.home.format(31)}}
+    return {}
+
+
+def _loopback_lookalikes(pattern: Pattern) -> dict[str, dict[str, str]]:
+    v4_dst = LOOPBACK_BROADCAST if pattern.dst_net.kind == "broadcast" else LOOPBACKS[0]
+    return {"loopback-v4": {"src_ip": LOOPBACKS[0], "dst_ip": v4_dst},
+            "loopback-v6": {"src_ip": LOOPBACKS[1], "dst_ip": LOOPBACKS[1]}}
+
+
+def _payload_lookalikes(pattern: Pattern, kb: KnowledgeBase) -> dict[str, dict[str, Any]]:
+    """Ordinary use of the service the pattern's match names."""
+    m = pattern.match
+    if m is None:
+        return {}
+    if m.kind == "ftp":
+        return {"ftp-named-user": {"ftp_user": ORDINARY["ftp_user"]}}
+    if m.kind == "snmp":
+        return {"snmp-site-community": {"community": ORDINARY["community"]}}
+    if m.kind == "dns" and m.dns_query:
+        return {"dns-another-name": {"query": ORDINARY["query"]}}
+    if m.kind == "dns":
+        return {"dns-ordinary-type": {"qtype": ORDINARY["qtype"]}}
+    if m.kind == "smtp":
+        return {"smtp-local-delivery": {"smtp_rcpt": ("bob@example.net",), "smtp_last_reply": SMTP_DELIVERED},
+                "smtp-unknown-user": {"smtp_rcpt": ("nobody@example.net",), "smtp_last_reply": SMTP_UNKNOWN_USER}}
+    if m.kind == "dhcp":
+        cases: dict[str, dict[str, Any]] = {"dhcp-discover": {"dhcp_types": ("DISCOVER",)}}
+        net = pattern.src_net
+        if net.kind == "list" and net.negated and kb.ip_lists[net.list_id].addresses:
+            server = _list_hosts(kb.ip_lists[net.list_id].addresses)[0]
+            cases["dhcp-from-listed-server"] = {"src_ip": server, "dhcp_server": server}
+        return cases
+    return {}
+
+
+def lookalikes(pattern: Pattern, kb: KnowledgeBase, logsource: tuple[str, str, str]) -> dict[str, dict[str, Any]]:
+    """Case name -> the Flow field changes that make a look-alike the pattern's rule must not match. Zeek's dhcp.log
+    records no flow addresses (the server's address is the whole of it), so DHCP has no loopback case."""
+    cases = {**_direction_lookalikes(pattern, kb, logsource), **_payload_lookalikes(pattern, kb)}
+    if logsource != ("zeek", "", "dhcp"):
+        cases.update(_loopback_lookalikes(pattern))
+    return cases
+
+
+def lookalike_flows(pattern: Pattern, kb: KnowledgeBase, logsource: tuple[str, str, str]) -> dict[str, list[Flow]]:
+    """Each look-alike case applied to every one of the pattern's own flows."""
+    flows = pattern_flows(pattern, kb)
+    return {case: list(dict.fromkeys(replace(f, **changes) for f in flows))
+            for case, changes in lookalikes(pattern, kb, logsource).items()}
 
 
 # --- the SQLite side ------------------------------------------------------------------------------------------
@@ -413,21 +505,42 @@ def convert_correlation(correlation: Path, base: Path) -> list[str]:
 # --- proofs ---------------------------------------------------------------------------------------------------
 
 
-def burst(pattern: Pattern, kb: KnowledgeBase, count: int, step: float) -> list[Flow]:
-    """`count` flows of one source, each with a new value of the swept field, `step` seconds apart."""
-    template = pattern_flows(pattern, kb, host=200)[0]
+def burst(pattern: Pattern, kb: KnowledgeBase, count: int, step: float,
+          changes: dict[str, Any] | None = None) -> list[Flow]:
+    """`count` flows of one source, each with a new value of the swept field, `step` seconds apart; `changes` moves
+    the burst's template to a look-alike source or destination."""
+    template = replace(pattern_flows(pattern, kb, host=200)[0], **(changes or {}))
     distinct = pattern.sweep.distinct
     if distinct == "dst_port":
         values = [p for r in pattern.dst_ports for p in range(r.low, r.high + 1)] if pattern.dst_ports \
             else list(range(1, 65536))
         values = [p for p in dict.fromkeys(values) if not any(r.low <= p <= r.high for r in pattern.dst_ports_except)]
-        changes = [{"dst_port": p} for p in values[:count]]
+        steps = [{"dst_port": p} for p in values[:count]]
     else:
         base = ipaddress.ip_address(template.dst_ip)
-        changes = [{"dst_ip": str(base + i)} for i in range(count)]
-    if len(changes) < count:
-        raise ValueError(f"the pattern offers only {len(changes)} distinct values of {distinct}, not {count}")
-    return [replace(template, seconds=1000 + i * step, **change) for i, change in enumerate(changes)]
+        steps = [{"dst_ip": str(base + i)} for i in range(count)]
+    if len(steps) < count:
+        raise ValueError(f"the pattern offers only {len(steps)} distinct values of {distinct}, not {count}")
+    return [replace(template, seconds=1000 + i * step, **change) for i, change in enumerate(steps)]
+
+
+def one_target_burst(pattern: Pattern, kb: KnowledgeBase, count: int) -> list[Flow]:
+    """`count` connections, a second apart, from one source to one host and port (a busy ordinary client): each a
+    new client port where the pattern leaves the source port open."""
+    template = pattern_flows(pattern, kb, host=200)[0]
+    return [replace(template, seconds=1000 + i, **({} if pattern.src_ports else {"src_port": CLIENT_PORT + i}))
+            for i in range(count)]
+
+
+def quiet_bursts(pattern: Pattern, kb: KnowledgeBase, logsource: tuple[str, str, str]) -> dict[str, list[Flow]]:
+    """The look-alikes of a sweep: `count + 2` connections to one target, and the full burst from each look-alike
+    source. A host sweep over ::1 would leave loopback at its second host, so it has the IPv4 loopback case only."""
+    sweep = pattern.sweep
+    cases = {"one-target": one_target_burst(pattern, kb, sweep.count + 2)}
+    for case, changes in lookalikes(pattern, kb, logsource).items():
+        if not (case == "loopback-v6" and sweep.distinct == "dst_ip"):
+            cases[case] = burst(pattern, kb, sweep.count, 1, changes)
+    return cases
 
 
 def prove_correlation(pattern: Pattern, kb: KnowledgeBase, query: str, rule: RuleFile, path: Path,
@@ -458,6 +571,29 @@ def prove_correlation(pattern: Pattern, kb: KnowledgeBase, query: str, rule: Rul
     return ok, detail
 
 
+def prove_correlation_quiet(pattern: Pattern, kb: KnowledgeBase, query: str, rule: RuleFile, path: Path,
+                            normal: list[Event]) -> tuple[bool, str]:
+    """Run the correlation over the normal events plus each look-alike burst: none may alert."""
+    try:
+        cases = quiet_bursts(pattern, kb, rule.logsource)
+        loud = []
+        for case, flows in cases.items():
+            events = [Event(f"quiet:{case}#{i}", render(f, rule.logsource)) for i, f in enumerate(flows)]
+            if correlation_alerts(load_events(normal + events), query):
+                loud.append(case)
+    except (ValueError, sqlite3.Error) as exc:
+        return False, f"correlation not run: {exc}"
+    detail = (f"{path.parent.name}/{path.name}: quiet on {len(cases) - len(loud)}/{len(cases)} look-alike bursts "
+              f"({', '.join(cases)}; one-target: {pattern.sweep.count + 2} connections to one host and port)")
+    if loud:
+        detail += "; ALERTED on " + ", ".join(loud)
+    return not loud, detail
+
+
+def _event_label(pid: str, n: int, logsource: tuple[str, str, str], case: str | None = None) -> str:
+    return f"{pid}{f'~{case}' if case else ''}#{n}/{'-'.join(filter(None, logsource))}"
+
+
 def prove(kb: KnowledgeBase, out_dir: Path, work_dir: Path) -> list[Proof]:
     rules, correlations = rule_files(out_dir)
     if not rules:
@@ -468,24 +604,27 @@ def prove(kb: KnowledgeBase, out_dir: Path, work_dir: Path) -> list[Proof]:
                      for source in LOG_SOURCES if (record := render(flow, source)) is not None]
     proofs: list[Proof] = []
     own_events: list[Event] = []
-    lookalikes: dict[str, list[Event]] = {}
+    quiet: dict[str, list[Event]] = {}  # a rule's look-alike events (sweeps: run through the correlation instead)
     for pid, rule in rules.items():
         pattern = patterns.get(pid)
         if pattern is None:
             continue
-        lookalikes[pid] = [Event(f"{pid}~unicast#{n}/{'-'.join(filter(None, rule.logsource))}", record)
-                           for n, flow in enumerate(unicast_lookalikes(pattern, kb))
-                           if (record := render(flow, rule.logsource)) is not None]
         for n, flow in enumerate(pattern_flows(pattern, kb)):
             record = render(replace(flow, seconds=float(n)), rule.logsource)
             if record is not None:
-                rule.events.append(Event(f"{pid}#{n}/{'-'.join(filter(None, rule.logsource))}", record))
+                rule.events.append(Event(_event_label(pid, n, rule.logsource), record))
         own_events += rule.events
-    db = load_events(own_events + normal_events + [e for events in lookalikes.values() for e in events])
+        if pid not in correlations:
+            quiet[pid] = [Event(_event_label(pid, n, rule.logsource, case), record)
+                          for case, flows in lookalike_flows(pattern, kb, rule.logsource).items()
+                          for n, flow in enumerate(flows)
+                          if (record := render(replace(flow, seconds=float(n)), rule.logsource)) is not None]
+    quiet_events = [e for events in quiet.values() for e in events]
+    db = load_events(own_events + quiet_events + normal_events)
     queries = convert_rules([r.path for r in rules.values()])
     work_dir.mkdir(parents=True, exist_ok=True)
     with (work_dir / "sigma-events.jsonl").open("w", encoding="utf-8") as out:
-        for event in own_events + normal_events:
+        for event in own_events + quiet_events + normal_events:
             out.write(json.dumps({EVENT_COLUMN: event.label, **event.record}, sort_keys=True) + "\n")
     normal_labels = {e.label for e in normal_events}
     loud: dict[str, list[str]] = {}
@@ -494,15 +633,15 @@ def prove(kb: KnowledgeBase, out_dir: Path, work_dir: Path) -> list[Proof]:
         pattern = patterns.get(pid)
         name = f"{rule.path.parent.name}/{rule.path.name}"
         if pattern is None:
-            proofs.append(Proof(pid, TARGET, False, f"{name}: pattern not in the knowledge, no events"))
+            proofs += both_sides(pid, False, f"{name}: pattern not in the knowledge, no events")
             continue
         sql = queries.get(rule.path, [])
         if isinstance(sql, str) or not sql:
-            proofs.append(Proof(pid, TARGET, False, f"{name}: {sql or 'the sqlite backend gave no query'}"))
+            proofs += both_sides(pid, False, f"{name}: {sql or 'the sqlite backend gave no query'}")
             continue
         sql_log.append(f"-- {name}\n" + ";\n".join(sql) + ";")
         if not rule.events:
-            proofs.append(Proof(pid, TARGET, False, f"{name}: no {rule.logsource} events can show this pattern"))
+            proofs += both_sides(pid, False, f"{name}: no {rule.logsource} events can show this pattern")
             continue
         hits: set[str] = set()
         for q in sql:
@@ -532,16 +671,39 @@ def prove(kb: KnowledgeBase, out_dir: Path, work_dir: Path) -> list[Proof]:
                 corr_sql = convert_correlation(correlations[pid], rule.path)
             except Exception as exc:  # any conversion error is the proof's finding
                 corr_sql, corr_ok, corr_detail = [], False, f"correlation not converted: {exc}"
+                quiet_ok, quiet_detail = False, corr_detail
             if corr_sql:
                 sql_log.append(f"-- {correlations[pid].name}\n{corr_sql[0]};")
                 corr_ok, corr_detail = prove_correlation(pattern, kb, corr_sql[0], rule, correlations[pid],
                                                          normal_events)
+                quiet_ok, quiet_detail = prove_correlation_quiet(pattern, kb, corr_sql[0], rule, correlations[pid],
+                                                                 normal_events)
             ok = ok and corr_ok
             detail += "; " + corr_detail
-        proofs.append(Proof(pid, TARGET, ok, detail))
+        else:
+            quiet_ok, quiet_detail = prove_quiet(name, quiet[pid], hits)
+        proofs.append(Proof(pid, TARGET, ok, detail, side="fires"))
+        proofs.append(Proof(pid, TARGET, quiet_ok, quiet_detail, side="quiet"))
     (work_dir / "sigma-queries.sql").write_text("\n\n".join(sql_log) + "\n", encoding="utf-8")
-    proofs += _unicast_proofs(rules, queries, db, lookalikes)
     summary = "; ".join(f"{pid}: {', '.join(labels)}" for pid, labels in sorted(loud.items()))
     proofs.append(Proof(NORMAL, TARGET, not loud,
-                        f"{len(normal_labels)} normal events, rules matching any: {summary or 'none'}"))
+                        f"{len(normal_labels)} normal events, rules matching any: {summary or 'none'}", side="quiet"))
     return proofs
+
+
+def prove_quiet(name: str, events: list[Event], hits: set[str]) -> tuple[bool, str]:
+    """A rule's look-alike events (`events`) against the labels its queries matched."""
+    if not events:
+        return False, f"{name}: no look-alike events could be written for this log source"
+    labels = {e.label for e in events}
+    cases = list(dict.fromkeys(e.label.split("~", 1)[1].split("#", 1)[0] for e in events))
+    loud = sorted(labels & hits)
+    detail = f"{name}: quiet on {len(labels) - len(loud)}/{len(labels)} look-alike events ({', '.join(cases)})"
+    if loud:
+        detail += "; MATCHED " + ", ".join(loud)
+    return not loud, detail
+
+
+def both_sides(pid: str, proven: bool, detail: str) -> list[Proof]:
+    """A finding that stops both proofs of a rule (no query, no events): one Proof per side."""
+    return [Proof(pid, TARGET, proven, detail, side=side) for side in ("fires", "quiet")]

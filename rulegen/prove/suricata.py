@@ -1,8 +1,9 @@
-"""Prove the Suricata rules: each expressed pattern's sid alerts on its own capture; normal traffic stays quiet.
+"""Prove the Suricata rules: each expressed pattern's sid alerts on its own capture (fires), and raises nothing
+on the look-alike traffic of its quiet capture (stays quiet); normal traffic raises nothing above priority 4.
 
 One `suricata -r` process per capture (about 0.1 s each with rulegen's rules), run in parallel:
-every capture starts with empty flow, host and threshold tables, so an alert is attributed to its
-capture by the log folder it lands in.
+every capture starts with empty flow, host, xbit and threshold tables, so an alert is attributed to its
+capture by the log folder it lands in. The replay config's HOME_NET is the knowledge's home set.
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ from pathlib import Path
 from rulegen.model import KnowledgeBase
 from rulegen.prove import Proof, captures
 from rulegen.validate import engines
-from rulegen.validate.suricata import DATA, MINIMAL_CONFIG, classification_file
+from rulegen.validate.suricata import minimal_config
 
 TARGET = "suricata"
 NORMAL = "normal-traffic"
-UNICAST = "~unicast"  # suffix of a broadcast pattern's unicast look-alike capture
+QUIET = ".quiet"  # a quiet capture is named <pattern id>.quiet.pcap
 LOWEST_PRIORITY = 4
 REPLAY_TIMEOUT = 120
 
-# The minimal config of `rulegen validate`, plus eve.json with alerts (and their rule metadata).
-REPLAY_CONFIG = MINIMAL_CONFIG + """outputs:
+# Added to the minimal config of `rulegen validate`: eve.json with alerts (and their rule metadata).
+EVE_OUTPUT = """outputs:
   - eve-log:
       enabled: yes
       filetype: regular
@@ -48,10 +49,11 @@ class Alert:
 
 @dataclass
 class Replay:
-    name: str  # the pattern id, or "normal-traffic"
+    name: str  # the pattern id, <pattern id>.quiet, or "normal-traffic"
     pcap: Path
     alerts: list[Alert] = field(default_factory=list)
     error: str | None = None
+    shows: tuple[str, ...] = ()  # what a quiet capture holds (captures.quiet)
     expect_dsts: tuple[str, ...] = ()  # destinations that must each raise the sid (the broadcast forms)
 
     def count(self, sid: int) -> int:
@@ -65,10 +67,10 @@ def expressed(out_dir: Path) -> dict[str, int]:
             if p["coverage"].get(TARGET, {}).get("expressed") and p["coverage"][TARGET].get("built", True)}
 
 
-def write_config(work_dir: Path) -> Path:
+def write_config(work_dir: Path, kb: KnowledgeBase) -> Path:
+    """The replay config: HOME_NET is the knowledge's home set (EXTERNAL_NET !$HOME_NET), as for every target."""
     config = work_dir / "suricata.yaml"
-    config.write_text(REPLAY_CONFIG.format(classification=classification_file(), reference=DATA / "reference.config"),
-                      encoding="utf-8")
+    config.write_text(minimal_config(kb.home.addresses) + EVE_OUTPUT, encoding="utf-8")
     return config
 
 
@@ -102,60 +104,45 @@ def replay_one(binary: str, config: Path, rules: Path, pcap: Path, log_dir: Path
 
 
 def run(kb: KnowledgeBase, out_dir: Path, work_dir: Path, binary: str | None = None) -> dict[str, Replay]:
-    """Write a capture per expressed pattern plus the normal-traffic capture, and replay each one."""
+    """Write a capture and a quiet capture per expressed pattern, plus the normal-traffic capture, and replay
+    each one; the result is keyed by capture name (pattern id, <pattern id>.quiet, normal-traffic)."""
     binary = binary or engines.find("suricata")
     if binary is None:
         raise FileNotFoundError("suricata not found")
     work_dir.mkdir(parents=True, exist_ok=True)
-    config = write_config(work_dir)
+    config = write_config(work_dir, kb)
     rules = out_dir / "suricata" / "rulegen.rules"
     patterns = {p.id: p for p in kb.patterns}
     folder = work_dir / "captures"
-    pcaps, failed = [], {}
+    pcaps, failed, shows = [], {}, {}
     for pid in expressed(out_dir):
-        if pid in patterns:
+        if pid not in patterns:
+            continue
+        for name in (pid, pid + QUIET):
+            pcap = folder / f"{name}.pcap"
             try:
-                pcaps.append(captures.write(patterns[pid], kb, folder / f"{pid}.pcap"))
+                if name == pid:
+                    pcaps.append(captures.write(patterns[pid], kb, pcap))
+                else:
+                    written, shown = captures.write_quiet(patterns[pid], kb, pcap)
+                    pcaps.append(written)
+                    shows[name] = tuple(shown)
             except Exception as exc:  # noqa: BLE001 - one pattern's builder must not hide the other proofs
-                failed[pid] = Replay(pid, folder / f"{pid}.pcap", error=f"no capture: {type(exc).__name__}: {exc}")
-    pcaps += _unicast_lookalikes(kb, [patterns[pid] for pid in expressed(out_dir) if pid in patterns], folder)
+                failed[name] = Replay(name, pcap, error=f"no capture: {type(exc).__name__}: {exc}")
     pcaps.append(captures.normal_traffic().write(folder / f"{NORMAL}.pcap"))
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        replays = {r.name: r for r in pool.map(
-            lambda pcap: replay_one(binary, config, rules, pcap, work_dir / "logs" / pcap.stem), pcaps)}
-    for pid, replay in replays.items():
-        if pid in patterns and patterns[pid].dst_net.kind == "broadcast":
-            replay.expect_dsts = tuple(dst for _, dst in captures.broadcast_forms(patterns[pid], kb))
-    return {**failed, **replays}
-
-
-def _unicast_lookalikes(kb: KnowledgeBase, patterns: list, folder: Path) -> list[Path]:
-    """The unicast look-alike capture of each broadcast pattern (the same datagrams to one home host)."""
-    pcaps = []
-    for pattern in patterns:
-        wire = captures.unicast_lookalike(pattern, kb)
-        if wire is not None:
-            pcaps.append(wire.write(folder / f"{pattern.id}{UNICAST}.pcap"))
-    return pcaps
+        replays = list(pool.map(lambda pcap: replay_one(binary, config, rules, pcap, work_dir / "logs" / pcap.stem),
+                                pcaps))
+    for replay in replays:
+        replay.shows = shows.get(replay.name, ())
+        if replay.name in patterns and patterns[replay.name].dst_net.kind == "broadcast":
+            replay.expect_dsts = tuple(dst for _, dst in captures.broadcast_forms(patterns[replay.name], kb))
+    return {**failed, **{r.name: r for r in replays}}
 
 
 def _missing_dsts(replay: Replay, sid: int) -> list[str]:
     alerted = {a.dst.rsplit(":", 1)[0] for a in replay.alerts if a.sid == sid}
     return [dst for dst in replay.expect_dsts if dst not in alerted]
-
-
-def judge_unicast(replays: dict[str, Replay], out_dir: Path) -> list[Proof]:
-    """A broadcast pattern's sid stays quiet on its unicast look-alike (a quiet proof per broadcast pattern)."""
-    proofs = []
-    for pid, sid in expressed(out_dir).items():
-        replay = replays.get(pid + UNICAST)
-        if replay is None:
-            continue
-        hits = replay.count(sid)
-        detail = (f"sid {sid} {'alerted ' + str(hits) + 'x' if hits else 'quiet'} on {replay.pcap.name} "
-                  f"(the port's unicast use){'; ' + replay.error if replay.error else ''}")
-        proofs.append(Proof(pid, TARGET, not hits and not replay.error, detail, side="quiet"))
-    return proofs
 
 
 def _summary(alerts: list[Alert]) -> str:
@@ -164,25 +151,43 @@ def _summary(alerts: list[Alert]) -> str:
                      for (sid, pattern, prio), n in sorted(counts.items())) or "none"
 
 
+def _fires(pid: str, sid: int, replay: Replay) -> Proof:
+    """The sid alerted on the pattern's capture; for a broadcast pattern, on each broadcast form in it."""
+    hits = replay.count(sid)
+    missing = _missing_dsts(replay, sid)
+    if hits:
+        detail = f"sid {sid} alerted {hits}x on {replay.pcap.name}"
+        if replay.expect_dsts:
+            forms = f"missed {', '.join(missing)}" if missing else "each"
+            detail += f" (to {', '.join(replay.expect_dsts)}: {forms})"
+    else:
+        detail = (f"sid {sid} did not alert on {replay.pcap.name}"
+                  f"{'; ' + replay.error if replay.error else ''}; alerts: {_summary(replay.alerts)}")
+    return Proof(pid, TARGET, bool(hits) and not missing and not replay.error, detail)
+
+
+def _quiet(pid: str, sid: int, replay: Replay) -> Proof:
+    own = [a for a in replay.alerts if a.sid == sid]
+    shown = "; ".join(replay.shows) or "nothing"
+    if replay.error:
+        detail = f"{replay.pcap.name}: {replay.error}"
+    elif own:
+        detail = (f"sid {sid} alerted {len(own)}x on {replay.pcap.name} "
+                  f"({', '.join(sorted({f'{a.src} -> {a.dst}' for a in own}))}); it holds: {shown}")
+    else:
+        detail = f"sid {sid} stayed quiet on {replay.pcap.name}: {shown}"
+    return Proof(pid, TARGET, not own and not replay.error and bool(replay.shows), detail, side="quiet")
+
+
 def judge(replays: dict[str, Replay], out_dir: Path) -> list[Proof]:
-    """One Proof per expressed pattern (its own sid alerted on its capture), plus the normal-traffic Proof."""
+    """Per expressed pattern: its own sid alerted on its capture (fires) and raised nothing on its quiet
+    capture (quiet); then the normal-traffic Proof (quiet: nothing above priority 4)."""
     proofs = []
     for pid, sid in expressed(out_dir).items():
-        replay = replays.get(pid)
-        if replay is None:
-            proofs.append(Proof(pid, TARGET, False, "pattern not in the knowledge: no capture"))
-            continue
-        hits = replay.count(sid)
-        missing = _missing_dsts(replay, sid)
-        if hits:
-            detail = f"sid {sid} alerted {hits}x on {replay.pcap.name}"
-            if replay.expect_dsts:
-                forms = f"missed {', '.join(missing)}" if missing else "each"
-                detail += f" (to {', '.join(replay.expect_dsts)}: {forms})"
-        else:
-            detail = (f"sid {sid} did not alert on {replay.pcap.name}"
-                      f"{'; ' + replay.error if replay.error else ''}; alerts: {_summary(replay.alerts)}")
-        proofs.append(Proof(pid, TARGET, bool(hits) and not missing and not replay.error, detail))
+        for side, name, judged in (("fires", pid, _fires), ("quiet", pid + QUIET, _quiet)):
+            replay = replays.get(name)
+            proofs.append(judged(pid, sid, replay) if replay is not None else
+                          Proof(pid, TARGET, False, "pattern not in the knowledge: no capture", side=side))
     normal = replays[NORMAL]
     loud = [a for a in normal.alerts if a.priority < LOWEST_PRIORITY]
     quiet = [a for a in normal.alerts if a.priority >= LOWEST_PRIORITY]
@@ -193,7 +198,7 @@ def judge(replays: dict[str, Replay], out_dir: Path) -> list[Proof]:
                   f"priority {LOWEST_PRIORITY}: {_summary(quiet)}")
     else:
         detail = f"no alert above priority {LOWEST_PRIORITY}; priority {LOWEST_PRIORITY}: {_summary(quiet)}"
-    proofs.append(Proof(NORMAL, TARGET, not loud and not normal.error, detail))
+    proofs.append(Proof(NORMAL, TARGET, not loud and not normal.error, detail, side="quiet"))
     return proofs
 
 
@@ -201,7 +206,7 @@ def prove(kb: KnowledgeBase, out_dir: Path, work_dir: Path) -> list[Proof]:
     binary = engines.find("suricata")
     if binary is None:
         why = engines.unavailable("suricata", "not found")  # raises when RULEGEN_REQUIRE_ENGINES=1
-        return [Proof(pid, TARGET, False, "not replayed", skipped=why)
-                for pid in [*expressed(out_dir), NORMAL]]
-    replays = run(kb, out_dir, work_dir, binary)
-    return judge(replays, out_dir) + judge_unicast(replays, out_dir)
+        return [*(Proof(pid, TARGET, False, "not replayed", skipped=why, side=side)
+                  for pid in expressed(out_dir) for side in ("fires", "quiet")),
+                Proof(NORMAL, TARGET, False, "not replayed", skipped=why, side="quiet")]
+    return judge(run(kb, out_dir, work_dir, binary), out_dir)

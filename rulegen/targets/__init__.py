@@ -20,6 +20,7 @@ class Plan:
     pattern: Pattern
     context: dict[str, Any] | None = None
     reason: str | None = None
+    warning: str | None = None  # the knowledge asks this target for what it cannot enforce (build, coverage)
 
     @property
     def expressed(self) -> bool:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import textwrap
 import uuid
 from typing import Any
 
 from rulegen.attack import techniques
-from rulegen.model import Detect, KnowledgeBase, Match, Net, Pattern, PortRange
+from rulegen.model import LOOPBACK, Detect, KnowledgeBase, Match, Net, Pattern, PortRange
 from rulegen.severity import SEVERITY
 from rulegen.targets import Artifact, Plan, Stamp, gap, sanitize_line
 
@@ -21,7 +22,7 @@ AUTHOR = "rulegen (from Robert Graham's Firewall Forensics FAQ)"
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9 _.,/()@+-]*[A-Za-z0-9_.)/]|[A-Za-z]")
 _RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "y", "n"}
 TITLE_MAX = 100  # sigmahq_title_length allows 110
-ZEEK_FIELDS = {"snmp": ("snmp", "community"), "ftp": ("ftp", "user"), "dhcp": ("dhcp", "msg_types")}
+ZEEK_FIELDS = {"snmp": ("snmp", "community"), "ftp": ("ftp", "user")}
 # SigmaHQ's conventions, as its validators (pySigma-validators-sigmahq) check them:
 # - titles in title case: every all-lowercase word capitalised except these short ones (sigmahq_title_case);
 TITLE_SMALL_WORDS = {"a", "an", "and", "as", "at", "by", "for", "from", "in", "new", "of", "on", "or", "over", "the",
@@ -31,10 +32,10 @@ TITLE_ACRONYMS = {"dhcp", "dns", "ftp", "http", "icmp", "ip", "nfs", "rpc", "smb
 # - false positives start with a capital, and never say "None" (sigmahq_falsepositives_capital and
 #   _banned_word): SigmaHQ writes "Unlikely".
 _NONE_FP = re.compile(r"^None(?: known| expected)?\b")
-# Home in firewall records: the private, loopback and link-local ranges, as SigmaHQ lists them in its
-# `filter_main_local_ranges` filters (Suricata's default HOME_NET is the RFC 1918 part of it).
-LOCAL_RANGES = ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
-                "::1/128", "fe80::/10", "fc00::/7")
+# The address fields of a log source's records: (source, destination). A DNS query record's destination is the
+# name server that was asked, not the far end of the lookup, so direction is read from its source alone.
+ADDRESS_FIELDS = {"firewall": ("src_ip", "dst_ip"), "dns": ("src_ip", "dst_ip"), "zeek": ("id.orig_h", "id.resp_h")}
+DIRECTED_DST = {"firewall": True, "dns": False, "zeek": True}
 
 
 def rule_uuid(pattern_id: str) -> str:
@@ -109,37 +110,71 @@ def _port_selections(side: str, ranges: tuple[PortRange, ...]) -> list[dict[str,
     return selections
 
 
-def _net_fields(net: Net, side: str, kb: KnowledgeBase, src: Net) -> tuple[list[dict], list[dict]]:
-    """Selection fields and filters that an address side adds; `src` is the flow's source side.
+def _overlaps(networks: tuple[str, ...] | list[str], others: tuple[str, ...]) -> bool:
+    nets = [ipaddress.ip_network(n, strict=False) for n in networks]
+    return any(a.version == b.version and a.overlaps(b) for a in nets for b in map(ipaddress.ip_network, others))
 
-    Firewall records carry no home/external flag, so, like Suricata's default HOME_NET, home reads as the local
-    ranges and external as any other address (a filter). The destination of a flow from outside stays open:
-    a perimeter firewall logs an inbound probe against the public address it arrived on."""
+
+def local_ranges(kb: KnowledgeBase) -> list[str]:
+    """What `external` excludes: the knowledge's home, and loopback, which is never outside even where a site's home
+    leaves it out."""
+    home = list(kb.home.addresses)
+    return home + [n for n in LOOPBACK if not _overlaps(home, (n,))]
+
+
+def _net_fields(net: Net, side: str, field: str, kb: KnowledgeBase, src: Net) -> tuple[list[dict], list[dict], bool]:
+    """Selection fields and filters that an address side adds, and whether that side may still hold a loopback
+    address; `src` is the flow's source side.
+
+    Records carry no home/external flag: home reads as the knowledge's `home` ranges (kb.home) and external as any
+    other address, loopback excepted (a filter). The destination of a flow from outside stays open: a perimeter
+    firewall logs an inbound probe against the public address it arrived on."""
     if net.kind == "external":
-        return [], [{"name": f"filter_main_{side}_local", "fields": [_field(f"{side}_ip|cidr", list(LOCAL_RANGES))]}]
+        return [], [{"name": f"filter_main_{side}_local", "fields": [_field(f"{field}|cidr", local_ranges(kb))]}], False
     if net.kind == "home" and (side == "src" or src.kind == "home"):
-        return [_field(f"{side}_ip|cidr", list(LOCAL_RANGES))], []
+        home = list(kb.home.addresses)
+        return [_field(f"{field}|cidr", home)], [], _overlaps(home, LOOPBACK)
     if net.kind == "broadcast":
-        return [_field(f"{side}_ip|endswith", [".255"])], []
+        return [_field(f"{field}|endswith", [".255"])], [], True  # 127.x.y.255 is a loopback address too
     if net.kind == "list":
         addresses = list(kb.ip_lists[net.list_id].addresses)
         if not addresses:
-            return [], []
+            return [], [], True
         if net.negated:
             name = f"filter_main_{net.list_id.replace('-', '_')}"
-            return [], [{"name": name, "fields": [_field(f"{side}_ip|cidr", addresses)]}]
-        return [_field(f"{side}_ip|cidr", addresses)], []
-    return [], []
+            return [], [{"name": name, "fields": [_field(f"{field}|cidr", addresses)]}], True
+        return [_field(f"{field}|cidr", addresses)], [], _overlaps(addresses, LOOPBACK)
+    return [], [], True
+
+
+def _address_detection(pattern: Pattern, kb: KnowledgeBase, source: str) -> tuple[list[dict], list[dict]]:
+    """The address selection fields and filters of a pattern in a log source's records. Loopback traffic (both ends
+    in LOOPBACK) is never matched: where neither side already excludes it, `filter_main_loopback` does."""
+    fields: list[dict] = []
+    filters: list[dict] = []
+    may_be_loopback = []
+    src_field, dst_field = ADDRESS_FIELDS[source]
+    sides = [(pattern.src_net, "src", src_field)]
+    if DIRECTED_DST[source]:
+        sides.append((pattern.dst_net, "dst", dst_field))
+    for net, side, field in sides:
+        side_fields, side_filters, loopback = _net_fields(net, side, field, kb, pattern.src_net)
+        fields += side_fields
+        filters += side_filters
+        may_be_loopback.append(loopback)
+    if all(may_be_loopback):
+        filters.append({"name": "filter_main_loopback",
+                        "fields": [_field(f"{f}|cidr", list(LOOPBACK)) for f in (src_field, dst_field)]})
+    return fields, filters
+
+
+def _condition(selections: list[str], filters: list[dict]) -> str:
+    return " and ".join(selections) + "".join(f" and not {f['name']}" for f in filters)
 
 
 def _firewall_detection(pattern: Pattern, kb: KnowledgeBase) -> tuple[list[dict], str]:
-    base = [_field("protocol", [pattern.transport])]
-    filters: list[dict] = []
-    for net, side in ((pattern.src_net, "src"), (pattern.dst_net, "dst")):
-        fields, side_filters = _net_fields(net, side, kb, pattern.src_net)
-        base += fields
-        filters += side_filters
-    selections = [{"name": "selection", "fields": base}]
+    fields, filters = _address_detection(pattern, kb, "firewall")
+    selections = [{"name": "selection", "fields": [_field("protocol", [pattern.transport]), *fields]}]
     condition = ["selection"]
     for side, ranges in (("src", pattern.src_ports), ("dst", pattern.dst_ports)):
         port_sel = _port_selections(side, ranges)
@@ -151,9 +186,14 @@ def _firewall_detection(pattern: Pattern, kb: KnowledgeBase) -> tuple[list[dict]
     if pattern.dst_ports_except:
         singles = [r.low for r in pattern.dst_ports_except if r.is_single]
         filters.append({"name": "filter_main_dst_port", "fields": [_field("dst_port", singles)]})
-    selections += filters
-    text = " and ".join(condition) + "".join(f" and not {f['name']}" for f in filters)
-    return selections, text
+    return selections + filters, _condition(condition, filters)
+
+
+def _payload_detection(pattern: Pattern, kb: KnowledgeBase, source: str,
+                       facts: list[dict]) -> tuple[list[dict], str]:
+    """A DNS or Zeek rule: the application facts, and the pattern's direction on the record's address fields."""
+    fields, filters = _address_detection(pattern, kb, source)
+    return [{"name": "selection", "fields": [*facts, *fields]}, *filters], _condition(["selection"], filters)
 
 
 def _logsource_and_detection(pattern: Pattern, kb: KnowledgeBase) -> tuple[str, dict, list[dict], str] | str:
@@ -166,23 +206,26 @@ def _logsource_and_detection(pattern: Pattern, kb: KnowledgeBase) -> tuple[str, 
         return "net_firewall", {"category": "firewall"}, selections, condition
     if match.kind == "dns":
         field = _field("query", [match.dns_query]) if match.dns_query else _field("record_type", [match.dns_qtype])
-        return "net_dns", {"category": "dns"}, [{"name": "selection", "fields": [field]}], "selection"
-    if match.kind in ZEEK_FIELDS:
-        service, key = ZEEK_FIELDS[match.kind]
-        value = {"snmp": match.snmp_community, "ftp": match.ftp_user,
-                 "dhcp": (match.dhcp_message_type or "").upper()}[match.kind]
-        selections = [{"name": "selection", "fields": [_field(key, [value])]}]
+        selections, condition = _payload_detection(pattern, kb, "dns", [field])
+        return "net_dns", {"category": "dns"}, selections, condition
+    if match.kind == "dhcp":  # dhcp.log records a lease exchange, not a flow: no id.orig_h / id.resp_h
+        selections = [{"name": "selection", "fields": [_field("msg_types", [(match.dhcp_message_type or "").upper()])]}]
         condition = "selection"
-        if match.kind == "dhcp" and pattern.src_net.kind == "list" and pattern.src_net.negated:
+        if pattern.src_net.kind == "list" and pattern.src_net.negated:
             addresses = list(kb.ip_lists[pattern.src_net.list_id].addresses)
             if addresses:
                 selections.append({"name": "filter_main_known_servers",
                                    "fields": [_field("server_addr|cidr", addresses)]})
                 condition += " and not filter_main_known_servers"
+        return "zeek_dhcp", {"product": "zeek", "service": "dhcp"}, selections, condition
+    if match.kind in ZEEK_FIELDS:
+        service, key = ZEEK_FIELDS[match.kind]
+        value = {"snmp": match.snmp_community, "ftp": match.ftp_user}[match.kind]
+        selections, condition = _payload_detection(pattern, kb, "zeek", [_field(key, [value])])
         return f"zeek_{service}", {"product": "zeek", "service": service}, selections, condition
     if match.kind == "smtp":
-        selections = [{"name": "selection", "fields": _zeek_smtp(match)}]
-        return "zeek_smtp", {"product": "zeek", "service": "smtp"}, selections, "selection"
+        selections, condition = _payload_detection(pattern, kb, "zeek", _zeek_smtp(match))
+        return "zeek_smtp", {"product": "zeek", "service": "smtp"}, selections, condition
     return (f"a {match.kind} match needs payload bytes, which firewall, DNS and Zeek logs "
             "(the log sources the Sigma output uses) do not record")
 

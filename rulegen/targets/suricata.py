@@ -12,7 +12,7 @@ from rulegen.archive import targz
 from rulegen.attack import et_name, tactics, techniques
 from rulegen.model import ContentMatch, Detect, Direction, KnowledgeBase, Match, Net, Pattern, PortRange
 from rulegen.severity import SEVERITY
-from rulegen.targets import Artifact, Plan, Stamp, sanitize_line
+from rulegen.targets import Artifact, Plan, Stamp, gap, sanitize_line
 
 NAME = "suricata"
 RULES_PATH = "suricata/rulegen.rules"
@@ -105,20 +105,48 @@ def reference_url(url: str) -> str:
     return bare.replace(";", "%3B").replace('"', "%22").replace("\\", "%5C")
 
 
+# Loopback as Suricata addresses; `any` becomes "anything but loopback" (DESIGN.md: no pattern matches it).
+LOOPBACK = ("127.0.0.0/8", "::1")
+NOT_LOOPBACK = "![" + ",".join(LOOPBACK) + "]"
+
+
 def address(net: Net, kb: KnowledgeBase) -> str:
+    """One side of a rule header. Loopback never matches: `any` and negated lists leave it out here;
+    `$HOME_NET` (which holds loopback) is left to `header_addresses`, which knows the other side."""
     if net.kind == "home":
         return "$HOME_NET"
     if net.kind == "external":
         return "$EXTERNAL_NET"
-    if net.kind == "any":
-        return "any"
     if net.kind == "broadcast":
-        return "any"  # which addresses are broadcasts: BROADCAST_OPTIONS
-    addresses = kb.ip_lists[net.list_id].addresses
-    if not addresses:
-        return "any"
-    group = "[" + ",".join(addresses) + "]"
-    return "!" + group if net.negated else group
+        return NOT_LOOPBACK  # the broadcast byte: BROADCAST_OPTIONS; loopback (127.255.255.255) stays out
+    addresses = kb.ip_lists[net.list_id].addresses if net.kind == "list" else ()
+    if net.kind == "any" or not addresses:
+        return NOT_LOOPBACK
+    if net.negated:
+        return "![" + ",".join((*addresses, *LOOPBACK)) + "]"
+    return "[" + ",".join(addresses) + "]"
+
+
+def home_net(kb: KnowledgeBase) -> str:
+    """The HOME_NET value the rules assume: the knowledge's home set."""
+    return "[" + ",".join(kb.home.addresses) + "]"
+
+
+def home_without_loopback(kb: KnowledgeBase) -> str:
+    """$HOME_NET minus loopback, negating only the families the home set has: Suricata reads a group whose
+    family holds only negations as "every address of that family but these" (checked in 7.0.10)."""
+    negated = [f"!{lo}" for lo, family in zip(LOOPBACK, (4, 6), strict=True) if kb.home.by_family(family)]
+    return "[" + ",".join(["$HOME_NET", *negated]) + "]"
+
+
+def header_addresses(pattern: Pattern, kb: KnowledgeBase) -> tuple[str, str]:
+    """(source, destination) of the rule header. Home to home (internal) would match loopback, as $HOME_NET
+    holds it: the source side leaves loopback out; the destination stays $HOME_NET, so a family that only
+    the source group opens up (see home_without_loopback) still cannot match."""
+    src, dst = address(pattern.src_net, kb), address(pattern.dst_net, kb)
+    if src == dst == "$HOME_NET":
+        src = home_without_loopback(kb)
+    return src, dst
 
 
 def ports(ranges: tuple[PortRange, ...], negate: bool = False) -> str:
@@ -224,8 +252,35 @@ def _confidence(pattern: Pattern) -> str:
     return "High" if pattern.match.kind in ("dns", "snmp", "ftp", "rpc", "netbios", "dhcp", "smtp") else "Medium"
 
 
+# Why a sweep of many ports has no Suricata rule (DESIGN.md: a message says what it measures).
+DISTINCT_PORTS_GAP = ("counts distinct destination ports per source, which Suricata 7 cannot: threshold and "
+                      "detection_filter count packets, xbits key on hosts (ip_src, ip_dst, ip_pair) and flowbits "
+                      "on one connection, so one busy client of one port would pass for a port scan")
+
+
+def _sweep_options(pattern: Pattern) -> list[str]:
+    """Count distinct destination hosts per source: the xbit (one per rule, per source/destination pair)
+    lets only the first packet of each pair within the window through, and the threshold counts those.
+    Measured on 7.0.10: with count N it alerts on the Nth distinct host, never on N-1, and not on
+    N+2 connections to one host, in single and autofp runmodes (autofp reports, as the alert's
+    destination, the host whose packet completed the count in processing order, not capture order)."""
+    sweep = pattern.sweep
+    bit = f"rulegen.{pattern.id}"
+    return [f"xbits:isnotset,{bit},track ip_pair", f"xbits:set,{bit},track ip_pair,expire {sweep.seconds}",
+            f"threshold:type both, track by_src, count {sweep.count}, seconds {sweep.seconds}"]
+
+
+def _measure(pattern: Pattern) -> str:
+    """What the rule counts, for its msg: a sweep names its count, window and what is distinct."""
+    if pattern.detect is not Detect.SWEEP:
+        return ""
+    return f", {pattern.sweep.count} distinct hosts in {pattern.sweep.seconds} s"
+
+
 def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
-    src, dst = address(pattern.src_net, kb), address(pattern.dst_net, kb)
+    if pattern.detect is Detect.SWEEP and pattern.sweep.distinct != "dst_ip":
+        return gap(pattern, DISTINCT_PORTS_GAP)
+    src, dst = header_addresses(pattern, kb)
     sport = ports(pattern.src_ports)
     dport = ports(pattern.dst_ports_except, negate=True) if pattern.dst_ports_except else ports(pattern.dst_ports)
     to_client = pattern.flow == "to_client"
@@ -246,8 +301,7 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
     if pattern.dst_net.kind == "broadcast":
         options += BROADCAST_OPTIONS
     if pattern.detect is Detect.SWEEP:
-        options.append(f"threshold:type both, track by_src, count {pattern.sweep.count}, "
-                       f"seconds {pattern.sweep.seconds}")
+        options += _sweep_options(pattern)
     elif pattern.detect in (Detect.PROBE, Detect.TRAFFIC):
         options.append(f"threshold:type limit, track by_src, count 1, seconds {PROBE_LIMIT_SECONDS}")
     entry = kb.entry(pattern.entry_id)
@@ -270,7 +324,7 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
         "pattern_id": pattern.id,
         "entry_id": entry.id,
         "header": f"{pattern.transport} {src} {sport} -> {dst} {dport}",
-        "msg": escape_msg(defang_domains(f"RULEGEN {pattern.category} {pattern.title}")),
+        "msg": escape_msg(defang_domains(f"RULEGEN {pattern.category} {pattern.title}{_measure(pattern)}")),
         "options": options,
         "references": references,
         "classtype": pattern.classtype,
@@ -288,7 +342,7 @@ def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeB
                       "created_at": stamp.created.replace("-", "_"), "updated_at": stamp.updated.replace("-", "_")})
     rules.sort(key=lambda r: r["sid"])
     ids = [r["pattern_id"] for r in rules]
-    text = env.get_template("suricata/rulegen.rules.j2").render(rules=rules)
+    text = env.get_template("suricata/rulegen.rules.j2").render(rules=rules, home_net=home_net(kb))
     sid_map = env.get_template("suricata/sid-msg.map.j2").render(rules=rules)
     # The members' time is the newest rule's updated date, so the tarball changes only with the rules.
     newest = max((stamps[pid].updated for pid in ids), default="1970-01-01")

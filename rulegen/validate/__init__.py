@@ -6,7 +6,7 @@ import concurrent.futures
 import functools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from rulegen.errors import RulegenError
@@ -134,9 +134,13 @@ def nul_bytes(path: Path) -> list[Finding]:
     return findings
 
 
-def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True) -> list[FileReport]:
-    """Validate files and folders; each engine runs once per file (Sigma: once over all its files)."""
+def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True,
+             home: Sequence[str] | None = None) -> list[FileReport]:
+    """Validate files and folders; each engine runs once per file (Sigma: once over all its files).
+    `home`: Suricata's HOME_NET (the knowledge's home set, from `rulegen build`); default Suricata's own."""
     from rulegen.validate import firewall, suricata, tarball
+
+    home_net = tuple(home) if home else suricata.DEFAULT_HOME_NET
 
     files = collect(paths, forced)
 
@@ -160,7 +164,7 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
             jobs.append(("sigma", pool.submit(check_sigma, sigma_files)))
         for path, fmt in files:
             if fmt == "suricata":
-                jobs.append(("suricata", pool.submit(suricata.check, path)))
+                jobs.append(("suricata", pool.submit(suricata.check, path, home_net)))
                 if lint:
                     jobs.append(("lint", pool.submit(lint_suricata, path)))
             elif fmt == "suricata-tarball":

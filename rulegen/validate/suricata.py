@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from rulegen.validate import engines
@@ -14,12 +15,14 @@ ERROR_AT_LINE = re.compile(r'error parsing signature ".*" from file (.+) at line
 SID = re.compile(r"\bsid\s*:\s*(\d+)\s*;")
 CLASSTYPE = re.compile(r"\bclasstype\s*:\s*([^;]+);")
 
-# Enough config for `suricata -T`: neither /etc/suricata nor root is needed.
+# Suricata's own default HOME_NET: `rulegen validate` of a file written without the knowledge assumes it.
+DEFAULT_HOME_NET = ("192.168.0.0/16", "10.0.0.0/8", "172.16.0.0/12")
+# Enough config for `suricata -T`: neither /etc/suricata nor root is needed (see minimal_config).
 MINIMAL_CONFIG = """%YAML 1.1
 ---
 vars:
   address-groups:
-    HOME_NET: "[192.168.0.0/16,10.0.0.0/8,172.16.0.0/12]"
+    HOME_NET: "{home_net}"
     EXTERNAL_NET: "!$HOME_NET"
     HTTP_SERVERS: "$HOME_NET"
     SMTP_SERVERS: "$HOME_NET"
@@ -51,6 +54,12 @@ reference-config-file: {reference}
 stats:
   enabled: no
 """
+
+
+def minimal_config(home: Sequence[str] = DEFAULT_HOME_NET) -> str:
+    """MINIMAL_CONFIG with HOME_NET set to `home` (a knowledge's home set, or Suricata's default)."""
+    return MINIMAL_CONFIG.format(home_net="[" + ",".join(home) + "]", classification=classification_file(),
+                                 reference=DATA / "reference.config")
 
 
 def classification_file() -> Path:
@@ -107,8 +116,9 @@ def _engine_findings(path: Path, output: str, lines: list[str], engine: str) -> 
     return findings
 
 
-def check(path: Path) -> FileReport:
-    """One `suricata -T` process for the whole file; the built-in checker where the engine is missing."""
+def check(path: Path, home: Sequence[str] = DEFAULT_HOME_NET) -> FileReport:
+    """One `suricata -T` process for the whole file, with HOME_NET set to `home`; the built-in checker
+    where the engine is missing."""
     report = FileReport(str(path), "suricata")
     text = path.read_bytes().decode("utf-8", errors="replace")
     lines = text.splitlines()
@@ -124,8 +134,7 @@ def check(path: Path) -> FileReport:
     report.checked_by.append(engine)
     with tempfile.TemporaryDirectory(prefix="rulegen-suricata-") as tmp:
         config = Path(tmp) / "suricata.yaml"
-        config.write_text(MINIMAL_CONFIG.format(classification=classification_file(),
-                                                reference=DATA / "reference.config"))
+        config.write_text(minimal_config(home))
         result = engines.run([binary, "-T", "-c", str(config), "-S", str(path), "-l", tmp])
     report.findings += _engine_findings(path, result.stdout + result.stderr, lines, engine)
     if result.returncode != 0 and not report.findings:
