@@ -53,7 +53,7 @@ def _child(argv: list[str]) -> None:
         from rulegen.validate import sigma
 
         files = sorted(Path(argv[1]).glob("*.yml"))
-        reports = sigma.check(files)
+        reports = sigma.check(files, own=True)  # as the build checks its own output
         extra = {"findings": sum(len(r.findings) for r in reports), "files": len(files)}
     elif kind == "lint":
         from rulegen.validate import lint
@@ -230,7 +230,8 @@ def iptables_walk(path: Path) -> dict[str, dict[str, int]]:
         target = re.search(r"-j (\S+)", rule)
         if not target or target.group(1) not in rules or PATTERN_JUMP.search(rule):
             return None
-        conditions = re.sub(r'-m comment --comment "[^"]*"|-j \S+', "", rule).split()
+        # an interface condition of a hook jump (! -i lo, -i WAN) holds for the packets measured
+        conditions = re.sub(r'-m comment --comment "[^"]*"|-j \S+|(?:! )?-[io] \S+', "", rule).split()
         if conditions[:2] not in ([], ["-p", proto]):
             return None
         return target.group(1) if worst or len(conditions) <= 2 else None
@@ -274,10 +275,12 @@ def nft_shape(path: Path) -> dict[str, Any]:
         total = 0
         for rule in chains.get(chain, []):
             total += 1
-            vmap = re.fullmatch(r"meta l4proto vmap \{ (.*) \}", rule)
+            vmap = re.fullmatch(r"meta (?:nfproto \. meta )?l4proto vmap \{ (.*) \}", rule)
             gate = re.fullmatch(r"(\w+) dport .* jump (\w+)", rule)
             if vmap:
-                targets = dict(re.findall(r"(\w+) : jump (\w+)", vmap.group(1)))
+                # an IPv4 packet's chain for the protocol (the map keys family . protocol, or protocol alone)
+                targets = {p: chain for family, p, chain in re.findall(r"(?:ipv(\d) \. )?(\w+) : jump (\w+)",
+                                                                        vmap.group(1)) if family in ("", "4")}
                 total += walk(targets[proto], proto, worst) if proto in targets else 0
             elif gate and worst and gate.group(1) == proto:
                 total += walk(gate.group(2), proto, worst)
@@ -287,7 +290,7 @@ def nft_shape(path: Path) -> dict[str, Any]:
             "walk": {mode: {hook: max(walk(chain, proto, mode == "worst") for proto in PROTOCOLS)
                             for hook, chain in base.items()} for mode in ("other port", "worst")},
             "named sets": len(re.findall(r"^\s*set \S+ \{", text, re.M)),
-            "anonymous sets": len(re.findall(r"\{ [^}]*, [^}]*\}", text)) - len(re.findall(r"vmap \{", text))}
+            "anonymous sets": len(re.findall(r"(?<!= )\{ [^}]*, [^}]*\}", text)) - len(re.findall(r"vmap \{", text))}
 
 
 # --------------------------------------------------------------------------- main

@@ -127,3 +127,32 @@ def write(n: int, folder: Path) -> Path:
             yaml.safe_dump({"entries": data["entries"][k:k + chunk]}, allow_unicode=True, sort_keys=False),
             encoding="utf-8")
     return folder
+
+
+class _NoAliases(yaml.SafeDumper):
+    """Knowledge files refuse YAML aliases: write shared objects out in full."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
+def replicate(source: Path, times: int, folder: Path) -> Path:
+    """The shipped knowledge `times` over: copy k renames every entry and pattern id with the suffix `-xK`;
+    the home network, port classes and IP lists are written once (patterns refer to them by name)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        entries = data.pop("entries", [])
+        if data:
+            (folder / f"shared-{path.name}").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False),
+                                                        encoding="utf-8")
+        copies = []
+        for k in range(times):
+            for entry in entries:
+                copies.append({**entry, "id": f"{entry['id']}-x{k}",
+                               "patterns": [{**p, "id": f"{p['id']}-x{k}", "title": f"{p['title']} (copy {k})"}
+                                            for p in entry["patterns"]]})
+        if copies:
+            (folder / path.name).write_text(yaml.dump({"entries": copies}, Dumper=_NoAliases, allow_unicode=True,
+                                                      sort_keys=False), encoding="utf-8")
+    return folder

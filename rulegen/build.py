@@ -113,9 +113,12 @@ NEUTRAL_DATE = "1970-01-01"
 
 
 def render_targets(plans: dict[str, list[Plan]], stamps: dict[str, Stamp], env: SandboxedEnvironment,
-                   kb: KnowledgeBase, targets: Sequence[str]) -> list[Artifact]:
+                   kb: KnowledgeBase, targets: Sequence[str],
+                   deploy: firewall.Deploy = firewall.DEFAULT_DEPLOY) -> list[Artifact]:
+    """The selected targets' files; `deploy` places the firewall targets' hooks (no pattern's rules change)."""
     return [artifact for target in targets
-            for artifact in MODULES[target].render([p for p in plans[target] if p.expressed], stamps, env, kb)]
+            for artifact in MODULES[target].render([p for p in plans[target] if p.expressed], stamps, env, kb,
+                                                   **({"deploy": deploy} if target in FIREWALLS else {}))]
 
 
 def fingerprints(plans: dict[str, list[Plan]], env: SandboxedEnvironment, kb: KnowledgeBase) -> dict[str, str]:
@@ -204,13 +207,16 @@ class Compiled:
     artifacts: list[Artifact]
     rows: list[dict]
     env: SandboxedEnvironment
+    firewall: dict | None = None  # how the firewall targets were built (policy, wan_if, hook); None: not built
 
 
 def compile_rules(knowledge: Sequence[Path], templates_dir: Path, targets: Sequence[str],
-                  targets_named: bool = False, policy: str | None = None) -> Compiled:
+                  targets_named: bool = False, policy: str | None = None,
+                  deploy: firewall.Deploy = firewall.DEFAULT_DEPLOY) -> Compiled:
     """Knowledge -> plans -> lock (in memory: a new pattern gets the SID a build would reserve) -> rules.
     `policy`: the firewall response for every pattern the firewalls express; the lock's fingerprints (so
-    the revs) stay those of the knowledge's own responses."""
+    the revs) stay those of the knowledge's own responses. `deploy`: where the firewall hooks sit, also
+    outside the fingerprints."""
     kb = load_knowledge(knowledge)
     env = make_environment(templates_dir)
     plans = plan_all(kb, policy)
@@ -224,23 +230,25 @@ def compile_rules(knowledge: Sequence[Path], templates_dir: Path, targets: Seque
         # a deployment policy is no change to a rule: fingerprint what the knowledge itself says
         prints = fingerprints(plan_all(kb) if policy else plans, env, kb)
         changes = lock.update([p.id for p in kb.patterns], prints, today(), [p.id for p in kb.disabled])
-        artifacts = render_targets(plans, lock.stamps(), env, kb, selected)
+        artifacts = render_targets(plans, lock.stamps(), env, kb, selected, deploy)
     except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
         raise render_errors(exc, templates_dir) from None
     rows = coverage(plans, artifacts, lock, kb, selected)
-    return Compiled(kb, selected, plans, lock, lock.dumps() != before, changes, artifacts, rows, env)
+    recorded = {"policy": policy, **deploy.record()} if set(selected) & set(FIREWALLS) else None
+    return Compiled(kb, selected, plans, lock, lock.dumps() != before, changes, artifacts, rows, env, recorded)
 
 
 def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets: Sequence[str],
           frozen: bool = False, validate: bool = True, save_lock: bool = True,
-          targets_named: bool = False, siem_backends: Sequence[str] = (), policy: str | None = None) -> BuildResult:
+          targets_named: bool = False, siem_backends: Sequence[str] = (), policy: str | None = None,
+          deploy: firewall.Deploy = firewall.DEFAULT_DEPLOY) -> BuildResult:
     """Run the whole build. `targets_named`: the user chose the targets, so one that can express
     none of the patterns is an input error. Nothing is written unless every step before writing succeeded:
     the new out/ is staged beside the old one, validated there, and only then swapped in. `siem_backends`: also
-    convert the Sigma rules into out/siem/<backend>/. `policy`: see compile_rules."""
+    convert the Sigma rules into out/siem/<backend>/. `policy`, `deploy`: see compile_rules."""
     if siem_backends and "sigma" not in targets:
         raise siem.SiemInputError("--siem converts the Sigma rules: build the sigma target too (-t sigma)")
-    compiled = compile_rules(knowledge, templates_dir, targets, targets_named, policy)
+    compiled = compile_rules(knowledge, templates_dir, targets, targets_named, policy, deploy)
     lock, changes, artifacts = compiled.lock, compiled.changes, compiled.artifacts
     if frozen and compiled.lock_changed:
         detail = ", ".join(f"{len(v)} {k}" for k, v in
@@ -255,7 +263,7 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
     files = {a.path: a.content for a in artifacts}
     siem_summary = {c.backend: c.summary("sigma/", "siem/") for c in conversions}
     files["manifest.json"] = manifest(artifacts, compiled.rows, compiled.targets, __version__,
-                                      siem=siem_summary or None).encode()
+                                      siem=siem_summary or None, firewall=compiled.firewall).encode()
     staging = stage(out_dir, files)
     reports: list[FileReport] = []
     try:

@@ -23,8 +23,8 @@ from rulegen.knowledge import default_knowledge_dir
 from rulegen.model import KnowledgeBase
 from rulegen.render import default_templates_dir
 from rulegen.targets import TARGETS
-from rulegen.targets.firewall import POLICIES
-from rulegen.validate import FORMATS, problems
+from rulegen.targets.firewall import HOOK_PLACES, POLICIES, Deploy
+from rulegen.validate import FORMATS, grouped, notes, problems, refusals, suggestions
 from rulegen.validate import validate as run_validate
 from rulegen.validate.base import FileReport
 
@@ -101,9 +101,15 @@ def _print_conversions(conversions: list[siem.Conversion], siem_dir: Path, rules
 @click.option("--policy", type=click.Choice(POLICIES), default=None,
               help="Firewall response for every pattern iptables and nftables express, instead of the "
                    "knowledge's (alert-only patterns stay out of the firewall).")
+@click.option("--wan-if", "wan_if", multiple=True, metavar="IF",
+              help="Interface whose packets the iptables and nftables hooks act on, repeatable (default: every "
+                   "interface but lo).")
+@click.option("--hook", type=click.Choice(HOOK_PLACES), default="insert", show_default=True,
+              help="insert: the firewall hooks come before the site's own filter rules; append: after them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, target: tuple[str, ...],
-          siem_names: tuple[str, ...], frozen: bool, no_validate: bool, policy: str | None, as_json: bool) -> None:
+          siem_names: tuple[str, ...], frozen: bool, no_validate: bool, policy: str | None, wan_if: tuple[str, ...],
+          hook: str, as_json: bool) -> None:
     """Build out/ from the knowledge base: Suricata rules and sid-msg.map, Sigma rules,
     iptables/ip6tables-restore files and an nftables table, plus manifest.json and REPORT.html
     (the knowledge and its rules as one self-contained web page).
@@ -116,9 +122,13 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
     backends = _siem_backends(siem_names)
     roots = _knowledge_roots(knowledge)
     try:
+        deploy = Deploy(tuple(dict.fromkeys(wan_if)), hook)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--wan-if") from None
+    try:
         result = run_build(roots, templates or default_templates_dir(), out_dir, targets, frozen=frozen,
                            validate=not no_validate, targets_named=bool(target), siem_backends=backends,
-                           policy=policy)
+                           policy=policy, deploy=deploy)
     except ValidationFailed as exc:
         _print_reports(exc.reports, err=True)
         click.echo(f"rulegen build: {exc}", err=True)
@@ -240,25 +250,60 @@ def convert(sigma_dir: Path, out_dir: Path, siem_names: tuple[str, ...], templat
               help="Force the input format instead of detecting it from the extension and content.")
 @click.option("--lint/--no-lint", default=True, show_default=True,
               help="Run suricata-check's quality checks (WARNING and above) on Suricata files, when installed.")
+@click.option("--strict", is_flag=True,
+              help="Fail (exit 1) on the linters' suggestions too, and list each of them, as rulegen's own build does.")
+@click.option("--sigma-config", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A sigma-cli validation config (`sigma check --validation-config`) choosing the Sigma validators "
+                   "and per-rule exclusions, e.g. SigmaHQ's tests/sigma_cli_conf.yml.")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
-def validate(paths: tuple[Path, ...], forced: str | None, lint: bool, as_json: bool) -> None:
+def validate(paths: tuple[Path, ...], forced: str | None, lint: bool, strict: bool, sigma_config: Path | None,
+             as_json: bool) -> None:
     """Validate rule files or folders (default: out/) in the real engines, falling back to built-in
     checks where an engine is missing or needs root (RULEGEN_REQUIRE_ENGINES=1 makes that an error).
 
-    Prints `path:line: [engine] message (entry: ID)` per problem. Exit 0 clean, 1 problems, 2 bad input.
+    What an engine refuses (a syntax error; an engine that fails, is killed or runs past RULEGEN_ENGINE_TIMEOUT
+    seconds, 600 by default) fails the file and prints as `path:line: [engine] message (entry: ID)`. What a
+    linter suggests (suricata-check, pySigma's and SigmaHQ's validators) is counted by code, and fails only
+    with --strict. Notes (an ATT&CK tag newer than the shipped ATT&CK data) fail nothing. Exit 0 clean, 1 a
+    file failed, 2 bad input.
     """
     try:
-        reports = run_validate(list(paths) or [Path("out")], forced, lint=lint)
+        reports = run_validate(list(paths) or [Path("out")], forced, lint=lint, sigma_config=sigma_config)
     except RulegenError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    found = problems(reports)
+    found = problems(reports, strict)
+    failed = sorted({f.path for f in found})
     if as_json:
-        click.echo(json.dumps({"files": [asdict(r) for r in reports], "problems": len(found)}, indent=2))
+        click.echo(json.dumps({
+            "files": [asdict(r) for r in reports], "strict": strict, "problems": len(found), "failed_files": failed,
+            "engine_errors": len(refusals(reports)), "lint": [g.as_dict() for g in grouped(suggestions(reports))],
+            "notes": [g.as_dict() for g in grouped(notes(reports))]}, indent=2))
     else:
-        _print_reports(reports)
-        click.echo(f"{len(reports)} file(s), {len(found)} problem(s)")
+        _print_validation(reports, strict)
     sys.exit(1 if found else 0)
+
+
+def _print_validation(reports: list[FileReport], strict: bool) -> None:
+    """Engine refusals one by one; lint and notes grouped by code (one by one too under --strict)."""
+    for finding in problems(reports, strict):
+        click.echo(str(finding))
+    for title, groups in ((f"lint ({'fails under --strict' if strict else 'suggestions: exit 1 only with --strict'})",
+                           grouped(suggestions(reports))), ("notes (fail nothing)", grouped(notes(reports)))):
+        if groups:
+            click.echo(f"{title}:")
+        for g in groups:
+            click.echo(f"  {g.code} [{g.engine}]: {g.count} in {len(g.files)} file(s), e.g. {g.example}")
+    for report in reports:
+        errors = len(refusals([report]))
+        lint = len(suggestions([report]))
+        state = f"FAILED, {errors} engine error(s)" if errors else ("FAILED" if strict and lint else "ok")
+        extra = f", {lint} lint" if lint else ""
+        click.echo(f"{report.path}: {report.format}: {state}{extra}; checked by: {', '.join(report.checked_by)}")
+    failed = {f.path for f in problems(reports, strict)}
+    click.echo(f"{len(reports)} file(s), {len(failed)} failed: {len(refusals(reports))} engine error(s), "
+               f"{len(suggestions(reports))} lint finding(s){' (strict)' if strict else ''}, "
+               f"{len(notes(reports))} note(s)")
 
 
 @main.command()

@@ -19,10 +19,11 @@ def sha256(content: bytes) -> str:
 
 
 def manifest(artifacts: list[Artifact], patterns: list[dict[str, Any]], targets: list[str],
-             version: str, siem: dict[str, Any] | None = None) -> str:
+             version: str, siem: dict[str, Any] | None = None, firewall: dict[str, Any] | None = None) -> str:
     """manifest.json: one artifact or pattern a line, so a diff of two builds reads line by line (and the
     JSON encoder's C path does the work: `indent` would switch it to the slow pure-Python one).
-    `siem`: per SIEM backend, what its conversion of the Sigma rules gave (queries, embedded, skipped)."""
+    `siem`: per SIEM backend, what its conversion of the Sigma rules gave (queries, embedded, skipped).
+    `firewall`: how the firewall targets were built (`--policy`, `--wan-if`, `--hook`)."""
     artifact_rows = [{"path": a.path, "sha256": sha256(a.content), "patterns": sorted(set(a.patterns))}
                      for a in sorted(artifacts, key=lambda a: a.path)]
 
@@ -30,6 +31,7 @@ def manifest(artifacts: list[Artifact], patterns: list[dict[str, Any]], targets:
         return "[\n" + ",\n".join(f"    {json.dumps(i, ensure_ascii=False)}" for i in items) + "\n  ]"
 
     siem_part = f',\n  "siem": {json.dumps(siem, ensure_ascii=False)}' if siem else ""
+    siem_part += f',\n  "firewall": {json.dumps(firewall)}' if firewall else ""
     return (f'{{\n  "generator": {json.dumps(f"rulegen {version}")},\n  "targets": {json.dumps(targets)},\n'
             f'  "artifacts": {rows(artifact_rows)},\n  "patterns": {rows(patterns)}{siem_part}\n}}\n')
 

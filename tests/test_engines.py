@@ -16,6 +16,7 @@ from sigma.backends.splunk import SplunkBackend
 from sigma.collection import SigmaCollection
 
 from rulegen.targets.suricata import CLASSTYPES
+from rulegen.validate.firewall import with_ipsets
 
 SURICATA_CONFIG = Path("/etc/suricata/suricata.yaml")
 
@@ -45,8 +46,12 @@ def test_suricata_classtypes_are_in_the_engines_classification_config(built):
 @pytest.mark.parametrize("tool,path", [("iptables-restore", "iptables/rulegen.rules"),
                                        ("ip6tables-restore", "iptables/rulegen6.rules")])
 def test_iptables_restore_accepts(built, tool, path):
+    """In a throwaway namespace that has the ipsets of rulegen.ipset (the home sets the rules match)."""
     need_root()
-    result = subprocess.run([need(tool), "--test", str(built / path)], capture_output=True, text=True, timeout=60)
+    wrapper = with_ipsets(built / path, [], "inet")
+    assert wrapper, "needs ipset and unshare"
+    result = subprocess.run([*wrapper, need(tool), "--test", str(built / path)], capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode == 0, result.stderr
 
 

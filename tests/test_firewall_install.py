@@ -1,8 +1,8 @@
 """The firewall output as an admin installs it (issue 5, part 3): IP lists as ipsets and nft sets, reload and
 remove in network namespaces, and `--policy log|drop|reject`.
 
-A small knowledge lists the proof's peer address 10.231.0.2 (not its IPv6 address), so a packet from a listed
-source and one from an unlisted source travel between the namespaces of rulegen.prove.firewall.
+A small knowledge lists the proof's inside peer address 10.231.0.2 (not its IPv6 address), so a packet from a
+listed source and one from an unlisted source travel between the namespaces of rulegen.prove.firewall.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from rulegen.prove import firewall
 from rulegen.targets.firewall import with_policy
 from rulegen.validate.firewall import builtin_ipset
 
-LISTED, UNLISTED = "10.231.0.2", "fd00:231::2"  # the peer's addresses in the proof's namespaces
+LISTED, UNLISTED = "10.231.0.2", "fd00:231::2"  # the peer's inside addresses in the proof's namespaces
 LIST_PORT, DROP_PORT, LOG_PORT = 4444, 4446, 4447
 
 KNOWLEDGE = '''ip_lists:
@@ -103,8 +103,12 @@ def _state(ns: str) -> dict[str, str]:
             "ipset": "\n".join(sorted(re.sub(r" initval 0x[0-9a-f]+", "", _in(ns, "ipset", "save")).splitlines()))}
 
 
-def _probe(ns: dict[str, str], family: int, transport: str, dport: int) -> str:
-    probe = firewall.Probe(f"t{family}{transport}{dport}", "t", family, transport, "in", 41000 + dport % 1000, dport)
+def _probe(ns: dict[str, str], family: int, transport: str, dport: int, src: str = "inside") -> str:
+    """One probe from the peer (its inside or outside address) to the host, or over loopback (`loopback`,
+    or `host`: the host to its own address); its outcome."""
+    way, dst = ("lo", src) if src in ("loopback", "host") else ("in", "host")
+    probe = firewall.Probe(f"t{family}{transport}{dport}{src}", "t", family, transport, way, 41000 + dport % 1000,
+                           dport, src, dst)
     return firewall.run_probes(ns, [probe])[probe.key]["outcome"]
 
 
@@ -157,7 +161,7 @@ def test_iptables_ipset_install_reload_and_remove(built_lists):
         assert _state(host) == once
         for family in ("iptables", "ip6tables"):
             assert once[family].count('"rulegen hook"') == 3
-        assert len(re.findall(r"^create rg-", once["ipset"], re.M)) == 2
+        assert len(re.findall(r"^create rg-", once["ipset"], re.M)) == 4  # home and lab-peers, per family
         assert re.findall(r"^add rg-lab_peers-4 (\S+)$", once["ipset"], re.M) == ["10.231.0.2", "192.0.2.0/24"]
         assert _probe(ns, 4, "tcp", LIST_PORT) == "timeout"
         assert _probe(ns, 6, "tcp", LIST_PORT) == "answered"
@@ -206,11 +210,13 @@ def test_the_proof_covers_a_listed_source(built_lists, tmp_path):
     """rulegen's own proof sends from the listed peer address, and only in the family the list takes in."""
     _tools()
     kb = load_knowledge([built_lists.parent / "k"])
-    proofs = {(p.target, p.pattern): p for p in firewall.prove(kb, built_lists, tmp_path)}
+    proofs = {(p.target, p.pattern, p.side): p for p in firewall.prove(kb, built_lists, tmp_path)}
     for target in firewall.TARGETS:
-        proof = proofs[(target, "odd-from-listed-peer")]
+        proof = proofs[(target, "odd-from-listed-peer", "fires")]
         assert proof.proven and not proof.skipped, proof.detail
-        assert "v4 in tcp" in proof.detail and "v6" not in proof.detail
+        assert "v4 tcp inside>host" in proof.detail and "v6" not in proof.detail
+        quiet = proofs[(target, "odd-from-listed-peer", "quiet")]  # the list, not the direction, says who
+        assert quiet.proven and "outside>host" in quiet.detail, quiet.detail
 
 
 def test_policy_log_turns_every_verdict_into_log(tmp_path):
@@ -223,7 +229,7 @@ def test_policy_log_turns_every_verdict_into_log(tmp_path):
     for target in firewall.TARGETS:
         with firewall.namespaces() as ns:
             firewall._load(target, ns["host"], out)
-            assert _probe(ns, 4, "tcp", DROP_PORT) == "answered"
+            assert _probe(ns, 4, "tcp", DROP_PORT, "outside") == "answered"
             assert _counted(target, ns["host"], "odd-plain-drop", "log") >= 1
 
 
@@ -281,6 +287,7 @@ def test_selftest_proves_the_shipped_knowledge_under_a_policy(policy):
     result = run_rulegen("selftest", "-t", "iptables,nftables", "--policy", policy)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     for target in firewall.TARGETS:
-        assert re.search(rf"^{target}: \d+ proven, 0 not proven, 0 skipped$", result.stdout, re.M)
+        assert re.search(rf"^{target}: fires: [1-9]\d* proven, 0 not proven, 0 skipped; "
+                         rf"stays quiet: [1-9]\d* proven, 0 not proven, 0 skipped$", result.stdout, re.M)
     if policy == "log":
         assert "counted" in result.stdout and not re.search(r"(DROP|REJECT) counted", result.stdout)

@@ -1,12 +1,14 @@
-"""The iptables and nftables output proven on live traffic between two network namespaces (issue 4, item 4).
+"""The iptables and nftables output proven on live traffic between two network namespaces (issue 4, item 4;
+issue 11: quiet from home and over loopback).
 
-One test case per pattern that a firewall target expresses: a new pattern in the knowledge is a new
-case here, with no new code. The proof itself runs once per target for the whole session.
+Two test cases per pattern that a firewall target expresses (fires, quiet): a new pattern in the knowledge
+is new cases here, with no new code. The proof itself runs once per target for the whole session.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -19,6 +21,7 @@ from rulegen.prove import firewall
 
 _PLANS = plan_all(load_knowledge([default_knowledge_dir()]))
 CASES = [(target, p.pattern.id) for target in firewall.TARGETS for p in _PLANS[target] if p.expressed]
+SIDES = ("fires", "quiet")
 ENGINE = {"iptables": "iptables-restore", "nftables": "nft"}
 
 
@@ -31,7 +34,7 @@ def _left_over() -> list[str]:
 
 @pytest.fixture(scope="session")
 def firewall_proofs(built, kb, tmp_path_factory):
-    """target -> {pattern id: Proof}, one proof run per target, on first use."""
+    """target -> {(pattern id, side): Proof}, one proof run per target, on first use."""
     runs: dict[str, dict] = {}
 
     def get(target: str) -> dict:
@@ -40,7 +43,7 @@ def firewall_proofs(built, kb, tmp_path_factory):
         need(ENGINE[target])
         if target not in runs:
             work = tmp_path_factory.mktemp(f"prove-{target}")
-            runs[target] = {p.pattern: p for p in firewall.prove(kb, built, work, (target,))}
+            runs[target] = {(p.pattern, p.side): p for p in firewall.prove(kb, built, work, (target,))}
             assert not _left_over(), "the proof run left its namespaces behind"
         return runs[target]
 
@@ -65,23 +68,47 @@ def test_every_expressed_pattern_has_a_case(manifest):
 
 
 @pytest.mark.parametrize("target,pattern", CASES, ids=[f"{t}:{p}" for t, p in CASES])
-def test_pattern_is_proven(firewall_proofs, target, pattern):
-    """Blocked ports get no answer, ident is refused with a RST, logged traffic passes, and the
+def test_pattern_fires(firewall_proofs, target, pattern):
+    """From outside: blocked ports get no answer, ident is refused with a RST, logged traffic passes, and the
     pattern's own LOG (and DROP / REJECT) rule counted the probe."""
-    _check(firewall_proofs(target).get(pattern))
+    _check(firewall_proofs(target).get((pattern, "fires")))
+
+
+@pytest.mark.parametrize("target,pattern", CASES, ids=[f"{t}:{p}" for t, p in CASES])
+def test_pattern_stays_quiet_from_home_and_over_loopback(firewall_proofs, target, pattern):
+    """The same probes from the peer's home address (inbound), to it (outbound), from outside (internal), and
+    over loopback (127.0.0.1, ::1, the host's own address) pass as without the firewall, and the pattern's
+    own rules count none of them."""
+    proof = firewall_proofs(target).get((pattern, "quiet"))
+    _check(proof)
+    assert "loopback>loopback" in proof.detail and "host>host" in proof.detail
+
+
+def test_every_expressed_pattern_is_proven_on_both_sides(manifest, firewall_proofs):
+    """The issue's bar: per firewall, every expressed pattern has a proven fires Proof and a proven quiet one;
+    every inbound pattern's quiet Proof includes the probe from a home address."""
+    kb_patterns = {p.pattern.id: p.pattern for p in _PLANS["iptables"]}
+    for target in firewall.TARGETS:
+        proofs = firewall_proofs(target)
+        expressed = {row["id"] for row in manifest["patterns"] if row["coverage"][target]["expressed"]}
+        missing = [(pid, side) for pid in sorted(expressed) for side in SIDES
+                   if not (proofs.get((pid, side)) and proofs[(pid, side)].proven)]
+        assert not missing, missing
+        inbound = [pid for pid in expressed if kb_patterns[pid].direction == "inbound"]
+        assert inbound and all("inside>host" in proofs[(pid, "quiet")].detail for pid in inbound)
 
 
 @pytest.mark.parametrize("target", firewall.TARGETS)
 def test_allowed_port_answers(firewall_proofs, target):
     """A port no pattern covers, with a listener, answers over TCP and UDP, IPv4 and IPv6, both ways."""
-    proof = firewall_proofs(target).get(firewall.ALLOWED)
+    proof = firewall_proofs(target).get((firewall.ALLOWED, "quiet"))
     _check(proof)
-    assert "v4 in tcp" in proof.detail and "v6 out udp" in proof.detail
+    assert "v4 tcp outside>host" in proof.detail and "v6 udp host>outside" in proof.detail
 
 
 def test_ident_is_refused_at_once_although_a_listener_waits(firewall_proofs):
     for target in firewall.TARGETS:
-        detail = firewall_proofs(target)["ident-inbound-reject"].detail
+        detail = firewall_proofs(target)[("ident-inbound-reject", "fires")].detail
         assert detail.count("refused in") == 2 and detail.count("without firewall answered") == 2, detail
 
 
@@ -97,11 +124,38 @@ def test_a_rule_that_does_not_fire_is_caught(built, kb, tmp_path):
     lines = [ln for ln in nft.read_text().splitlines()
              if not (" back-orifice-inbound-probe-tcp " in ln and "counter drop" in ln)]
     nft.write_text("\n".join(lines).replace("counter reject with tcp reset", "counter drop") + "\n")
-    proofs = {p.pattern: p for p in firewall.prove(kb, out, tmp_path / "work", ("nftables",))}
+    proofs = {p.pattern: p for p in firewall.prove(kb, out, tmp_path / "work", ("nftables",)) if p.side == "fires"}
     assert not proofs["back-orifice-inbound-probe-tcp"].proven
     assert "answered (want timeout" in proofs["back-orifice-inbound-probe-tcp"].detail
     assert not proofs["ident-inbound-reject"].proven
     assert proofs["subseven-1243-inbound-probe"].proven
+    assert not _left_over()
+
+
+@pytest.mark.parametrize("target", firewall.TARGETS)
+def test_a_rule_that_catches_home_or_loopback_is_caught(built, kb, tmp_path, target):
+    """The quiet proof is no rubber stamp either: rules without the home condition (the firewall before
+    issue 11) fail it for the home probes, and hooks that do not skip loopback fail it over loopback."""
+    need_root()
+    need("ip")
+    need(ENGINE[target])
+    out = tmp_path / "out"
+    shutil.copytree(built, out)
+    if target == "iptables":
+        for name in ("rulegen.rules", "rulegen6.rules"):
+            path = out / "iptables" / name
+            path.write_text(re.sub(r"-m set ! --match-set rg-home-\d src ", "", path.read_text())
+                            .replace("! -i lo ", "").replace("! -o lo ", ""))
+    else:
+        path = out / "nftables" / "rulegen.nft"
+        text = re.sub(r"ip6? saddr != @home[46] ", "", path.read_text())
+        path.write_text(text.replace('iifname "lo" return', "").replace('oifname "lo" return', ""))
+    proofs = {(p.pattern, p.side): p for p in firewall.prove(kb, out, tmp_path / "work", (target,))}
+    quiet = proofs[("subseven-1243-inbound-probe", "quiet")]
+    assert not quiet.proven
+    assert "FAILED v4 tcp inside>host" in quiet.detail and "FAILED v4 tcp loopback>loopback" in quiet.detail
+    assert "its rules counted" in quiet.detail
+    assert proofs[("subseven-1243-inbound-probe", "fires")].proven
     assert not _left_over()
 
 

@@ -54,13 +54,16 @@ def test_corpus_caught_at_the_line_by_engine_and_built_in(path):
     need({"nftables": "nft", "iptables": "iptables-restore", "suricata": "suricata"}[kind])
     expected = int(_header(path, "expect-line"))
     caught_by = _header(path, "caught-by") or "both"
-    code, engine_run = _validate("--format", kind, str(path))
+    code, engine_run = _validate("--strict", "--format", kind, str(path))
     assert code == 1
     assert expected in _bad_lines(engine_run), engine_run
+    lenient, _ = _validate("--format", kind, str(path))  # without --strict, only an engine's refusal fails
+    refused = any(f["kind"] == "engine" and f["line"] == expected for r in engine_run["files"] for f in r["findings"])
+    assert lenient == (1 if refused else 0), engine_run
     engine_lines = _bad_lines(engine_run, builtin=False)
     assert (expected in engine_lines) == (caught_by in ("both", "engine")), engine_run
     # engines switched off on purpose: not a missing engine, even where CI requires engines
-    code, builtin_run = _validate("--format", kind, str(path),
+    code, builtin_run = _validate("--strict", "--format", kind, str(path),
                                   env={"RULEGEN_DISABLE_ENGINES": ENGINE_NAMES[kind], "RULEGEN_REQUIRE_ENGINES": "0"})
     checked = builtin_run["files"][0]["checked_by"]
     assert any(c.startswith("built-in") for c in checked) and not any(c[0].isdigit() for c in checked)
@@ -76,7 +79,8 @@ def test_generated_output_validates_clean_with_engines(built):
     code, report = _validate(str(built))
     assert code == 0, json.dumps(report, indent=1)[:3000]
     formats = {f["format"] for f in report["files"]}
-    assert formats == {"suricata", "suricata-tarball", "sigma", "iptables", "ip6tables", "nftables"}
+    # the ipset file (the home sets rg-home-4 / -6) is always written now
+    assert formats == {"suricata", "suricata-tarball", "sigma", "iptables", "ip6tables", "ipset", "nftables"}
     for file in report["files"]:
         assert file["checked_by"], file["path"]
 
@@ -132,13 +136,17 @@ def test_a_broken_generated_line_names_file_line_sid_and_entry(built, tmp_path):
     assert finding["sid"] and finding["entry"] == "back-orifice"
 
 
-def test_unknown_classtype_is_an_error(tmp_path):
+def test_unknown_classtype_is_lint_that_fails_only_strict(tmp_path):
+    """Suricata loads a rule with an unknown classtype (it only warns): a lint finding, not a refusal."""
     need("suricata")
     path = tmp_path / "x.rules"
     path.write_text('alert tcp any any -> any 1 (msg:"x"; flow:to_server; classtype:no-such-class; '
                     'sid:1000001; rev:1;)\n')
-    code, report = _validate(str(path))
-    assert code == 1 and _bad_lines(report) == {1}
+    code, report = _validate("--no-lint", str(path))
+    assert code == 0 and _bad_lines(report) == {1}
+    assert report["engine_errors"] == 0 and [g["code"] for g in report["lint"]] == ["unknown-classtype"]
+    code, report = _validate("--no-lint", "--strict", str(path))
+    assert code == 1 and report["failed_files"] == [str(path)]
 
 
 def test_usage_errors_exit_2(tmp_path):

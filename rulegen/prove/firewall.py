@@ -1,29 +1,37 @@
-"""Prove the iptables and nftables output on live traffic between two network namespaces.
+"""Prove the iptables and nftables output on live traffic between two network namespaces: each pattern
+fires on its traffic, and stays quiet on the same traffic from home and over loopback.
 
-For each target, two namespaces (`rg-host-<pid>` and `rg-peer-<pid>`) are joined by a veth pair with
-addresses of their own (10.231.0.1/30 and 10.231.0.2/30, fd00:231::1/64 and ::2). Every probe runs
-twice, each time in fresh namespaces: once without a firewall (the control run: listeners answer,
-so an unanswered probe later is the firewall's doing) and once with the generated rules loaded into
-the host namespace. What to send and what must happen comes from each pattern's typed fields:
+For each target, two namespaces (`rg-host-<pid>` and `rg-peer-<pid>`) are joined by a veth pair. The host
+(the firewalled end) has home addresses (10.231.0.1/24, fd00:231::1/64); the peer has an outside address
+(documentation ranges 198.51.100.2, 2001:db8:231::2, with on-link routes both ways) and an inside one
+(10.231.0.2, fd00:231::2) that plays a home client. What to send and what must happen comes from each
+pattern's typed fields and the knowledge's home set:
 
 - `transport`, `src_ports`, `dst_ports` / `dst_ports_except`: a TCP connect or a UDP datagram from a
   fixed source port to one or more representative destination ports (the ends of each range);
-- `direction`: inbound, internal and broadcast probes go from the peer to the host (the input hook);
-  outbound probes go from the host to the peer (the output hook); `any` goes both ways;
-- `dst_net: broadcast`: a datagram to the veth subnet's broadcast address (IPv4 only);
+- `direction`: inbound, internal and broadcast probes go from the peer to the host (the input hook),
+  outbound ones from the host to the peer (the output hook); `any` goes both ways. The addresses are the
+  first pair (ENDS) the pattern takes in: from outside for inbound, from the inside address for internal,
+  to the outside address for outbound;
+- `dst_net: broadcast`: a datagram to the veth subnet's broadcast address 10.231.0.255 (IPv4 only);
+- `src_net` / `dst_net` as an IP list: only the namespace addresses the list takes in (a test knowledge
+  may list 10.231.0.2); none: the pattern is skipped;
 - `response`, together with every other expressed pattern that matches the same packet: drop means
   no answer within TIMEOUT, reject means an immediate refusal (TCP RST / ICMP port unreachable) where a
   listener would otherwise answer (no answer to a broadcast: the kernel sends no ICMP error about one),
   log means the probe fares as without the firewall (the listener answers; port 0 stays refused).
 
-- `src_net` / `dst_net` as an IP list: probes only in the families and directions whose namespace
-  addresses the list takes in (a test knowledge may list 10.231.0.2); none: the pattern is skipped.
-
-Each proof also reads the packet counters of the pattern's own rules (by the `rulegen <sid> <id>`
+A `fires` proof also reads the packet counters of the pattern's own rules (by the `rulegen <sid> <id>`
 comment, in any chain of the hook: RULEGEN-INPUT-*, input_*): the LOG rule, and for drop/reject the
-verdict rule, must have counted the probe. The forward hook would need a third, routed namespace and is not exercised.
+verdict rule, must have counted the probe. A `quiet` proof sends the look-alikes of the same probes: from
+(or to) the peer's other address where the pattern does not take it in, and over loopback inside the host
+(to 127.0.0.1 / ::1 and to the host's own address), keeping only those no expressed pattern matches. They
+run in a session of their own: each must fare as without the firewall, and the pattern's rules must count 0.
+Every session runs twice in fresh namespaces: without a firewall (the control: listeners answer, so a
+difference later is the firewall's doing) and with the generated rules loaded into the host namespace.
+The forward hook would need a third, routed namespace and is not exercised.
 
-Traffic never leaves the two namespaces. They are deleted again even when a probe fails.
+Traffic never leaves the namespaces. They are deleted again even when a probe fails.
 This module is also the probe helper itself: `python -m rulegen.prove.firewall listen|probe`,
 run inside a namespace with a JSON spec on stdin.
 """
@@ -45,20 +53,25 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rulegen.model import Detect, Direction, KnowledgeBase, Pattern, PortRange, Response
+from rulegen.model import Detect, Direction, KnowledgeBase, Net, Pattern, PortRange, Response
 from rulegen.prove import Proof
 from rulegen.targets import firewall as fw
 
 TARGETS = ("iptables", "nftables")
 TIMEOUT = 1.0  # seconds a probe waits for an answer; a dropped probe takes this long
 REFUSED_WITHIN = 0.5  # a reject must answer at once, well before TIMEOUT
-ADDR = {4: {"host": "10.231.0.1", "peer": "10.231.0.2", "prefix": 30, "any": "0.0.0.0"},
-        6: {"host": "fd00:231::1", "peer": "fd00:231::2", "prefix": 64, "any": "::"}}
-BROADCAST_V4 = "10.231.0.3"
+# host: the firewalled end (home). The peer has an outside address (documentation range) and an inside one
+# (home) on the same link; loopback and the host's own address (which also goes over lo) stay in the host.
+ADDR = {4: {"host": "10.231.0.1", "inside": "10.231.0.2", "outside": "198.51.100.2", "loopback": "127.0.0.1",
+            "prefix": 24, "any": "0.0.0.0"},
+        6: {"host": "fd00:231::1", "inside": "fd00:231::2", "outside": "2001:db8:231::2", "loopback": "::1",
+            "prefix": 64, "any": "::"}}
+OUTSIDE_NET = {4: "198.51.100.0/24", 6: "2001:db8:231::/64"}
+BROADCAST_V4 = "10.231.0.255"  # the veth subnet's directed broadcast
 ALLOWED = "allowed-traffic"  # pseudo pattern: a port no pattern covers, with a listener, must answer
 FIRST_FREE_PORT = 8080  # where the search for an allowed port starts
 FIRST_SOURCE_PORT = 40000  # probes without a fixed source port get their own from here on
@@ -67,7 +80,11 @@ CMD_TIMEOUT = 30  # seconds for any one ip / iptables / nft command
 HELPER_TIMEOUT = 60  # seconds for one probe run inside a namespace
 TOOLS = ("ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft", "ipset")
 HOOK_OF_CHAIN = re.compile(r"^(?:RULEGEN-(INPUT|FORWARD|OUTPUT)(?:-\S+)?|(input|forward|output)(?:_\w+)?)$")
-WAYS = {"in": ("peer", "host", "input"), "out": ("host", "peer", "output")}  # client, listener, hook
+# way -> (client namespace, listener namespace, hook); over loopback no hook of rulegen's sees the packet
+WAYS = {"in": ("peer", "host", "input"), "out": ("host", "peer", "output"), "lo": ("host", "host", "lo")}
+# way -> the (source, destination) roles a probe can take, the first the pattern matches firing, the rest quiet
+ENDS = {"in": (("outside", "host"), ("inside", "host")), "out": (("host", "outside"), ("host", "inside")),
+        "lo": (("loopback", "loopback"), ("host", "host"))}
 
 
 @dataclass(frozen=True)
@@ -76,9 +93,11 @@ class Probe:
     pattern: str
     family: int
     transport: str
-    way: str  # in: peer -> host (input hook); out: host -> peer (output hook)
+    way: str  # in: peer -> host (input hook); out: host -> peer (output hook); lo: host -> host over loopback
     sport: int
     dport: int
+    src: str = ""  # the role of each end: outside, inside, host, loopback
+    dst: str = ""
     broadcast: bool = False
 
     @property
@@ -86,27 +105,29 @@ class Probe:
         return WAYS[self.way][2]
 
     @property
-    def src(self) -> str:
-        return ADDR[self.family][WAYS[self.way][0]]
+    def src_addr(self) -> str:
+        return ADDR[self.family][self.src]
 
     @property
-    def dst(self) -> str:
-        return BROADCAST_V4 if self.broadcast else ADDR[self.family][WAYS[self.way][1]]
+    def dst_addr(self) -> str:
+        return BROADCAST_V4 if self.broadcast else ADDR[self.family][self.dst]
 
     def label(self) -> str:
-        return (f"v{self.family} {self.way} {self.transport} {self.sport}>"
-                f"{'bcast:' if self.broadcast else ''}{self.dport}")
+        return (f"v{self.family} {self.transport} {self.src}>{'broadcast' if self.broadcast else self.dst} "
+                f"{self.sport}>{self.dport}")
 
 
 @dataclass
 class Case:
-    """What one proof sends, for one pattern (or the allowed-traffic check)."""
+    """What one pattern's proofs send (or the allowed-traffic check's): `probes` must meet the pattern's
+    verdict, `quiet` (the same probes from home, over loopback, ...) must pass as without the firewall."""
 
     pattern: str
     sid: int | None
     response: str
     probes: list[Probe]
     skipped: str | None = None
+    quiet: list[Probe] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- what the knowledge says
@@ -116,27 +137,38 @@ def _in_ranges(port: int, ranges: tuple[PortRange, ...]) -> bool:
     return any(r.low <= port <= r.high for r in ranges)
 
 
-def _net_matches(net: Any, address: str, broadcast: bool, kb: KnowledgeBase) -> bool:
+def _in_nets(address: str, nets: tuple[str, ...]) -> bool:
+    ip = ipaddress.ip_address(address)
+    return any(ip.version == ipaddress.ip_network(n).version and ip in ipaddress.ip_network(n) for n in nets)
+
+
+def _net_matches(net: Net, other: Net, address: str, broadcast: bool, kb: KnowledgeBase) -> bool:
+    """Whether an address on one side meets the knowledge's word for that side (`other`: the other side).
+    external: outside home; home: in home when the other side is home too (internal), else open."""
     if net.kind == "broadcast":
         return broadcast
     if net.kind == "list":
         items = kb.ip_lists[net.list_id].addresses
         if not items:
             return True  # an empty list constrains nothing (targets.firewall.addresses)
-        ip = ipaddress.ip_address(address)
-        inside = any(ip.version == ipaddress.ip_network(a).version and ip in ipaddress.ip_network(a) for a in items)
-        return inside != net.negated
-    return True  # home / external / any: a packet filter rule carries no address for them
+        return _in_nets(address, items) != net.negated
+    if net.kind == "external":
+        return not _in_nets(address, kb.home.addresses)
+    if net.kind == "home" and other.kind == "home":
+        return _in_nets(address, kb.home.addresses)
+    return True
 
 
 def matches(pattern: Pattern, kb: KnowledgeBase, transport: str, hook: str, sport: int, dport: int,
             src: str, dst: str, broadcast: bool = False, new: bool = True) -> bool:
-    """Whether the knowledge says this packet is the pattern's (as a packet filter sees the pattern)."""
+    """Whether the knowledge says this packet is the pattern's (as a packet filter sees the pattern).
+    Loopback (hook "lo") is no pattern's."""
     if pattern.transport != transport or hook not in fw.HOOKS[pattern.direction]:
         return False
     if pattern.detect is Detect.PROBE and not new:
         return False
-    if not (_net_matches(pattern.src_net, src, False, kb) and _net_matches(pattern.dst_net, dst, broadcast, kb)):
+    if not (_net_matches(pattern.src_net, pattern.dst_net, src, False, kb)
+            and _net_matches(pattern.dst_net, pattern.src_net, dst, broadcast, kb)):
         return False
     if pattern.src_ports and not _in_ranges(sport, pattern.src_ports):
         return False
@@ -148,11 +180,11 @@ def matches(pattern: Pattern, kb: KnowledgeBase, transport: str, hook: str, spor
 def _matching(probe: Probe, patterns: list[Pattern], kb: KnowledgeBase, reply: bool = False) -> list[Pattern]:
     """Patterns matching the probe's first packet, or (reply=True) the answer travelling back."""
     if reply:
-        hook = "output" if probe.way == "in" else "input"
+        hook = {"in": "output", "out": "input", "lo": "lo"}[probe.way]
         return [p for p in patterns if matches(p, kb, probe.transport, hook, probe.dport, probe.sport,
-                                               ADDR[probe.family][WAYS[probe.way][1]], probe.src, new=False)]
+                                               ADDR[probe.family][probe.dst], probe.src_addr, new=False)]
     return [p for p in patterns if matches(p, kb, probe.transport, probe.hook, probe.sport, probe.dport,
-                                           probe.src, probe.dst, probe.broadcast)]
+                                           probe.src_addr, probe.dst_addr, probe.broadcast)]
 
 
 def expected(probe: Probe, patterns: list[Pattern], kb: KnowledgeBase) -> tuple[str, list[Pattern]]:
@@ -200,26 +232,39 @@ class _Ports:
         return self.next - 1
 
 
-def _free_dport(pattern: Pattern | None, transport: str, family: int, way: str, sport: int,
+def _free_dport(pattern: Pattern | None, transport: str, family: int, ends: tuple[str, str], way: str, sport: int,
                 patterns: list[Pattern], kb: KnowledgeBase, start: int) -> int | None:
     """A destination port that `pattern` matches (None: that no pattern matches) and no other pattern does."""
     for port in range(start, 65536):
-        probe = Probe("", "", family, transport, way, sport, port)
+        probe = Probe("", "", family, transport, way, sport, port, *ends)
         hits = {h.id for h in _matching(probe, patterns, kb) + _matching(probe, patterns, kb, reply=True)}
         if hits == ({pattern.id} if pattern else set()):
             return port
     return None
 
 
+def _quiet(probe: Probe, patterns: list[Pattern], kb: KnowledgeBase) -> list[Probe]:
+    """The look-alikes of a firing probe: the same ports from (or to) the peer's other address when the
+    pattern does not take that address in, and over loopback (to 127.0.0.1 / ::1 and to the host's own
+    address). Only those no expressed pattern matches: each must pass as without the firewall."""
+    pattern = next(p for p in patterns if p.id == probe.pattern)
+    looks = [replace(probe, src=src, dst=dst) for src, dst in ENDS[probe.way] if (src, dst) != (probe.src, probe.dst)]
+    looks = [q for q in looks if not _matching(q, [pattern], kb)]
+    looks += [replace(probe, way="lo", src=src, dst=dst, broadcast=False) for src, dst in ENDS["lo"]]
+    return [replace(q, key=f"{q.pattern}|quiet|v{q.family}|{q.way}|{q.src}>{q.dst}|{q.transport}|{q.sport}>{q.dport}")
+            for q in looks if not (_matching(q, patterns, kb) or _matching(q, patterns, kb, reply=True))]
+
+
 def plan_cases(kb: KnowledgeBase, expressed: dict[str, int]) -> list[Case]:
-    """One Case per expressed pattern (id -> sid), in knowledge order, plus the allowed-traffic check."""
+    """One Case per expressed pattern (id -> sid), in knowledge order, plus the allowed-traffic check.
+    A firing probe goes between the first pair of addresses (ENDS) the pattern takes in: from outside for
+    inbound, from the peer's home address for internal, to the outside address for outbound."""
     patterns = [p for p in kb.patterns if p.id in expressed]
     ports = _Ports(patterns)
     cases = []
     for pattern in patterns:
         case = Case(pattern.id, expressed[pattern.id], pattern.response.value, [])
         cases.append(case)
-        lists = [n.list_id for n in (pattern.src_net, pattern.dst_net) if n.kind == "list"]
         if pattern.src_net.kind == "broadcast":
             case.skipped = "a broadcast source address cannot be sent from a socket"
             continue
@@ -228,35 +273,35 @@ def plan_cases(kb: KnowledgeBase, expressed: dict[str, int]) -> list[Case]:
         sports = _representatives(pattern.src_ports)
         for way in _ways(pattern):
             for family in families:
-                client, server = (ADDR[family][WAYS[way][0]], ADDR[family][WAYS[way][1]])
-                if lists and not (_net_matches(pattern.src_net, client, False, kb)
-                                  and _net_matches(pattern.dst_net, server, broadcast, kb)):
-                    continue  # the IP list does not take in this namespace address: no probe can match
-                if pattern.dst_ports:
-                    dports: list[int | None] = list(_representatives(pattern.dst_ports))
-                else:
-                    dports = [None]
+                ends = next(((src, dst) for src, dst in ENDS[way]
+                             if _net_matches(pattern.src_net, pattern.dst_net, ADDR[family][src], False, kb)
+                             and _net_matches(pattern.dst_net, pattern.src_net,
+                                              BROADCAST_V4 if broadcast else ADDR[family][dst], broadcast, kb)), None)
+                if ends is None:
+                    continue  # no namespace address is the pattern's (an IP list elsewhere, a home without them)
+                dports: list[int | None] = list(_representatives(pattern.dst_ports)) if pattern.dst_ports else [None]
                 for i, dport in enumerate(dports):
                     sport = sports[i % len(sports)] if sports else ports.take()
                     if dport is None:
-                        dport = _free_dport(pattern, pattern.transport, family, way, sport, patterns, kb, 20000)
+                        dport = _free_dport(pattern, pattern.transport, family, ends, way, sport, patterns, kb, 20000)
                         if dport is None:
                             case.skipped = "no destination port matches this pattern alone"
                             break
                     key = f"{pattern.id}|v{family}|{way}|{pattern.transport}|{sport}>{dport}"
                     case.probes.append(Probe(key, pattern.id, family, pattern.transport, way, sport, dport,
-                                             broadcast))
+                                             *ends, broadcast=broadcast))
+        if not case.probes and not case.skipped:
+            case.skipped = ("no address of the proof's namespaces is one the pattern matches (an IP list, or a "
+                            "home network that takes them all in)")
+        case.quiet = list({q.key: q for probe in case.probes for q in _quiet(probe, patterns, kb)}.values())
     allowed = Case(ALLOWED, None, "accept", [])
     for transport, way in (("tcp", "in"), ("udp", "in"), ("tcp", "out"), ("udp", "out")):
         for family in (4, 6):
             sport = ports.take()
-            dport = _free_dport(None, transport, family, way, sport, patterns, kb, FIRST_FREE_PORT)
+            dport = _free_dport(None, transport, family, ENDS[way][0], way, sport, patterns, kb, FIRST_FREE_PORT)
             if dport is not None:
                 allowed.probes.append(Probe(f"{ALLOWED}|v{family}|{way}|{transport}|{sport}>{dport}", ALLOWED,
-                                            family, transport, way, sport, dport))
-        if lists and not case.probes and not case.skipped:
-            case.skipped = (f"needs addresses of IP list {lists[0]}; the proof sends only between its own "
-                            "namespace addresses")
+                                            family, transport, way, sport, dport, *ENDS[way][0]))
     cases.append(allowed)
     return cases
 
@@ -292,7 +337,8 @@ def _delete_namespaces() -> None:
 
 @contextlib.contextmanager
 def namespaces() -> Iterator[dict[str, str]]:
-    """Fresh rg-host-<pid> / rg-peer-<pid> joined by a veth pair; always deleted again."""
+    """Fresh rg-host-<pid> / rg-peer-<pid> joined by a veth pair; always deleted again. The host has its home
+    address; the peer an inside (home) and an outside address on the same link."""
     host, peer = namespace_names()
     pid = os.getpid()
     _delete_namespaces()  # left over from an earlier run of this same process
@@ -305,13 +351,29 @@ def namespaces() -> Iterator[dict[str, str]]:
         for role, ns in (("host", host), ("peer", peer)):
             dev = ends[role]
             _run("ip", "-n", ns, "link", "set", "lo", "up")
-            _run("ip", "-n", ns, "addr", "add", f"{ADDR[4][role]}/{ADDR[4]['prefix']}", "brd", "+", "dev", dev)
-            _run("ip", "-n", ns, "addr", "add", f"{ADDR[6][role]}/{ADDR[6]['prefix']}", "dev", dev, "nodad")
-            _run("ip", "-n", ns, "link", "set", dev, "up")
+            own = ["host"] if role == "host" else ["inside", "outside"]
+            for name in own:
+                for family in (4, 6):
+                    prefix = ADDR[family]["prefix"]
+                    extra = ["brd", "+"] if family == 4 else ["nodad"]
+                    _run("ip", "-n", ns, "addr", "add", f"{ADDR[family][name]}/{prefix}", *extra, "dev", dev)
             # the kernel answers at most one ICMP error per second and destination by default: every UDP
             # reject's port unreachable must come back (these sysctls belong to the namespace)
             _run("ip", "netns", "exec", ns, "sh", "-c", "echo 0 > /proc/sys/net/ipv4/icmp_ratelimit && "
                  "echo 0 > /proc/sys/net/ipv6/icmp/ratelimit")
+            _run("ip", "-n", ns, "link", "set", dev, "up")
+            if role == "host":  # the outside network is on the same link: routes both ways
+                for family in (4, 6):
+                    _run("ip", "-n", ns, f"-{family}", "route", "add", OUTSIDE_NET[family], "dev", dev)
+        # fixed neighbour entries both ways: no address resolution races the first probes of a fresh namespace
+        macs = {role: json.loads(_run("ip", "-n", ns, "-j", "link", "show", "dev", ends[role]).stdout)[0]["address"]
+                for role, ns in (("host", host), ("peer", peer))}
+        for role, ns, other, names in (("host", host, "peer", ("inside", "outside")),
+                                       ("peer", peer, "host", ("host",))):
+            for name in names:
+                for family in (4, 6):
+                    _run("ip", "-n", ns, "neigh", "replace", ADDR[family][name], "lladdr", macs[other],
+                         "dev", ends[role], "nud", "permanent")
         yield {"host": host, "peer": peer}
     finally:
         _delete_namespaces()
@@ -385,7 +447,12 @@ def _helper_env() -> dict[str, str]:
 
 @contextlib.contextmanager
 def _listener(ns: str, probes: list[Probe]) -> Iterator[None]:
-    spec = sorted({(p.transport, p.family, p.dport) for p in probes if p.dport})
+    """Listeners on the probes' ports in `ns`; UDP ones also on each probed address, so that an echo leaves
+    from the address the datagram came to (the peer has two on one link)."""
+    ports = {(p.transport, p.family, p.dport) for p in probes if p.dport}
+    spec = sorted({*((*port, "") for port in ports),  # "": every address (a broadcast reaches only these)
+                   *((p.transport, p.family, p.dport, p.dst_addr) for p in probes
+                     if p.dport and p.transport == "udp" and not p.broadcast)})
     proc = subprocess.Popen(_helper(ns, "listen"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_helper_env())
     try:
@@ -415,13 +482,13 @@ def _listener(ns: str, probes: list[Probe]) -> Iterator[None]:
 
 
 def run_probes(ns: dict[str, str], probes: list[Probe]) -> dict[str, dict]:
-    """Run every probe (inbound ones, then outbound ones); results by probe key."""
+    """Run every probe (inbound ones, then outbound ones, then those over loopback); results by probe key."""
     results: dict[str, dict] = {}
     for way, (client, server, _hook) in WAYS.items():
         batch = [p for p in probes if p.way == way]
         if not batch:
             continue
-        spec = [{**asdict(p), "src": p.src, "dst": p.dst} for p in batch]
+        spec = [{**asdict(p), "src_addr": p.src_addr, "dst_addr": p.dst_addr} for p in batch]
         with _listener(ns[server], batch):
             out = _run(*_helper(ns[client], "probe"), input=json.dumps(spec), env=_helper_env(),
                        timeout=HELPER_TIMEOUT)
@@ -430,6 +497,7 @@ def run_probes(ns: dict[str, str], probes: list[Probe]) -> dict[str, dict]:
 
 
 def _session(target: str, probes: list[Probe], out_dir: Path) -> tuple[dict, dict, list[Counted]]:
+    """The probes without a firewall, then with the rules loaded (fresh namespaces each), and the counters."""
     with namespaces() as ns:
         control = run_probes(ns, probes)
     with namespaces() as ns:
@@ -503,7 +571,28 @@ def _judge(case: Case, target: str, patterns: list[Pattern], kb: KnowledgeBase, 
         notes.append(note)
     if not case.probes:
         notes.append("no probe could be derived")
-    return Proof(case.pattern, target, ok, "; ".join(notes))
+    return Proof(case.pattern, target, ok, "; ".join(notes), side="quiet" if case.sid is None else "fires")
+
+
+def _judge_quiet(case: Case, target: str, control: dict, firewalled: dict, counted: list[Counted]) -> Proof:
+    """The look-alikes (no pattern's, by the knowledge) must pass as without the firewall, and the pattern's
+    own rules, all of them, must have counted nothing in the session that sent only look-alikes."""
+    failed = []
+    for probe in case.quiet:
+        got = firewalled.get(probe.key, {}).get("outcome", "missing")
+        base = control.get(probe.key, {}).get("outcome", "missing")
+        if got != base or base not in ("answered", "refused"):
+            failed.append(f"FAILED {probe.label()}: {got} (without firewall {base})")
+    prefix = f"rulegen {case.sid} {case.pattern} "
+    own = [c for c in counted if c.comment.startswith(prefix)]  # its jumps, LOG and verdict rules, every hook
+    count = sum(c.packets or 0 for c in own)
+    if not any(c.kind != "other" and c.packets is not None for c in own):
+        failed.append("FAILED no rule of its own found loaded")
+    elif count:
+        failed.append(f"FAILED its rules counted {count}")
+    sent = ", ".join(sorted({f"{q.src}>{q.dst}" for q in case.quiet}))
+    detail = f"{len(case.quiet)} look-alike(s) sent ({sent}): answered as without firewall, own rules counted 0"
+    return Proof(case.pattern, target, not failed, "; ".join(failed) if failed else detail, side="quiet")
 
 
 def _expressed(out_dir: Path, target: str) -> dict[str, int]:
@@ -527,7 +616,8 @@ def _missing(target: str, out_dir: Path) -> str | None:
 
 
 def prove(kb: KnowledgeBase, out_dir: Path, work_dir: Path, targets: tuple[str, ...] = TARGETS) -> list[Proof]:
-    """One Proof per expressed pattern and target, plus one `allowed-traffic` Proof per target."""
+    """Per expressed pattern and target a `fires` Proof and a `quiet` one, plus one `allowed-traffic` Proof
+    (quiet) per target."""
     out_dir, work_dir = Path(out_dir), Path(work_dir)
     proofs: list[Proof] = []
     for target in targets:
@@ -538,24 +628,33 @@ def prove(kb: KnowledgeBase, out_dir: Path, work_dir: Path, targets: tuple[str, 
                    for pid in sorted(set(expressed) - {p.id for p in patterns})]
         reason = _missing(target, out_dir)
         if reason:
-            proofs += [Proof(c.pattern, target, False, "not run", skipped=reason) for c in cases]
+            proofs += [Proof(c.pattern, target, False, "not run", skipped=reason, side=side)
+                       for c in cases for side in (("fires", "quiet") if c.sid is not None else ("quiet",))]
             continue
-        probes = [p for c in cases if not c.skipped for p in c.probes]
         started = time.monotonic()
         try:
-            control, firewalled, counted = _session(target, probes, out_dir)
+            fires = _session(target, [p for c in cases if not c.skipped for p in c.probes], out_dir)
+            # the look-alikes in a session of their own, so that any count of a pattern's rules is theirs
+            quiet = _session(target, [q for c in cases if not c.skipped for q in c.quiet], out_dir)
         except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
-            proofs += [Proof(c.pattern, target, False, f"the proof run failed: {exc}") for c in cases]
+            proofs += [Proof(c.pattern, target, False, f"the proof run failed: {exc}", side=side)
+                       for c in cases for side in (("fires", "quiet") if c.sid is not None else ("quiet",))]
             continue
         work_dir.mkdir(parents=True, exist_ok=True)
         (work_dir / f"firewall-{target}.json").write_text(json.dumps(
-            {"seconds": round(time.monotonic() - started, 2), "control": control, "firewalled": firewalled,
-             "counters": [asdict(c) for c in counted]}, indent=1, sort_keys=True), encoding="utf-8")
+            {"seconds": round(time.monotonic() - started, 2),
+             **{f"{name}_{part}": value for name, run in (("fires", fires), ("quiet", quiet))
+                for part, value in (("control", run[0]), ("firewalled", run[1]),
+                                    ("counters", [asdict(c) for c in run[2]]))}},
+            indent=1, sort_keys=True), encoding="utf-8")
         for case in cases:
             if case.skipped:
-                proofs.append(Proof(case.pattern, target, False, "not run", skipped=case.skipped))
-            else:
-                proofs.append(_judge(case, target, patterns, kb, control, firewalled, counted))
+                proofs += [Proof(case.pattern, target, False, "not run", skipped=case.skipped, side=side)
+                           for side in ("fires", "quiet")]
+                continue
+            proofs.append(_judge(case, target, patterns, kb, *fires))
+            if case.sid is not None:
+                proofs.append(_judge_quiet(case, target, *quiet))
     return proofs
 
 
@@ -573,10 +672,10 @@ def _family(probe: dict) -> int:
 def _tcp(probe: dict) -> tuple[str, str]:
     with socket.socket(_family(probe), socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((probe["src"], probe["sport"]))
+        s.bind((probe["src_addr"], probe["sport"]))
         s.settimeout(TIMEOUT)
         try:
-            s.connect((probe["dst"], probe["dport"]))
+            s.connect((probe["dst_addr"], probe["dport"]))
         except ConnectionRefusedError:
             return "refused", "RST"
         except TimeoutError:
@@ -592,14 +691,16 @@ def _tcp(probe: dict) -> tuple[str, str]:
 def _udp(probe: dict) -> tuple[str, str]:
     payload = _payload(probe["key"])
     with socket.socket(_family(probe), socket.SOCK_DGRAM) as s:
-        s.bind((probe["src"], probe["sport"]))
+        if probe["way"] == "lo":  # the listener in the same namespace may hold this port (sport = dport)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((probe["src_addr"], probe["sport"]))
         deadline = time.monotonic() + TIMEOUT
         try:
             if probe["broadcast"]:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-                s.sendto(payload, (probe["dst"], probe["dport"]))
+                s.sendto(payload, (probe["dst_addr"], probe["dport"]))
             else:
-                s.connect((probe["dst"], probe["dport"]))
+                s.connect((probe["dst_addr"], probe["dport"]))
                 s.send(payload)
             while (left := deadline - time.monotonic()) > 0:
                 s.settimeout(left)
@@ -626,10 +727,10 @@ def _udp_raw(probe: dict) -> tuple[str, str]:
                           socket.IPPROTO_ICMP if v4 else socket.IPPROTO_ICMPV6) as rcv:
         if not v4:
             snd.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 6)  # the kernel fills the UDP checksum
-        snd.bind((probe["src"], 0))
+        snd.bind((probe["src_addr"], 0))
         deadline = time.monotonic() + TIMEOUT
         try:
-            snd.sendto(header + payload, (probe["dst"], 0))
+            snd.sendto(header + payload, (probe["dst_addr"], 0))
             while (left := deadline - time.monotonic()) > 0:
                 rcv.settimeout(left)
                 data = rcv.recv(4096)
@@ -663,9 +764,23 @@ def _probe_one(probe: dict) -> dict:
 
 def _probe_main(spec: list[dict]) -> dict[str, dict]:
     """Run all probes at once; probes that share a source endpoint run one after another."""
+    # over loopback both ends share one namespace: a probe 31789 -> 31790 would receive the datagram of a probe
+    # 31790 -> 31789. Probes whose ports connect (union-find over source and destination port) run in turn
+    joined: dict[tuple, tuple] = {}
+
+    def root(node: tuple) -> tuple:
+        while joined.setdefault(node, node) != node:
+            node = joined[node]
+        return node
+
+    for probe in spec:
+        if probe["way"] == "lo":
+            joined[root((probe["family"], probe["sport"]))] = root((probe["family"], probe["dport"]))
     groups: dict[tuple, list[dict]] = {}
     for probe in spec:
-        groups.setdefault((probe["family"], probe["transport"], probe["sport"]), []).append(probe)
+        key = (("lo", *root((probe["family"], probe["sport"]))) if probe["way"] == "lo"
+               else (probe["family"], probe["transport"], probe["sport"]))
+        groups.setdefault(key, []).append(probe)
     results: dict[str, dict] = {}
     lock = threading.Lock()
 
@@ -682,15 +797,16 @@ def _probe_main(spec: list[dict]) -> dict[str, dict]:
 
 
 def _listen_main(spec: list[list]) -> None:
-    """TCP listeners that accept and close, UDP listeners that echo; until stdin closes (or 5 minutes)."""
+    """TCP listeners that accept and close, UDP listeners that echo; until stdin closes (or 5 minutes).
+    spec: [transport, family, port, address ("": every address)]."""
     sel = selectors.DefaultSelector()
-    for transport, family, port in spec:
+    for transport, family, port, address in spec:
         fam = socket.AF_INET if family == 4 else socket.AF_INET6
         s = socket.socket(fam, socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == 6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        s.bind((ADDR[family]["any"], port))
+        s.bind((address or ADDR[family]["any"], port))
         if transport == "tcp":
             s.listen(64)
         s.setblocking(False)

@@ -21,6 +21,35 @@ LOG_RATE = "5/minute"
 LOG_BURST = 10
 MULTIPORT_MAX = 15  # ports per multiport rule; a range counts two
 POLICIES = ("log", "drop", "reject")  # `rulegen build --policy`
+HOOK_PLACES = ("insert", "append")  # `rulegen build --hook`
+HOME = "home"  # the name of the home address set (ipsets rg-home-4/-6, nftables sets home4/home6)
+INTERFACE = re.compile(r"[A-Za-z0-9_.:-]{1,15}")  # a Linux interface name (IFNAMSIZ - 1), no wildcards
+
+
+@dataclasses.dataclass(frozen=True)
+class Deploy:
+    """Where the firewall targets hook in (`rulegen build --wan-if`, `--hook`); no rule of a pattern changes.
+    wan_if: the interfaces whose packets the hooks act on (empty: every interface but loopback).
+    hook: insert puts the jumps (iptables) or base chains (nftables) before the site's own filter rules,
+    append after them."""
+
+    wan_if: tuple[str, ...] = ()
+    hook: str = "insert"
+
+    def __post_init__(self) -> None:
+        if self.hook not in HOOK_PLACES:
+            raise ValueError(f"hook must be one of {', '.join(HOOK_PLACES)}, not {self.hook!r}")
+        for name in self.wan_if:
+            if not INTERFACE.fullmatch(name) or name == "lo":
+                raise ValueError(f"--wan-if {name!r}: not an interface name (1-15 letters, digits or _.:-; "
+                                 "not lo, whose traffic rulegen never matches)")
+
+    def record(self) -> dict[str, Any]:
+        """What manifest.json says about the hooks."""
+        return {"wan_if": list(self.wan_if), "hook": self.hook}
+
+
+DEFAULT_DEPLOY = Deploy()
 
 
 def with_policy(kb: KnowledgeBase, policy: str | None) -> KnowledgeBase:
@@ -48,8 +77,15 @@ def comment(sid: int, pattern_id: str, title: str, limit: int = 255) -> str:
     return text[:limit].rstrip()
 
 
-def addresses(net: Net, kb: KnowledgeBase) -> dict[str, Any]:
-    """The address side for a filter: broadcast, a list (maybe negated) split by family, or nothing."""
+def addresses(net: Net, kb: KnowledgeBase, other: Net) -> dict[str, Any]:
+    """The address side for a filter (`other`: the flow's other side): broadcast, a list (maybe negated) split
+    by family, the home set, or nothing. `external` is "not in home"; `home` is "in home" only when the other
+    side is home too (internal): the destination of an inbound probe stays open, as a host with a public
+    address receives probes on it, and so does the source of an outbound one."""
+    if net.kind == "external":
+        return {HOME: True, "negated": True}
+    if net.kind == "home" and other.kind == "home":
+        return {HOME: True, "negated": False}
     if net.kind == "broadcast":
         return {"broadcast": True}
     if net.kind == "list":
@@ -68,9 +104,9 @@ def port_list(ranges: tuple[PortRange, ...]) -> list[list[int]]:
 
 def specificity(context: dict[str, Any]) -> int:
     """How many of a rule's match fields are fixed: source ports, destination ports, source and destination
-    addresses."""
+    addresses. The home set does not count: it is the direction every pattern has, not a narrower choice."""
     return sum(bool(field) for field in (context["src_ports"], context["dst_ports"] or context["dst_ports_except"],
-                                         context["src"], context["dst"]))
+                                         *(side for side in (context["src"], context["dst"]) if HOME not in side)))
 
 
 def rule_order(plans: list[Plan], stamps: dict[str, Stamp]) -> list[Plan]:
@@ -121,7 +157,7 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
                             "does not inspect")
     if pattern.sweep is not None:
         return gap(pattern, "a sweep counts many ports or hosts per source; the snippet acts on single packets")
-    src, dst = addresses(pattern.src_net, kb), addresses(pattern.dst_net, kb)
+    src, dst = addresses(pattern.src_net, kb, pattern.dst_net), addresses(pattern.dst_net, kb, pattern.src_net)
     context = {
         "pattern_id": pattern.id,
         "title": pattern.title,

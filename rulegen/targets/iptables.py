@@ -25,11 +25,16 @@ IPSET_MAXELEM = 65536  # ipset's default; larger lists raise it
 plan = firewall.plan  # an IP list, negated or not, is an ipset: iptables expresses what both firewalls share
 
 
+def home_set(family: int) -> str:
+    return f"rg-{firewall.HOME}-{family}"
+
+
 def ipset_name(list_id: str, family: int) -> str:
-    """`rg-<list>-4` / `-6`, shortened with a hash of the list id so that NAME-new fits in 31 characters."""
+    """`rg-<list>-4` / `-6`, shortened with a hash of the list id so that NAME-new fits in 31 characters;
+    a list called `home` gets the hashed form too, as rg-home-4 / -6 are the home network's."""
     room = IPSET_NAME_MAX - len(IPSET_SWAP_SUFFIX)
     name = f"rg-{list_id}-{family}"
-    if len(name) <= room:
+    if len(name) <= room and list_id != firewall.HOME:
         return name
     digest = hashlib.sha256(list_id.encode()).hexdigest()[:6]
     return f"rg-{list_id[:room - len(digest) - 6]}-{digest}-{family}"
@@ -47,8 +52,15 @@ def _set_members(items: list[str]) -> list[str]:
     return members
 
 
-def _ipsets(plans: list[Plan]) -> list[dict[str, Any]]:
-    """One hash:net set per IP list and family that an expressed rule matches."""
+def _ipset(name: str, family: int, items: list[str]) -> dict[str, Any]:
+    return {"name": name, "temp": name + IPSET_SWAP_SUFFIX, "family": "inet" if family == 4 else "inet6",
+            "maxelem": max(IPSET_MAXELEM, len(items) * 2), "members": _set_members(items)}
+
+
+def _ipsets(plans: list[Plan], kb: KnowledgeBase) -> list[dict[str, Any]]:
+    """The home sets rg-home-4 / rg-home-6 (always: every direction but `any` reads them), then one hash:net
+    set per IP list and family that an expressed rule matches."""
+    home = [_ipset(home_set(family), family, list(kb.home.by_family(family))) for family in (4, 6)]
     sets: dict[str, dict[str, Any]] = {}
     for p in plans:
         for side in ("src", "dst"):
@@ -57,12 +69,9 @@ def _ipsets(plans: list[Plan]) -> list[dict[str, Any]]:
                 continue
             for family in (4, 6):
                 if spec[f"v{family}"]:
-                    name = ipset_name(spec["list"], family)
-                    sets[name] = {"name": name, "temp": name + IPSET_SWAP_SUFFIX,
-                                  "family": "inet" if family == 4 else "inet6",
-                                  "maxelem": max(IPSET_MAXELEM, len(spec[f"v{family}"]) * 2),
-                                  "members": _set_members(spec[f"v{family}"])}
-    return [sets[k] for k in sorted(sets)]
+                    ipset = _ipset(ipset_name(spec["list"], family), family, spec[f"v{family}"])
+                    sets[ipset["name"]] = ipset
+    return home + [sets[k] for k in sorted(sets)]
 
 
 def _multiport_chunks(ranges: list[list[int]]) -> list[list[list[int]]]:
@@ -99,6 +108,8 @@ def _address_args(side: str, spec: dict[str, Any], family: int) -> str | None:
         if family == 6:
             return None
         return f"-m addrtype --{side}-type BROADCAST"
+    if firewall.HOME in spec:
+        return f"-m set {'! ' if spec['negated'] else ''}--match-set {home_set(family)} {side}"
     if "list" in spec:
         if not spec[f"v{family}"]:
             return "" if spec["negated"] else None
@@ -189,21 +200,41 @@ def _hook_chains(hook: str, plans: list[Plan], stamps: dict[str, Stamp], family:
     return [{"name": base, "rules": dispatch}, *chains, *verdict_chains]
 
 
-def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeBase) -> list[Artifact]:
+def _hooks(deploy: firewall.Deploy) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """The jumps from INPUT, FORWARD and OUTPUT into rulegen's chains (builtin, match, chain), and the chain
+    RULEGEN-FORWARD-WAN they need when the hooks act on some interfaces only. Loopback is never matched:
+    without --wan-if the INPUT and OUTPUT jumps skip lo (a forwarded packet never crosses it). A forwarded
+    packet goes to rulegen's chain when it enters or leaves by a WAN interface, and once only: the -WAN chain
+    goes (-g) to RULEGEN-FORWARD, so that its return ends the -WAN chain too."""
+    if not deploy.wan_if:
+        return [{"builtin": "INPUT", "match": "! -i lo ", "chain": "RULEGEN-INPUT"},
+                {"builtin": "FORWARD", "match": "", "chain": "RULEGEN-FORWARD"},
+                {"builtin": "OUTPUT", "match": "! -o lo ", "chain": "RULEGEN-OUTPUT"}], []
+    wan = {"name": "RULEGEN-FORWARD-WAN", "rules": [f"-{way} {name} -g RULEGEN-FORWARD"
+                                                     for name in deploy.wan_if for way in ("i", "o")]}
+    return ([{"builtin": "INPUT", "match": f"-i {name} ", "chain": "RULEGEN-INPUT"} for name in deploy.wan_if]
+            + [{"builtin": "FORWARD", "match": "", "chain": wan["name"]}]
+            + [{"builtin": "OUTPUT", "match": f"-o {name} ", "chain": "RULEGEN-OUTPUT"} for name in deploy.wan_if],
+            [wan])
+
+
+def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeBase,
+           deploy: firewall.Deploy = firewall.DEFAULT_DEPLOY) -> list[Artifact]:
     ordered = firewall.rule_order(plans, stamps)
     ids = [p.pattern.id for p in sorted(plans, key=lambda p: stamps[p.pattern.id].sid)]
-    hooks = list(CHAINS.values())
+    by_id = {p.pattern.id: p for p in plans}
+    hooks, wan_chains = _hooks(deploy)
     artifacts = []
     for family, path in FILES.items():
-        chains = [chain for hook in CHAINS for chain in _hook_chains(hook, ordered, stamps, family)]
+        chains = [chain for hook in CHAINS for chain in _hook_chains(hook, ordered, stamps, family)] + wan_chains
         text = env.get_template("iptables/rulegen.rules.j2").render(
-            chains=chains, hooks=hooks, family=family, hook_comment=HOOK_COMMENT)
+            chains=chains, hooks=hooks, family=family, hook_comment=HOOK_COMMENT,
+            hook_verb="-I" if deploy.hook == "insert" else "-A")
         artifacts.append(Artifact(path, text, ids, placement=PLACEMENT))
-    sets = _ipsets(ordered)
-    if sets:
-        listed = [p.pattern.id for p in plans if "list" in p.context["src"] or "list" in p.context["dst"]]
-        artifacts.append(Artifact(IPSET_FILE, env.get_template("iptables/rulegen.ipset.j2").render(sets=sets),
-                                  sorted(listed, key=lambda pid: stamps[pid].sid)))
-    script = env.get_template("iptables/install.sh.j2").render(hooks=hooks, hook_comment=HOOK_COMMENT, sets=sets)
+    sets = _ipsets(ordered, kb)
+    in_sets = [pid for pid in ids if any(key in by_id[pid].context[side] for side in ("src", "dst")
+                                             for key in ("list", firewall.HOME))]
+    artifacts.append(Artifact(IPSET_FILE, env.get_template("iptables/rulegen.ipset.j2").render(sets=sets), in_sets))
+    script = env.get_template("iptables/install.sh.j2").render(hook_comment=HOOK_COMMENT, sets=sets)
     artifacts.append(Artifact("iptables/install.sh", script, ids))
     return artifacts

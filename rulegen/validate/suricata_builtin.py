@@ -679,7 +679,7 @@ def check_options(body: str, classtypes: set[str] | None = None) -> RuleInfo:
             info.errors.append(f"{key} must be a whole number from {low} to {high}, got {_short(value)}")
             break
         elif key == "classtype" and classtypes is not None and value not in classtypes:
-            info.errors.append(f"unknown classtype {_short(value)}")  # the engine only warns; rulegen refuses
+            info.errors.append(f"{UNKNOWN_CLASSTYPE} {_short(value)}")  # the engine only warns: lint
     else:
         if rest.strip():
             info.errors.append(f"missing ';' after the last option {_short(_option(rest).name)}")
@@ -718,6 +718,9 @@ def _rules(lines: list[bytes]):
 def _sid_hint(rule: str) -> int | None:
     match = _SID_ANYWHERE.search(rule)
     return int(match.group(1)) if match else None
+
+
+UNKNOWN_CLASSTYPE = "unknown classtype"
 
 
 def check_file(path: Path, classtypes: set[str] | None = None) -> list[Finding]:
@@ -762,8 +765,12 @@ def check_file(path: Path, classtypes: set[str] | None = None) -> list[Finding]:
                          f"(app-layer.protocols.{header.protocol})", sid, "warning")
         info = check_options(header.options or "", classtypes)
         for message in info.errors:
-            report(line, message, info.sid or sid)
-        if info.errors or info.sid is None:
+            if message.startswith(UNKNOWN_CLASSTYPE):  # Suricata loads the rule and warns: lint, as with the engine
+                findings.append(Finding(name, line, ENGINE, message, "error", info.sid or sid, kind="lint",
+                                        code="unknown-classtype"))
+            else:
+                report(line, message, info.sid or sid)
+        if [m for m in info.errors if not m.startswith(UNKNOWN_CLASSTYPE)] or info.sid is None:
             continue
         key = (info.gid, info.sid)
         if key not in first_seen:

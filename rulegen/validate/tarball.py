@@ -3,6 +3,7 @@ against the files beside the tarball (the rules file it packs, its .md5), so a s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import tempfile
 from pathlib import Path
@@ -32,8 +33,8 @@ def _member_findings(path: Path, name: str, data: bytes, folder: Path) -> tuple[
     for f in report.findings:
         text = lines[f.line - 1] if 1 <= f.line <= len(lines) else ""
         match = ENTRY_IN_LINE.search(text)
-        findings.append(Finding(f"{path}/{name}", f.line, f.engine, f.message.replace(str(inner), name),
-                                f.severity, f.sid, f.entry or (match.group(1) if match else None)))
+        findings.append(dataclasses.replace(f, path=f"{path}/{name}", message=f.message.replace(str(inner), name),
+                                           entry=f.entry or (match.group(1) if match else None)))
     return findings, report.checked_by
 
 
