@@ -1,0 +1,235 @@
+"""Run the converted rules over log records in an in-memory SQLite database, a batch at a time.
+
+Each producer has its own database. A batch of records (BATCH_SIZE) fills the table `batch`, one column per
+field the rules read (NUMERIC affinity with NOCASE collation: ports compare as numbers, strings as Sigma does,
+case-insensitively; a record's array values give one row per value, so an equality matches any value, as in
+Sigma). Detections run as one scan per batch: every rule's WHERE clause OR-ed together, each flagged apart.
+Correlations: the events any correlation's base rule matches are kept in `held` with their time; after each batch
+every correlation's SQL (pySigma-backend-sqlite's sliding windows) runs over `held`, and events older than the
+longest timespan (plus SLACK for records written out of order) are dropped. Memory is bounded by the batch and
+the correlation windows, not by the log. A correlation alerts once per group for a window, and again only for a
+window that starts after the last one it reported ended.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rulegen.hunt import formats
+from rulegen.hunt.rules import BATCH, HELD, PIPELINES, TIME, Plan, RuleInfo
+
+BATCH_SIZE = 20000
+SLACK = 60.0  # seconds a record may arrive out of time order and still count in its window
+RULES_PER_SCAN = 100  # WHERE clauses OR-ed into one scan (SQLite limits expression depth)
+EVIDENCE = 20  # events listed per correlation alert
+
+
+@dataclass
+class Event:
+    file: str
+    line: int
+    fields: dict[str, Any]  # the rule-relevant fields, under their Sigma names
+    record: dict[str, Any]  # the record as the producer wrote it
+
+
+@dataclass
+class Alert:
+    rule: RuleInfo
+    producer: str
+    events: list[Event]
+    group: dict[str, Any] | None = None  # a correlation's group-by values
+    window: tuple[float, float] | None = None  # a correlation's first and last event times (epoch seconds)
+    metric: Any = None
+    patterns: list[str] = field(default_factory=list)  # rulegen patterns named by a LOG prefix
+
+    @property
+    def source(self) -> tuple[str, int]:
+        return (self.events[0].file, self.events[0].line) if self.events else ("", 0)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _walk(value: Any, parts: list[str]) -> Any:
+    for i, part in enumerate(parts):
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list):  # an array of objects (EVE dns.queries[]): every element's value
+            found = [_walk(item, parts[i:]) for item in value]
+            return [v for item in found for v in (item if isinstance(item, list) else [item]) if v is not None]
+        else:
+            return None
+    return value
+
+
+def getter(name: str) -> Callable[[dict], Any]:
+    """The value of a column: the key itself (Zeek, ulogd2 write flat dotted names), else the nested path (EVE)."""
+    if "." not in name:
+        return lambda record: record.get(name)
+    parts = name.split(".")
+
+    def get(record: dict) -> Any:
+        value = record.get(name)
+        return _walk(record, parts) if value is None else value
+    return get
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def sigma_names(pipeline: str) -> dict[str, str]:
+    """Producer field -> Sigma field, read back from the pipeline's field name mappings (the first one wins)."""
+    document = yaml.safe_load((PIPELINES / pipeline).read_text(encoding="utf-8"))
+    names: dict[str, str] = {}
+    for item in document.get("transformations", []):
+        if item.get("type") != "field_name_mapping":
+            continue
+        for sigma, target in item["mapping"].items():
+            for name in target if isinstance(target, list) else [target]:
+                names.setdefault(name, sigma)
+    return names
+
+
+class Matcher:
+    """One producer's plan, database and correlation state."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.columns = sorted(plan.columns)
+        self.getters = [getter(c) for c in self.columns]
+        self.names = sigma_names(plan.producer.pipeline)
+        self.db = sqlite3.connect(":memory:")
+        defs = ", ".join(f"{_quote(c)} NUMERIC COLLATE NOCASE" for c in self.columns)
+        self.db.execute(f"CREATE TABLE {BATCH} (_n INTEGER, _line INTEGER, {TIME} REAL{', ' + defs if defs else ''})")
+        self.db.execute(f"CREATE TABLE {HELD} (_file INTEGER, _line INTEGER, {TIME} REAL{', ' + defs if defs else ''})")
+        self.insert = (f"INSERT INTO {BATCH} VALUES ({', '.join('?' * (len(self.columns) + 3))})")
+        self.scans = [self._scan(plan.detections[i:i + RULES_PER_SCAN])
+                      for i in range(0, len(plan.detections), RULES_PER_SCAN)]
+        self.bases = " OR ".join(f"({w})" for w in plan.bases) or None
+        self.hold = (f"INSERT INTO {HELD} SELECT ?, _line, {TIME}{''.join(', ' + _quote(c) for c in self.columns)} "
+                     f"FROM {BATCH} WHERE _n IN (SELECT value FROM json_each(?))")
+        self.held_records: dict[tuple[int, int], tuple[str, dict]] = {}  # (file index, line) -> (file, record)
+        self.reported: dict[tuple[str, str], float] = {}  # (correlation, group) -> end of the last window reported
+        self.latest = float("-inf")
+        self.timed = bool(plan.correlations)
+
+    @staticmethod
+    def _scan(detections: list[tuple[RuleInfo, str]]) -> tuple[list[RuleInfo], str]:
+        flags = ", ".join(f"coalesce(({w}), 0)" for _, w in detections)
+        where = " OR ".join(f"({w})" for _, w in detections)
+        return [r for r, _ in detections], f"SELECT DISTINCT _n, {flags} FROM {BATCH} WHERE {where}"
+
+    def rows(self, batch: list[tuple[int, dict, bytes]]) -> Iterator[tuple]:
+        timestamp = self.plan.producer.timestamp
+        for n, (line, record, _) in enumerate(batch):
+            values = [_cell(get(record)) for get in self.getters]
+            stamp = timestamp(record) if self.timed else None
+            lists = [i for i, v in enumerate(values) if isinstance(v, list)]
+            if not lists:
+                yield (n, line, stamp, *values)
+                continue
+            for combo in itertools.product(*[values[i] or [None] for i in lists]):
+                for i, v in zip(lists, combo, strict=True):
+                    values[i] = _cell(v)
+                yield (n, line, stamp, *values)
+
+    def event(self, file: str, line: int, record: dict) -> Event:
+        fields = {}
+        for column, get in zip(self.columns, self.getters, strict=True):
+            value = get(record)
+            if value is not None and not column.startswith("_"):
+                fields[self.names.get(column, column)] = value
+        return Event(file, line, fields, record)
+
+    def feed(self, file_index: int, file: str, batch: list[tuple[int, dict, bytes]]) -> Iterator[Alert]:
+        self.db.execute(f"DELETE FROM {BATCH}")
+        self.db.executemany(self.insert, self.rows(batch))
+        for infos, sql in self.scans:
+            for row in self.db.execute(sql):
+                line, record, _ = batch[row[0]]
+                for info, hit in zip(infos, row[1:], strict=True):
+                    if hit:
+                        yield Alert(info, self.plan.producer.name, [self.event(file, line, record)])
+        if self.bases is None:
+            return
+        held = [n for (n,) in self.db.execute(f"SELECT DISTINCT _n FROM {BATCH} WHERE {self.bases}")]
+        if not held:
+            return
+        self.db.execute(self.hold, (file_index, json.dumps(held)))
+        timestamp = self.plan.producer.timestamp
+        for n in held:
+            line, record, _ = batch[n]
+            self.held_records[(file_index, line)] = (file, record)
+            stamp = timestamp(record)
+            if stamp is not None and stamp > self.latest:
+                self.latest = stamp
+        yield from self.correlate()
+        self.prune()
+
+    def correlate(self) -> Iterator[Alert]:
+        for correlation in self.plan.correlations:
+            cursor = self.db.execute(correlation.sql)
+            names = [d[0] for d in cursor.description]
+            for values in cursor.fetchall():
+                row = dict(zip(names, values, strict=True))
+                ids = [int(str(i).split(":", 1)[1]) for i in json.loads(row["event_ids"])]
+                marks = ", ".join("?" * len(ids))
+                first, last = self.db.execute(f"SELECT min({TIME}), max({TIME}) FROM {HELD} WHERE rowid IN ({marks})",
+                                              ids).fetchone()
+                key = (correlation.info.path, row["group_keys"])
+                if first is None or first <= self.reported.get(key, float("-inf")):
+                    continue  # this window overlaps one already reported for the group
+                self.reported[key] = last
+                shown = self.db.execute(f"SELECT _file, _line FROM {HELD} WHERE rowid IN ({marks}) "
+                                        f"ORDER BY {TIME}, _file, _line LIMIT {EVIDENCE}", ids).fetchall()
+                events = [self.event(self.held_records[k][0], k[1], self.held_records[k][1]) for k in shown
+                          if k in self.held_records]
+                group = json.loads(row["group_keys"])
+                yield Alert(correlation.info, self.plan.producer.name, events,
+                            group={self.names.get(k, k): v for k, v in group.items()}, window=(first, last),
+                            metric=row["metric_value"])
+
+    def prune(self) -> None:
+        horizon = self.latest - self.plan.window - SLACK
+        gone = self.db.execute(f"SELECT _file, _line FROM {HELD} WHERE {TIME} < ? OR {TIME} IS NULL", (horizon,)).fetchall()
+        if gone:
+            self.db.execute(f"DELETE FROM {HELD} WHERE {TIME} < ? OR {TIME} IS NULL", (horizon,))
+            for key in gone:
+                self.held_records.pop(key, None)
+
+
+def batches(records: Iterable[tuple[int, dict, bytes]]) -> Iterator[list[tuple[int, dict, bytes]]]:
+    batch: list[tuple[int, dict, bytes]] = []
+    for item in records:
+        batch.append(item)
+        if len(batch) >= BATCH_SIZE:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def hunt(files: list[Path], plan_for: Callable[[formats.Producer], Plan]) -> Iterator[Alert]:
+    """Every alert of every file, in file order; `plan_for` converts the rules for a producer once."""
+    matchers: dict[str, Matcher] = {}
+    for index, path in enumerate(files):
+        producer = formats.detect(path)
+        if producer.name not in matchers:
+            matchers[producer.name] = Matcher(plan_for(producer))
+        matcher = matchers[producer.name]
+        for batch in batches(formats.read(path, producer)):
+            yield from matcher.feed(index, str(path), batch)
