@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,17 @@ def _cell(value: Any) -> Any:
     return value
 
 
+@lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def regexp(pattern: str | None, value: Any) -> bool:
+    """SQLite's REGEXP operator (`value REGEXP pattern`), which the backend emits for `|re`: Python's re.search,
+    as Sigma's regular expressions are matched unanchored unless the pattern anchors them."""
+    return pattern is not None and value is not None and _compiled(pattern).search(str(value)) is not None
+
+
 def sigma_names(pipeline: str) -> dict[str, str]:
     """Producer field -> Sigma field, read back from the pipeline's field name mappings (the first one wins)."""
     document = yaml.safe_load((PIPELINES / pipeline).read_text(encoding="utf-8"))
@@ -113,6 +126,7 @@ class Matcher:
         self.getters = [getter(c) for c in self.columns]
         self.names = sigma_names(plan.producer.pipeline)
         self.db = sqlite3.connect(":memory:")
+        self.db.create_function("REGEXP", 2, regexp, deterministic=True)
         defs = ", ".join(f"{_quote(c)} NUMERIC COLLATE NOCASE" for c in self.columns)
         self.db.execute(f"CREATE TABLE {BATCH} (_n INTEGER, _line INTEGER, {TIME} REAL{', ' + defs if defs else ''})")
         self.db.execute(f"CREATE TABLE {HELD} (_file INTEGER, _line INTEGER, {TIME} REAL{', ' + defs if defs else ''})")

@@ -8,7 +8,7 @@ names by the producer's pySigma pipeline (`pipeline`), never here.
 - Suricata EVE JSON (eve.json): one JSON object per line with `event_type`; time in `timestamp`
   (`2026-11-29T13:12:09.123456+0000`).
 - Zeek JSON logs (`LogAscii::use_json=T`): objects with `ts` (epoch seconds, or ISO 8601 with
-  `LogAscii::json_timestamps=JSON::TS_ISO8601`) and `uid` or `id.orig_h`. The log's name (`conn`, `dns`...) is
+  `LogAscii::json_timestamps=JSON::TS_ISO8601`) and one of `uid`, `uids`, `fuid`, `id.orig_h`, `_path`. The log's name (`conn`, `dns`...) is
   the record's `_path` where json-streaming-logs writes one, else the file name's first part (`dns.log`,
   `dns.13:00:00-14:00:00.log.gz`); it becomes the `_path` column. Zeek's TSV logs are refused: turn JSON on.
 - ulogd2 JSON (the JSON output plugin, Debian's ulogd2-json; one object per line): each key is the ulogd key's
@@ -117,13 +117,14 @@ KERNEL = Producer("kernel-log", "kernel LOG lines", "hunt_kernel_log.yml", lambd
 PRODUCERS = (EVE, ZEEK, ULOGD2, KERNEL)
 
 KERNEL_SNIFF_LINES = 1000
+ZEEK_KEYS = ("uid", "uids", "fuid", "id.orig_h", "_path")  # beside `ts`, one of these marks a Zeek record
 RULEGEN_PREFIX = re.compile(r"rulegen:(\d+):([a-z]+)")
 
 
 def _json_producer(record: Record) -> Producer | None:
     if "event_type" in record:
         return EVE
-    if "ts" in record and ("uid" in record or "id.orig_h" in record or "_path" in record):
+    if "ts" in record and any(k in record for k in ZEEK_KEYS):
         return ZEEK
     if "oob.prefix" in record or "oob.time.sec" in record or ("dvc" in record and "src_ip" in record):
         return ULOGD2
