@@ -5,8 +5,9 @@ included), beside the Zircolite way (the SQLite backend's queries over one in-me
 
 Each measurement runs in a child process, so its peak RSS (ru_maxrss of that child) is its own. Prints events/s
 on the wall clock and on CPU time (the machine may be shared), and peak RSS. The synthetic log: 90% flows
-(outside clients to home servers on common ports, home clients out), 10% DNS requests, one event every 100 µs,
-with a port scan and a host sweep mixed in so the correlations have work to do.
+(outside clients of a few home servers on common ports and probes of odd ones, home clients out), 10% DNS
+requests, one event every 100 µs (10,000 a second), and a port scan (30 ports of one host) every 5,000 events so
+the correlations have work to do.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+SERVERS = {25: "192.168.1.25", 22: "192.168.1.22", 993: "192.168.1.25", 53: "192.168.1.53"}
+
+
 def synth(path: Path, count: int, seed: int = 7) -> Path:
     rng = random.Random(seed)
-    ports = [80, 443, 22, 25, 53, 123, 993, 8080, 3389, 23, 5632, 31337]
+    ports = [80, 443, 443, 443, 22, 25, 53, 123, 993, 8080, 3389, 23, 5632, 31337]
     base = 1_764_400_000.0
     with path.open("w") as out:
         for i in range(count):
@@ -39,11 +43,14 @@ def synth(path: Path, count: int, seed: int = 7) -> Path:
                           "dns": {"version": 2, "type": "query", "id": i % 65536,
                                   "rrname": f"host{i % 977}.example.com", "rrtype": "A", "tx_id": 0}}
             else:
-                inbound = scan or rng.random() < 0.5
-                src = f"203.0.113.{i // 5000 % 250}" if scan else (
-                    f"198.51.100.{rng.randrange(250)}" if inbound else f"192.168.1.{rng.randrange(200)}")
-                dst = f"192.168.1.{rng.randrange(200)}" if inbound else f"198.51.100.{rng.randrange(250)}"
+                inbound = scan or rng.random() < 0.4
                 port = (i % 5000) if scan else rng.choice(ports)
+                if scan:  # a scanner walking the ports of one host
+                    src, dst = f"203.0.113.{i // 5000 % 250}", "192.168.1.80"
+                elif inbound:  # outside clients of the site's servers
+                    src, dst = f"198.51.100.{rng.randrange(250)}", SERVERS.get(port, "192.168.1.80")
+                else:  # home clients out
+                    src, dst = f"192.168.1.{rng.randrange(200)}", f"198.51.100.{rng.randrange(250)}"
                 record = {"timestamp": stamp, "flow_id": i, "event_type": "flow", "src_ip": src,
                           "src_port": 40000 + i % 20000, "dest_ip": dst, "dest_port": port, "proto": "TCP",
                           "app_proto": "failed", "flow": {"pkts_toserver": 1, "pkts_toclient": 0,

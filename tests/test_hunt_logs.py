@@ -240,3 +240,73 @@ def test_same_answers_as_the_sqlite_proof(tmp_path):
     groups = {a["correlation"]["group"]["src_ip"] for a in alerts if a["rule"]["title"] == "Many ports"}
     assert groups == expected_groups == {"203.0.113.50"}
     assert "Inbound TCP" not in _titles(alerts)  # a correlation's base rule raises nothing alone
+
+
+FOREIGN = {
+    "zeek_http_put.yml": """title: WebDAV PUT from a home host
+id: 5b1d3c52-4f3e-4a57-9d43-3a1f6f0a0010
+status: experimental
+logsource: {product: zeek, service: http}
+detection:
+    selection: {method: PUT, user_agent|contains: WebDAV, id.orig_h|cidr: 192.168.0.0/16}
+    condition: selection
+level: low
+""",
+    "zeek_http_made_up.yml": """title: Not Zeek's field names
+id: 5b1d3c52-4f3e-4a57-9d43-3a1f6f0a0011
+status: experimental
+logsource: {product: zeek, service: http}
+detection:
+    selection: {c-uri|endswith: .exe}
+    condition: selection
+level: high
+""",
+    "vendor.yml": """title: A router's own log
+id: 5b1d3c52-4f3e-4a57-9d43-3a1f6f0a0012
+status: experimental
+logsource: {product: cisco, service: aaa}
+detection:
+    keywords: ['clear logging']
+    condition: keywords
+level: medium
+""",
+}
+
+
+def test_foreign_rules_on_zeek_and_what_the_input_cannot_carry(tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for name, text in FOREIGN.items():
+        (rules / name).write_text(text)
+    log = tmp_path / "http.log"
+    log.write_text(json.dumps({"ts": 1764400004.0, "uid": "C1", "id.orig_h": "192.168.1.9", "id.orig_p": 40003,
+                               "id.resp_h": "203.0.113.9", "id.resp_p": 80, "trans_depth": 1, "method": "PUT",
+                               "host": "203.0.113.9", "uri": "/x", "version": "1.1",
+                               "user_agent": "Microsoft-WebDAV-MiniRedir/10.0.19041", "status_code": 201}) + "\n")
+    code, alerts, err = _hunt(rules, log)
+    assert code == 1, err
+    assert _titles(alerts) == {"WebDAV PUT from a home host"}
+    skipped = [line for line in err.splitlines() if line.startswith("not applicable:")]
+    assert len(skipped) == 2, err
+    assert any("zeek_http_made_up.yml" in line and "not one of the fields Zeek documents" in line for line in skipped)
+    assert any("vendor.yml" in line and "not this log source" in line for line in skipped)
+
+
+def test_eve_dns_in_the_8x_version_3_layout(built, tmp_path):
+    # Suricata 8 (dns version 3): requests and responses carry dns.queries[]; the response is no request
+    base = {"flow_id": 1, "event_type": "dns", "src_ip": "198.51.100.9", "src_port": 40001, "dest_ip": "192.168.1.1",
+            "dest_port": 53, "proto": "TCP", "pkt_src": "wire/pcap"}
+    request = {"timestamp": "2026-11-29T13:12:09.000100+0000", **base,
+               "dns": {"version": 3, "type": "request", "tx_id": 0, "id": 7, "flags": "0", "opcode": 0, "rd": False,
+                       "queries": [{"rrname": "example.com", "rrtype": "AXFR"}]}}
+    response = {"timestamp": "2026-11-29T13:12:09.000300+0000", **base, "src_ip": "192.168.1.1", "src_port": 53,
+                "dest_ip": "198.51.100.9", "dest_port": 40001,
+                "dns": {"version": 3, "type": "response", "tx_id": 0, "id": 7, "flags": "8505", "qr": True,
+                        "opcode": 0, "rcode": "REFUSED", "queries": [{"rrname": "example.com", "rrtype": "AXFR"}]}}
+    log = tmp_path / "eve.json"
+    log.write_text(json.dumps(request) + "\n" + json.dumps(response) + "\n")
+    code, alerts, err = _hunt(built / "sigma", log)
+    assert code == 1, err
+    assert [(a["rule"]["title"], a["source"]["line"]) for a in alerts] == [
+        ("DNS Zone Transfer Request (AXFR) from Outside", 1)]
+    assert alerts[0]["events"][0]["fields"]["record_type"] == ["AXFR"]

@@ -3,7 +3,8 @@
 Each producer has its own database. A batch of records (BATCH_SIZE) fills the table `batch`, one column per
 field the rules read (NUMERIC affinity with NOCASE collation: ports compare as numbers, strings as Sigma does,
 case-insensitively; a record's array values give one row per value, so an equality matches any value, as in
-Sigma). Detections run as one scan per batch: every rule's WHERE clause OR-ed together, each flagged apart.
+Sigma). Each detection is one query per batch; the columns the rules compare with numbers (ports) are indexed, so
+most queries read only the rows of their port.
 Correlations: the events any correlation's base rule matches are kept in `held` with their time; after each batch
 every correlation's SQL (pySigma-backend-sqlite's sliding windows) runs over `held`, and events older than the
 longest timespan (plus SLACK for records written out of order) are dropped. Memory is bounded by the batch and
@@ -30,7 +31,6 @@ from rulegen.hunt.rules import BATCH, HELD, PIPELINES, TIME, Plan, RuleInfo
 
 BATCH_SIZE = 20000
 SLACK = 60.0  # seconds a record may arrive out of time order and still count in its window
-RULES_PER_SCAN = 100  # WHERE clauses OR-ed into one scan (SQLite limits expression depth)
 EVIDENCE = 20  # events listed per correlation alert
 
 
@@ -74,7 +74,8 @@ def _walk(value: Any, parts: list[str]) -> Any:
 
 
 def getter(name: str) -> Callable[[dict], Any]:
-    """The value of a column: the key itself (Zeek, ulogd2 write flat dotted names), else the nested path (EVE)."""
+    """The value of a column in any record: the key itself (Zeek, ulogd2 write flat dotted names), else the
+    nested path (EVE)."""
     if "." not in name:
         return lambda record: record.get(name)
     parts = name.split(".")
@@ -83,6 +84,16 @@ def getter(name: str) -> Callable[[dict], Any]:
         value = record.get(name)
         return _walk(record, parts) if value is None else value
     return get
+
+
+SPECIAL = {bool, dict}  # values a column holds as a number or as JSON text
+LIST = list
+
+
+def indexed(columns: list[str], wheres: list[str]) -> list[str]:
+    """The columns some rule compares with a number (`dest_port=23`, `"id.resp_p">=0`): worth an index."""
+    return [c for c in columns if any(re.search(rf"(?<![\w.`\"]){re.escape(q)}\s*(?:=|>=|<=|>|<)\s*-?\d", w)
+                                      for w in wheres for q in (c, f"`{c}`"))]
 
 
 def _cell(value: Any) -> Any:
@@ -124,6 +135,9 @@ class Matcher:
         self.plan = plan
         self.columns = sorted(plan.columns)
         self.getters = [getter(c) for c in self.columns]
+        # a flat key as it is (Zeek, ulogd2, kernel lines), or a nested path (EVE): (first part, the rest)
+        self.flat = None if plan.producer.nested else self.columns
+        self.nested = [(c.split(".", 1)[0], c.split(".")[1:]) for c in self.columns]
         self.names = sigma_names(plan.producer.pipeline)
         self.db = sqlite3.connect(":memory:")
         self.db.create_function("REGEXP", 2, regexp, deterministic=True)
@@ -131,31 +145,30 @@ class Matcher:
         self.db.execute(f"CREATE TABLE {BATCH} (_n INTEGER, _line INTEGER, {TIME} REAL{', ' + defs if defs else ''})")
         self.db.execute(f"CREATE TABLE {HELD} (_file INTEGER, _line INTEGER, {TIME} REAL{', ' + defs if defs else ''})")
         self.insert = (f"INSERT INTO {BATCH} VALUES ({', '.join('?' * (len(self.columns) + 3))})")
-        self.scans = [self._scan(plan.detections[i:i + RULES_PER_SCAN])
-                      for i in range(0, len(plan.detections), RULES_PER_SCAN)]
+        self.scans = [(info, f"SELECT DISTINCT _n FROM {BATCH} WHERE {where}") for info, where in plan.detections]
+        for column in indexed(self.columns, [w for _, w in plan.detections]):
+            self.db.execute(f"CREATE INDEX {_quote('i_' + column)} ON {BATCH} ({_quote(column)})")
         self.bases = " OR ".join(f"({w})" for w in plan.bases) or None
-        self.hold = (f"INSERT INTO {HELD} SELECT ?, _line, {TIME}{''.join(', ' + _quote(c) for c in self.columns)} "
-                     f"FROM {BATCH} WHERE _n IN (SELECT value FROM json_each(?))")
+        self.hold = f"INSERT INTO {HELD} VALUES ({', '.join('?' * (len(self.columns) + 3))})"
         self.held_records: dict[tuple[int, int], tuple[str, dict]] = {}  # (file index, line) -> (file, record)
         self.reported: dict[tuple[str, str], float] = {}  # (correlation, group) -> end of the last window reported
         self.latest = float("-inf")
-        self.timed = bool(plan.correlations)
 
-    @staticmethod
-    def _scan(detections: list[tuple[RuleInfo, str]]) -> tuple[list[RuleInfo], str]:
-        flags = ", ".join(f"coalesce(({w}), 0)" for _, w in detections)
-        where = " OR ".join(f"({w})" for _, w in detections)
-        return [r for r, _ in detections], f"SELECT DISTINCT _n, {flags} FROM {BATCH} WHERE {where}"
-
-    def rows(self, batch: list[tuple[int, dict, bytes]]) -> Iterator[tuple]:
-        timestamp = self.plan.producer.timestamp
+    def rows(self, batch: list[tuple[int, dict, bytes]], timestamp: Callable[[dict], float | None] | None = None
+             ) -> Iterator[tuple]:
+        """(index in the batch, line, time, the columns' values); the time only when `timestamp` is given."""
+        flat, nested = self.flat, self.nested
         for n, (line, record, _) in enumerate(batch):
-            values = [_cell(get(record)) for get in self.getters]
-            stamp = timestamp(record) if self.timed else None
-            lists = [i for i, v in enumerate(values) if isinstance(v, list)]
-            if not lists:
+            get = record.get
+            values = [get(name) for name in flat] if flat is not None else \
+                [get(top) if not rest else _walk(get(top), rest) for top, rest in nested]
+            if SPECIAL & set(map(type, values)):
+                values = [_cell(v) for v in values]
+            stamp = timestamp(record) if timestamp else None
+            if LIST not in map(type, values):
                 yield (n, line, stamp, *values)
                 continue
+            lists = [i for i, v in enumerate(values) if isinstance(v, list)]
             for combo in itertools.product(*[values[i] or [None] for i in lists]):
                 for i, v in zip(lists, combo, strict=True):
                     values[i] = _cell(v)
@@ -172,27 +185,25 @@ class Matcher:
     def feed(self, file_index: int, file: str, batch: list[tuple[int, dict, bytes]]) -> Iterator[Alert]:
         self.db.execute(f"DELETE FROM {BATCH}")
         self.db.executemany(self.insert, self.rows(batch))
-        for infos, sql in self.scans:
-            for row in self.db.execute(sql):
-                line, record, _ = batch[row[0]]
-                for info, hit in zip(infos, row[1:], strict=True):
-                    if hit:
-                        yield Alert(info, self.plan.producer.name, [self.event(file, line, record)])
+        for info, sql in self.scans:
+            for (n,) in self.db.execute(sql).fetchall():
+                line, record, _ = batch[n]
+                yield Alert(info, self.plan.producer.name, [self.event(file, line, record)])
         if self.bases is None:
             return
-        held = [n for (n,) in self.db.execute(f"SELECT DISTINCT _n FROM {BATCH} WHERE {self.bases}")]
+        held = [n for (n,) in self.db.execute(f"SELECT DISTINCT _n FROM {BATCH} WHERE {self.bases} ORDER BY _n")]
         if not held:
             return
-        self.db.execute(self.hold, (file_index, json.dumps(held)))
         timestamp = self.plan.producer.timestamp
-        for n in held:
-            line, record, _ = batch[n]
+        kept = [batch[n] for n in held]
+        rows = [(file_index, *row[1:]) for row in self.rows(kept, timestamp)]
+        self.db.executemany(self.hold, rows)
+        for line, record, _ in kept:
             self.held_records[(file_index, line)] = (file, record)
-            stamp = timestamp(record)
-            if stamp is not None and stamp > self.latest:
-                self.latest = stamp
+        self.latest = max([self.latest, *(r[2] for r in rows if r[2] is not None)])
         yield from self.correlate()
         self.prune()
+        self.compact()
 
     def correlate(self) -> Iterator[Alert]:
         for correlation in self.plan.correlations:
@@ -217,11 +228,35 @@ class Matcher:
                             group={self.names.get(k, k): v for k, v in group.items()}, window=(first, last),
                             metric=row["metric_value"])
 
+    def compact(self) -> None:
+        """After the windows were evaluated: of the events a value_count correlation keeps, only the latest of each
+        (group, value) can still change a window that ends from now on, so the others go (every event of the other
+        correlation types stays). This keeps the windows' SQL, which weighs each kept event against the others of
+        its group, from growing with busy ordinary traffic."""
+        keep = []
+        for c in self.plan.correlations:
+            where = " OR ".join(f"({w})" for w in c.bases) or "0"
+            if c.distinct:
+                keys = ", ".join(_quote(k) for k in c.distinct)
+                keep.append(f"SELECT max(rowid) FROM {HELD} WHERE {where} GROUP BY {keys}")
+            else:
+                keep.append(f"SELECT rowid FROM {HELD} WHERE {where}")
+        if not keep:
+            return
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS keep (id INTEGER PRIMARY KEY)")
+        self.db.execute("DELETE FROM keep")
+        self.db.execute(f"INSERT OR IGNORE INTO keep {' UNION '.join(keep)}")
+        drop = "rowid NOT IN (SELECT id FROM keep)"
+        for key in self.db.execute(f"SELECT _file, _line FROM {HELD} WHERE {drop}").fetchall():
+            self.held_records.pop(key, None)
+        self.db.execute(f"DELETE FROM {HELD} WHERE {drop}")
+
     def prune(self) -> None:
         horizon = self.latest - self.plan.window - SLACK
-        gone = self.db.execute(f"SELECT _file, _line FROM {HELD} WHERE {TIME} < ? OR {TIME} IS NULL", (horizon,)).fetchall()
+        old = f"{TIME} < ? OR {TIME} IS NULL"
+        gone = self.db.execute(f"SELECT _file, _line FROM {HELD} WHERE {old}", (horizon,)).fetchall()
         if gone:
-            self.db.execute(f"DELETE FROM {HELD} WHERE {TIME} < ? OR {TIME} IS NULL", (horizon,))
+            self.db.execute(f"DELETE FROM {HELD} WHERE {old}", (horizon,))
             for key in gone:
                 self.held_records.pop(key, None)
 

@@ -8,7 +8,8 @@ names by the producer's pySigma pipeline (`pipeline`), never here.
 - Suricata EVE JSON (eve.json): one JSON object per line with `event_type`; time in `timestamp`
   (`2026-11-29T13:12:09.123456+0000`).
 - Zeek JSON logs (`LogAscii::use_json=T`): objects with `ts` (epoch seconds, or ISO 8601 with
-  `LogAscii::json_timestamps=JSON::TS_ISO8601`) and one of `uid`, `uids`, `fuid`, `id.orig_h`, `_path`. The log's name (`conn`, `dns`...) is
+  `LogAscii::json_timestamps=JSON::TS_ISO8601`) and one of `uid`, `uids`, `fuid`, `id.orig_h`, `_path`.
+  The log's name (`conn`, `dns`...) is
   the record's `_path` where json-streaming-logs writes one, else the file name's first part (`dns.log`,
   `dns.13:00:00-14:00:00.log.gz`); it becomes the `_path` column. Zeek's TSV logs are refused: turn JSON on.
 - ulogd2 JSON (the JSON output plugin, Debian's ulogd2-json; one object per line): each key is the ulogd key's
@@ -65,13 +66,13 @@ class Producer:
     label: str  # for people
     pipeline: str  # file in rulegen/data/pipelines
     timestamp: Callable[[Record], float | None]  # epoch seconds of a record
+    nested: bool = False  # dotted field names are paths into nested objects (EVE), not keys (Zeek, ulogd2)
 
 
 def open_lines(path: Path) -> Iterator[bytes]:
     """The file's lines as bytes, decompressing `.gz`."""
     try:
-        handle = gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
-        with handle:
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb") as handle:
             yield from handle
     except (OSError, EOFError) as exc:
         raise LogInputError(f"{path}: cannot read the file: {exc}") from None
@@ -110,7 +111,7 @@ def _zeek_time(record: Record) -> float | None:
     return float(ts) if isinstance(ts, int | float) else iso_time(ts)
 
 
-EVE = Producer("suricata-eve", "Suricata EVE JSON", "hunt_suricata_eve.yml", _eve_time)
+EVE = Producer("suricata-eve", "Suricata EVE JSON", "hunt_suricata_eve.yml", _eve_time, nested=True)
 ZEEK = Producer("zeek", "Zeek JSON", "hunt_zeek.yml", _zeek_time)
 ULOGD2 = Producer("ulogd2-json", "ulogd2 JSON", "hunt_ulogd2_json.yml", _eve_time)
 KERNEL = Producer("kernel-log", "kernel LOG lines", "hunt_kernel_log.yml", lambda r: r.get("_time"))
@@ -168,8 +169,16 @@ def zeek_path(path: Path) -> str:
     return path.name.split(".", 1)[0]
 
 
+NETFLOW_MEMORY = 65536  # flow ids of recent netflow records: the two halves of a flow are written together
+REPLY = "hunt_reply"
+
+
 def read_json(path: Path, producer: Producer) -> Iterator[tuple[int, Record, bytes]]:
+    """JSON lines. EVE netflow records come in pairs per flow, the to-server half first, each half with its own
+    sender as src_ip; the second half of a flow id gets `hunt_reply: true`, so that a reply is not read as a
+    connection its sender opened (the firewall log source records connections in the opener's direction)."""
     default_path = zeek_path(path) if producer is ZEEK else None
+    netflows: dict[Any, None] = {}
     for number, line in enumerate(open_lines(path), 1):
         if not line.strip():
             continue
@@ -183,6 +192,14 @@ def read_json(path: Path, producer: Producer) -> Iterator[tuple[int, Record, byt
             record["_path"] = default_path
         elif producer is ULOGD2:
             _rulegen_prefix(record, record.get("oob.prefix"))
+        elif record.get("event_type") == "netflow":
+            flow_id = record.get("flow_id")
+            if flow_id in netflows:
+                record[REPLY] = True
+            else:
+                netflows[flow_id] = None
+                if len(netflows) > NETFLOW_MEMORY:
+                    del netflows[next(iter(netflows))]
         yield number, record, line
 
 

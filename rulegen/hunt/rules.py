@@ -47,6 +47,8 @@ class Correlation:
     info: RuleInfo
     sql: str
     timespan: float  # seconds
+    bases: list[str]  # WHERE clauses of the rules it references
+    distinct: list[str] | None = None  # value_count: the group-by fields and the counted field
 
 
 @dataclass
@@ -150,16 +152,18 @@ def plan(paths: list[Path], producer: Producer) -> Plan:
             if rule._output:  # noqa: SLF001 - pySigma: False when only a correlation uses the rule
                 result.detections.append((info, where[info.path]))
             continue
-        for ref in rule.rules:
-            base = getattr(ref, "rule", None)
-            if base is not None and base.source and str(base.source.path) in where:
-                result.bases.append(where[str(base.source.path)])
-        result.columns |= {str(f) for f in (rule.group_by or [])}
+        bases = [where[str(ref.rule.source.path)] for ref in rule.rules
+                 if getattr(ref, "rule", None) is not None and ref.rule.source
+                 and str(ref.rule.source.path) in where]
+        result.bases += bases
+        group = [str(f) for f in (rule.group_by or [])]
         fields = rule.condition.fieldref if rule.condition else None
-        if fields:
-            result.columns |= set(fields if isinstance(fields, list) else [fields])
+        counted = [str(f) for f in (fields if isinstance(fields, list) else [fields] if fields else [])]
+        result.columns |= set(group) | set(counted)
+        distinct = group + counted if rule.type.name.lower() == "value_count" and counted and not rule.aliases \
+            else None
         span = rule.timespan.seconds if rule.timespan else 0
-        result.correlations += [Correlation(info, q, float(span)) for q in queries]
+        result.correlations += [Correlation(info, q, float(span), bases, distinct) for q in queries]
     return result
 
 
