@@ -260,7 +260,10 @@ def hunt(logs: tuple[Path, ...], rule_dirs: tuple[Path, ...], min_level: str, as
             report.write_ndjson(alerts)
         else:
             found = list(alerts)
-            report.alerts_table(found)
+            if found:
+                report.alerts_table(found)
+            else:
+                click.echo(f"no alerts at or above {min_level}")
             if session.below:
                 report.below_table(session.below, min_level)
         skipped = session.not_applicable()
