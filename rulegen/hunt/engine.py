@@ -6,10 +6,10 @@ case-insensitively; a record's array values give one row per value, so an equali
 Sigma). Each detection is one query per batch; the columns the rules compare with numbers (ports) are indexed, so
 most queries read only the rows of their port.
 Correlations: the events any correlation's base rule matches are kept in `held` with their time; after each batch
-every correlation's SQL (pySigma-backend-sqlite's sliding windows) runs over `held`, and events older than the
-longest timespan (plus SLACK for records written out of order) are dropped. Memory is bounded by the batch and
-the correlation windows, not by the log. A correlation alerts once per group for a window, and again only for a
-window that starts after the last one it reported ended.
+every correlation's SQL (pySigma-backend-sqlite's sliding windows) runs over `held`; then events older than the
+longest timespan (plus SLACK for records written out of order) are dropped, and so are those no future window can
+need (see `compact`). Memory is bounded by the batch and the correlation windows, not by the log. A correlation
+alerts once per group for a window, and again only for a window that starts after the last one it reported ended.
 """
 
 from __future__ import annotations
@@ -115,17 +115,20 @@ def regexp(pattern: str | None, value: Any) -> bool:
     return pattern is not None and value is not None and _compiled(pattern).search(str(value)) is not None
 
 
-def sigma_names(pipeline: str) -> dict[str, str]:
-    """Producer field -> Sigma field, read back from the pipeline's field name mappings (the first one wins)."""
+def sigma_names(pipeline: str) -> tuple[dict[str, str], set[str]]:
+    """Read back from the pipeline: producer field -> Sigma field (its field name mappings, the first one wins),
+    and the fields it only scopes records by (its added conditions: event_type, _path...)."""
     document = yaml.safe_load((PIPELINES / pipeline).read_text(encoding="utf-8"))
     names: dict[str, str] = {}
+    scope: set[str] = set()
     for item in document.get("transformations", []):
-        if item.get("type") != "field_name_mapping":
-            continue
-        for sigma, target in item["mapping"].items():
-            for name in target if isinstance(target, list) else [target]:
-                names.setdefault(name, sigma)
-    return names
+        if item.get("type") == "add_condition":
+            scope |= set(item["conditions"])
+        elif item.get("type") == "field_name_mapping":
+            for sigma, target in item["mapping"].items():
+                for name in target if isinstance(target, list) else [target]:
+                    names.setdefault(name, sigma)
+    return names, scope - set(names)
 
 
 class Matcher:
@@ -138,7 +141,7 @@ class Matcher:
         # a flat key as it is (Zeek, ulogd2, kernel lines), or a nested path (EVE): (first part, the rest)
         self.flat = None if plan.producer.nested else self.columns
         self.nested = [(c.split(".", 1)[0], c.split(".")[1:]) for c in self.columns]
-        self.names = sigma_names(plan.producer.pipeline)
+        self.names, self.scope = sigma_names(plan.producer.pipeline)
         self.db = sqlite3.connect(":memory:")
         self.db.create_function("REGEXP", 2, regexp, deterministic=True)
         defs = ", ".join(f"{_quote(c)} NUMERIC COLLATE NOCASE" for c in self.columns)
@@ -178,7 +181,7 @@ class Matcher:
         fields = {}
         for column, get in zip(self.columns, self.getters, strict=True):
             value = get(record)
-            if value is not None and not column.startswith("_"):
+            if value is not None and column not in self.scope:
                 fields[self.names.get(column, column)] = value
         return Event(file, line, fields, record)
 

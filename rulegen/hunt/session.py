@@ -75,6 +75,6 @@ class Hunt:
         for path in self.paths:
             key = str(path)
             if all(key in p.not_applicable for p in self.plans.values()):
-                reasons = "; ".join(f"{name}: {p.not_applicable[key][1]}" for name, p in self.plans.items())
+                reasons = "; ".join(f"{p.producer.label}: {p.not_applicable[key][1]}" for p in self.plans.values())
                 rows.append((key, reasons))
         return rows
