@@ -33,7 +33,6 @@ Both netfilter readers split a rulegen prefix (`rulegen:<sid>:<action> `) into `
 from __future__ import annotations
 
 import gzip
-import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,12 +41,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-try:
-    import orjson
-
-    _loads: Callable[[bytes], Any] = orjson.loads
-except ImportError:  # orjson is optional: json gives the same records, slower
-    _loads = json.loads
+import orjson
 
 from rulegen.errors import RulegenError
 
@@ -143,7 +137,7 @@ def detect(path: Path) -> Producer:
                                 "(LogAscii::use_json=T)")
         if text.startswith(b"{"):
             try:
-                record = _loads(text)
+                record = orjson.loads(text)
             except ValueError as exc:
                 raise LogInputError(f"{path}:{number}: not a JSON object: {exc}") from None
             producer = _json_producer(record) if isinstance(record, dict) else None
@@ -183,7 +177,7 @@ def read_json(path: Path, producer: Producer) -> Iterator[tuple[int, Record, byt
         if not line.strip():
             continue
         try:
-            record = _loads(line)
+            record = orjson.loads(line)
         except ValueError as exc:
             raise LogInputError(f"{path}:{number}: not a JSON object: {exc}") from None
         if not isinstance(record, dict):
