@@ -6,7 +6,7 @@ case-insensitively; a record's array values give one row per value, so an equali
 Sigma). Each detection is one query per batch; the columns the rules compare with numbers (ports) are indexed, so
 most queries read only the rows of their port.
 Correlations: the events any correlation's base rule matches are kept in `held` with their time; after each batch
-every correlation's SQL (pySigma-backend-sqlite's sliding windows) runs over `held`; then events older than the
+every correlation's plan (pySigma-backend-sqlite's sliding windows) runs over `held`; then events older than the
 longest timespan (plus SLACK for records written out of order) are dropped, and so are those no future window can
 need (see `compact`). Memory is bounded by the batch and the correlation windows, not by the log. A correlation
 alerts once per group for a window, and again only for a window that starts after the last one it reported ended.
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sigma.backends.sqlite.runtime import execute_plan
 
 from rulegen.hunt import formats
 from rulegen.hunt.rules import BATCH, HELD, PIPELINES, TIME, Plan, RuleInfo
@@ -210,15 +211,13 @@ class Matcher:
 
     def correlate(self) -> Iterator[Alert]:
         for correlation in self.plan.correlations:
-            cursor = self.db.execute(correlation.sql)
-            names = [d[0] for d in cursor.description]
-            for values in cursor.fetchall():
-                row = dict(zip(names, values, strict=True))
-                ids = [int(str(i).split(":", 1)[1]) for i in json.loads(row["event_ids"])]
+            windows, _ = execute_plan(self.db, correlation.plan, include_events=False)
+            for row in windows:
+                ids = [int(str(i).split(":", 1)[1]) for i in row["event_ids"]]
                 marks = ", ".join("?" * len(ids))
                 first, last = self.db.execute(f"SELECT min({TIME}), max({TIME}) FROM {HELD} WHERE rowid IN ({marks})",
                                               ids).fetchone()
-                key = (correlation.info.path, row["group_keys"])
+                key = (correlation.info.path, json.dumps(row["group_keys"], sort_keys=True))
                 if first is None or first <= self.reported.get(key, float("-inf")):
                     continue  # this window overlaps one already reported for the group
                 self.reported[key] = last
@@ -226,10 +225,9 @@ class Matcher:
                                         f"ORDER BY {TIME}, _file, _line LIMIT {EVIDENCE}", ids).fetchall()
                 events = [self.event(self.held_records[k][0], k[1], self.held_records[k][1]) for k in shown
                           if k in self.held_records]
-                group = json.loads(row["group_keys"])
                 yield Alert(correlation.info, self.plan.producer.name, events,
-                            group={self.names.get(k, k): v for k, v in group.items()}, window=(first, last),
-                            metric=row["metric_value"])
+                            group={self.names.get(k, k): v for k, v in row["group_keys"].items()},
+                            window=(first, last), metric=row["metric_value"])
 
     def compact(self) -> None:
         """After the windows were evaluated: of the events a value_count correlation keeps, only the latest of each

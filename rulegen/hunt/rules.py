@@ -4,8 +4,9 @@ For a producer, each rule is one of:
 - a detection: its own alert; the WHERE clause of its SQLite query runs over every batch of events;
 - a correlation base: referenced by a correlation and not `generate: true`, so it raises nothing alone; its
   WHERE clause picks the events the correlation windows keep;
-- a correlation: the backend's SQL (value_count / event_count / temporal over group-by in a sliding timespan),
-  run over the kept events;
+- a correlation: the backend's correlation plan (value_count / event_count / temporal over group-by in a sliding
+  timespan: the SQL stages its `zircolite` output format gives, run by its runtime with indexes), over the kept
+  events;
 - not applicable: the pipeline or the backend refused it (a log source or field the producer does not carry),
   with the reason.
 """
@@ -45,7 +46,7 @@ class RuleInfo:
 @dataclass
 class Correlation:
     info: RuleInfo
-    sql: str
+    plan: dict[str, Any]  # the backend's correlation plan: its SQL stages, materialised with indexes when run
     timespan: float  # seconds
     bases: list[str]  # WHERE clauses of the rules it references
     distinct: list[str] | None = None  # value_count: the group-by fields and the counted field
@@ -143,7 +144,7 @@ def plan(paths: list[Path], producer: Producer) -> Plan:
         if info.path in result.not_applicable:
             continue
         try:
-            queries = (held_backend.convert_correlation_rule(rule) if info.correlation
+            queries = (held_backend.convert_correlation_rule(rule, output_format="zircolite") if info.correlation
                        else held_backend.convert_rule(rule))
         except (SigmaError, ValueError, NotImplementedError) as exc:
             result.not_applicable[info.path] = (info, _reason(exc))
@@ -163,7 +164,8 @@ def plan(paths: list[Path], producer: Producer) -> Plan:
         distinct = group + counted if rule.type.name.lower() == "value_count" and counted and not rule.aliases \
             else None
         span = rule.timespan.seconds if rule.timespan else 0
-        result.correlations += [Correlation(info, q, float(span), bases, distinct) for q in queries]
+        result.correlations += [Correlation(info, q["correlation_plan"], float(span), bases, distinct)
+                                for q in queries]
     return result
 
 
