@@ -6,17 +6,18 @@ nested (EVE) or flat dotted names as the producer writes them (Zeek, ulogd2). Fi
 names by the producer's pySigma pipeline (`pipeline`), never here.
 
 - Suricata EVE JSON (eve.json): one JSON object per line with `event_type`; time in `timestamp`
-  (`2026-11-29T13:12:09.123456+0000`).
+  (`2026-11-29T13:12:09.123456+0000`). The second netflow record of a flow (the reply's half) gets `hunt_reply`.
 - Zeek JSON logs (`LogAscii::use_json=T`): objects with `ts` (epoch seconds, or ISO 8601 with
-  `LogAscii::json_timestamps=JSON::TS_ISO8601`) and one of `uid`, `uids`, `fuid`, `id.orig_h`, `_path`.
-  The log's name (`conn`, `dns`...) is
-  the record's `_path` where json-streaming-logs writes one, else the file name's first part (`dns.log`,
-  `dns.13:00:00-14:00:00.log.gz`); it becomes the `_path` column. Zeek's TSV logs are refused: turn JSON on.
+  `LogAscii::json_timestamps=JSON::TS_ISO8601`) and one of `uid`, `uids`, `fuid`, `id.orig_h`, `_path`. The
+  log's name (`conn`, `dns`...) is the record's `_path` where json-streaming-logs writes one, else the file
+  name's first part (`dns.log`, `dns.13:00:00-14:00:00.log.gz`); it becomes the `_path` column. Zeek's TSV logs
+  are refused: turn JSON on.
 - ulogd2 JSON (the JSON output plugin, Debian's ulogd2-json; one object per line): each key is the ulogd key's
   CIM name where it has one, otherwise its ulogd name, as ulogd_output_JSON.c writes them: `timestamp`
   (local time with offset, `2026-11-29T13:12:09.123456+0100`), `dvc`, `oob.prefix` (the LOG/NFLOG prefix),
-  `oob.time.sec`, `oob.in`, `oob.out`, `ip.protocol` (a number: 6 tcp, 17 udp), `src_ip`, `dest_ip`
-  (IP2STR's CIM names), `src_port`, `dest_port` (the TCP/UDP ports' CIM names), `tcp.syn`, `ip.ttl`...
+  `oob.time.sec`, `oob.in`, `oob.out`, `ip.protocol` (a number: 6 tcp, 17 udp; for IPv6 BASE writes the
+  upper-layer header there too, except for fragments), `src_ip`, `dest_ip` (IP2STR's CIM names), `src_port`,
+  `dest_port` (the TCP/UDP ports' CIM names), `tcp.syn`, `ip.ttl`...
   A file is taken for ulogd2's when its first record has `oob.prefix` or `oob.time.sec`, or `dvc` beside
   `src_ip`. The stack must include IP2STR so that addresses are strings (ulogd's default JSON stacks do).
 - Kernel LOG target lines (iptables `-j LOG`, nftables `log`), in syslog (`/var/log/kern.log`, rsyslog's
@@ -24,8 +25,9 @@ names by the producer's pySigma pipeline (`pipeline`), never here.
   nf_log_syslog writes after the prefix (`IN= OUT= MAC= SRC= DST= LEN= ... PROTO=TCP SPT= DPT= ... SYN`),
   each as a field of that name (a bare flag such as `SYN` or `DF` as `1`; the first of a repeated key, so
   `LEN` is the IP length). The prefix is the text between `kernel:` (and the `[uptime]` stamp) and `IN=`.
-  Lines that are not netfilter LOG lines (other kernel messages) are skipped. A stamp without a year
-  (`Nov 29 13:12:09`) takes the file's modification year.
+  Lines that are not netfilter LOG lines (other kernel messages) are skipped. A stamp without a year or zone
+  (`Nov 29 13:12:09`) takes the file's modification year and is read as UTC; it only orders events for the
+  correlation windows.
 Both netfilter readers split a rulegen prefix (`rulegen:<sid>:<action> `) into `rulegen.sid` and
 `rulegen.action`, so a hit names the rulegen rule that logged or dropped the packet.
 """
