@@ -269,6 +269,9 @@ def hunt(logs: tuple[Path, ...], rule_dirs: tuple[Path, ...], min_level: str, as
         skipped = session.not_applicable()
     except RulegenError as exc:
         _fail(exc)
+    if as_json:
+        for rule, count in sorted(session.below.items(), key=lambda i: (i[0].level, i[0].title)):
+            click.echo(f"below {min_level}: {rule.level} {rule.title}: {count} event(s)", err=True)
     if skipped:
         if as_json:
             for rule, why in skipped:

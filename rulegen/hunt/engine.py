@@ -253,6 +253,7 @@ class Matcher:
         self.db.execute(f"DELETE FROM {HELD} WHERE {drop}")
 
     def prune(self) -> None:
+        """Drop the events, and the reported windows, that ended before the longest timespan (plus SLACK)."""
         horizon = self.latest - self.plan.window - SLACK
         old = f"{TIME} < ? OR {TIME} IS NULL"
         gone = self.db.execute(f"SELECT _file, _line FROM {HELD} WHERE {old}", (horizon,)).fetchall()
@@ -260,6 +261,7 @@ class Matcher:
             self.db.execute(f"DELETE FROM {HELD} WHERE {old}", (horizon,))
             for key in gone:
                 self.held_records.pop(key, None)
+        self.reported = {k: end for k, end in self.reported.items() if end >= horizon}
 
 
 def batches(records: Iterable[tuple[int, dict, bytes]]) -> Iterator[list[tuple[int, dict, bytes]]]:
