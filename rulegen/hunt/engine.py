@@ -116,13 +116,26 @@ def regexp(pattern: str | None, value: Any) -> bool:
     return pattern is not None and value is not None and _compiled(pattern).search(str(value)) is not None
 
 
-def sigma_names(pipeline: str) -> tuple[dict[str, str], set[str]]:
-    """Read back from the pipeline: producer field -> Sigma field (its field name mappings, the first one wins),
-    and the fields it only scopes records by (its added conditions: event_type, _path...)."""
+def _applies(item: dict, logsource: tuple[str, str, str]) -> bool:
+    """Whether a pipeline item's log source conditions hold for a rule's (category, product, service)."""
+    conditions = [c for c in item.get("rule_conditions", []) if c.get("type") == "logsource"]
+    have = dict(zip(("category", "product", "service"), logsource, strict=True))
+    matched = [all(have[k] == str(c[k]) for k in have if k in c) for c in conditions]
+    if not matched:
+        return True
+    return not any(matched) if item.get("rule_cond_not") else (all(matched) if item.get("rule_cond_op") == "and"
+                                                                 else any(matched))
+
+
+def sigma_names(pipeline: str, logsource: tuple[str, str, str]) -> tuple[dict[str, str], set[str]]:
+    """Read back from the pipeline, for a rule of this log source: producer field -> Sigma field (its field name
+    mappings), and the fields it only scopes records by (its added conditions: event_type, _path...)."""
     document = yaml.safe_load((PIPELINES / pipeline).read_text(encoding="utf-8"))
     names: dict[str, str] = {}
     scope: set[str] = set()
     for item in document.get("transformations", []):
+        if not _applies(item, logsource):
+            continue
         if item.get("type") == "add_condition":
             scope |= set(item["conditions"])
         elif item.get("type") == "field_name_mapping":
@@ -138,11 +151,11 @@ class Matcher:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.columns = sorted(plan.columns)
-        self.getters = [getter(c) for c in self.columns]
+        self.getters = {c: getter(c) for c in self.columns}
         # a flat key as it is (Zeek, ulogd2, kernel lines), or a nested path (EVE): (first part, the rest)
         self.flat = None if plan.producer.nested else self.columns
         self.nested = [(c.split(".", 1)[0], c.split(".")[1:]) for c in self.columns]
-        self.names, self.scope = sigma_names(plan.producer.pipeline)
+        self.naming: dict[tuple[str, str, str], tuple[dict[str, str], set[str]]] = {}  # per log source
         self.db = sqlite3.connect(":memory:")
         self.db.create_function("REGEXP", 2, regexp, deterministic=True)
         defs = ", ".join(f"{_quote(c)} NUMERIC COLLATE NOCASE" for c in self.columns)
@@ -178,12 +191,19 @@ class Matcher:
                     values[i] = _cell(v)
                 yield (n, line, stamp, *values)
 
-    def event(self, file: str, line: int, record: dict) -> Event:
+    def names(self, rule: RuleInfo) -> tuple[dict[str, str], set[str]]:
+        if rule.logsource not in self.naming:
+            self.naming[rule.logsource] = sigma_names(self.plan.producer.pipeline, rule.logsource)
+        return self.naming[rule.logsource]
+
+    def event(self, rule: RuleInfo, file: str, line: int, record: dict) -> Event:
+        """The record, and the fields the rule reads under the Sigma names of its log source."""
+        names, scope = self.names(rule)
         fields = {}
-        for column, get in zip(self.columns, self.getters, strict=True):
-            value = get(record)
-            if value is not None and column not in self.scope:
-                fields[self.names.get(column, column)] = value
+        for column in rule.fields:
+            value = self.getters[column](record)
+            if value is not None and column not in scope:
+                fields[names.get(column, column)] = value
         return Event(file, line, fields, record)
 
     def feed(self, file_index: int, file: str, batch: list[tuple[int, dict, bytes]]) -> Iterator[Alert]:
@@ -192,7 +212,7 @@ class Matcher:
         for info, sql in self.scans:
             for (n,) in self.db.execute(sql).fetchall():
                 line, record, _ = batch[n]
-                yield Alert(info, self.plan.producer.name, [self.event(file, line, record)])
+                yield Alert(info, self.plan.producer.name, [self.event(info, file, line, record)])
         if self.bases is None:
             return
         held = [n for (n,) in self.db.execute(f"SELECT DISTINCT _n FROM {BATCH} WHERE {self.bases} ORDER BY _n")]
@@ -223,10 +243,12 @@ class Matcher:
                 self.reported[key] = last
                 shown = self.db.execute(f"SELECT _file, _line FROM {HELD} WHERE rowid IN ({marks}) "
                                         f"ORDER BY {TIME}, _file, _line LIMIT {EVIDENCE}", ids).fetchall()
-                events = [self.event(self.held_records[k][0], k[1], self.held_records[k][1]) for k in shown
+                info = correlation.info
+                events = [self.event(info, self.held_records[k][0], k[1], self.held_records[k][1]) for k in shown
                           if k in self.held_records]
-                yield Alert(correlation.info, self.plan.producer.name, events,
-                            group={self.names.get(k, k): v for k, v in row["group_keys"].items()},
+                names = self.names(info)[0]
+                yield Alert(info, self.plan.producer.name, events,
+                            group={names.get(k, k): v for k, v in row["group_keys"].items()},
                             window=(first, last), metric=row["metric_value"])
 
     def compact(self) -> None:

@@ -13,7 +13,7 @@ For a producer, each rule is one of:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class RuleInfo:
     tags: tuple[str, ...]
     path: str
     correlation: bool = False
+    logsource: tuple[str, str, str] = ("", "", "")  # (category, product, service)
+    fields: tuple[str, ...] = ()  # the producer's fields the rule reads (a correlation: its base rules' too)
 
 
 @dataclass
@@ -98,8 +100,11 @@ def _info(rule: Any) -> RuleInfo:
     from sigma.correlations import SigmaCorrelationRule
 
     level = rule.level.name.lower() if getattr(rule, "level", None) else "medium"
+    source = getattr(rule, "logsource", None)
+    logsource = tuple(str(getattr(source, k, None) or "") for k in ("category", "product", "service"))
     return RuleInfo(str(rule.id or rule.title), rule.title, level, tuple(str(t) for t in rule.tags or ()),
-                    str(rule.source.path) if rule.source else "", isinstance(rule, SigmaCorrelationRule))
+                    str(rule.source.path) if rule.source else "", isinstance(rule, SigmaCorrelationRule),
+                    logsource)  # type: ignore[arg-type]
 
 
 def _where(query: str) -> str:
@@ -123,6 +128,7 @@ def plan(paths: list[Path], producer: Producer) -> Plan:
     alone = _load(paths)
     plain_backend = sqliteBackend(ProcessingPipeline.from_yaml(pipeline_text), table=BATCH, **options)
     where: dict[str, str] = {}
+    reads: dict[str, tuple[str, ...]] = {}  # rule path -> the fields it reads
     for rule in alone.rules:
         if isinstance(rule, SigmaCorrelationRule):
             continue
@@ -132,7 +138,8 @@ def plan(paths: list[Path], producer: Producer) -> Plan:
         try:
             queries = plain_backend.convert_rule(rule)
             where[info.path] = " OR ".join(f"({_where(q)})" for q in queries)
-            result.columns |= set(plain_backend.required_fields(rule))
+            reads[info.path] = tuple(plain_backend.required_fields(rule))
+            result.columns |= set(reads[info.path])
         except (SigmaError, ValueError, NotImplementedError) as exc:
             result.not_applicable[info.path] = (info, _reason(exc))
     # The whole collection: which rules raise alerts of their own, and the correlations' SQL over HELD.
@@ -151,11 +158,12 @@ def plan(paths: list[Path], producer: Producer) -> Plan:
             continue
         if not info.correlation:
             if rule._output:  # noqa: SLF001 - pySigma: False when only a correlation uses the rule
-                result.detections.append((info, where[info.path]))
+                result.detections.append((replace(info, fields=reads[info.path]), where[info.path]))
             continue
-        bases = [where[str(ref.rule.source.path)] for ref in rule.rules
-                 if getattr(ref, "rule", None) is not None and ref.rule.source
-                 and str(ref.rule.source.path) in where]
+        referenced = [str(ref.rule.source.path) for ref in rule.rules
+                      if getattr(ref, "rule", None) is not None and ref.rule.source
+                      and str(ref.rule.source.path) in where]
+        bases = [where[path] for path in referenced]
         result.bases += bases
         group = [str(f) for f in (rule.group_by or [])]
         fields = rule.condition.fieldref if rule.condition else None
@@ -164,6 +172,9 @@ def plan(paths: list[Path], producer: Producer) -> Plan:
         distinct = group + counted if rule.type.name.lower() == "value_count" and counted and not rule.aliases \
             else None
         span = rule.timespan.seconds if rule.timespan else 0
+        base_info = next((_info(ref.rule) for ref in rule.rules if getattr(ref, "rule", None) is not None), info)
+        info = replace(info, logsource=base_info.logsource,
+                       fields=tuple(dict.fromkeys([f for p in referenced for f in reads[p]] + group + counted)))
         result.correlations += [Correlation(info, q["correlation_plan"], float(span), bases, distinct)
                                 for q in queries]
     return result
