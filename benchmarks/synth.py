@@ -82,6 +82,11 @@ def _kinds(i: int) -> list[dict]:
              detect="probe", severity="medium", classtype="attempted-recon", response="reject"),
         dict(category="DOS", direction="any", transport="udp", src_ports=[p], dst_ports=[q], detect="traffic",
              severity="medium", classtype="attempted-dos", response="drop"),
+        dict(category="SCAN", direction="inbound", transport="tcp", dst_ports=[25, p], detect="payload",
+             match={"smtp": {"reply": "relay-denied"}}, severity="low", classtype="attempted-recon",
+             response="alert"),
+        dict(category="SCAN", direction="inbound", transport="tcp", dst_ports=[25, q], detect="payload",
+             match={"smtp": {"rcpt": "relay-route"}}, severity="medium", classtype="misc-attack", response="alert"),
     ]
 
 

@@ -253,6 +253,53 @@ def convert(sigma_dir: Path, out_dir: Path, siem_names: tuple[str, ...], templat
 
 
 @main.command()
+@click.argument("logs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--rules", "rule_dirs", multiple=True, type=click.Path(path_type=Path),
+              help="A folder (or file) of Sigma rules; repeatable (default: out/sigma).")
+@click.option("--min-level", type=click.Choice(["informational", "low", "medium", "high", "critical"]),
+              default="low", show_default=True, help="Alerts below this level are only counted, apart.")
+@click.option("--json", "as_json", is_flag=True, help="Write NDJSON: one object per alert.")
+def hunt(logs: tuple[Path, ...], rule_dirs: tuple[Path, ...], min_level: str, as_json: bool) -> None:
+    """Run Sigma rules over log files: Suricata EVE JSON, Zeek JSON logs, ulogd2 JSON, kernel LOG lines
+    (syslog or journalctl -k text); each file's format is detected from its content, .gz too. Correlation
+    rules count over their group-by fields in a sliding timespan window; a rule a correlation references
+    alerts only through it (unless `generate: true`).
+
+    Exit 0 when no alert, 1 when any alert at or above --min-level, 2 on bad input (unreadable or unknown
+    log, broken rule).
+    """
+    from rulegen.hunt import report
+    from rulegen.hunt.session import Hunt
+
+    try:
+        session = Hunt(list(rule_dirs) or [Path("out/sigma")], min_level)
+        alerts = session.run(list(logs))
+        if as_json:
+            report.write_ndjson(alerts)
+        else:
+            found = list(alerts)
+            if found:
+                report.alerts_table(found)
+            else:
+                click.echo(f"no alerts at or above {min_level}")
+            if session.below:
+                report.below_table(session.below, min_level)
+        skipped = session.not_applicable()
+    except RulegenError as exc:
+        _fail(exc)
+    if as_json:
+        for rule, count in sorted(session.below.items(), key=lambda i: (i[0].level, i[0].title)):
+            click.echo(f"below {min_level}: {rule.level} {rule.title}: {count} event(s)", err=True)
+    if skipped:
+        if as_json:
+            for rule, why in skipped:
+                click.echo(f"not applicable: {rule}: {why}", err=True)
+        else:
+            report.not_applicable_table(skipped)
+    sys.exit(1 if session.alerts else 0)
+
+
+@main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "forced", type=click.Choice(FORMATS), default=None,
               help="Force the input format instead of detecting it from the extension and content.")

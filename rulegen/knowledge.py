@@ -46,12 +46,16 @@ TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
 CVE = re.compile(r"^CVE-\d{4}-\d{4,}$")
 URL = re.compile(r"^https?://[^\s\"'<>]+$")
 DNS_QTYPES = ("AXFR", "IXFR", "ANY")
-MATCH_KINDS = ("content", "dns", "snmp", "ftp", "tftp", "dhcp", "login", "rpc", "netbios", "shell")
+MATCH_KINDS = ("content", "dns", "snmp", "ftp", "tftp", "dhcp", "login", "rpc", "netbios", "shell", "smtp")
 # Transport each match kind can use: the knowledge may not ask for what the protocol cannot carry.
 MATCH_TRANSPORTS = {
     "content": TRANSPORTS, "dns": TRANSPORTS, "snmp": ("udp",), "ftp": ("tcp",), "tftp": ("udp",),
     "dhcp": ("udp",), "login": ("tcp",), "rpc": TRANSPORTS, "netbios": ("udp",), "shell": ("tcp",),
+    "smtp": ("tcp",),
 }
+# What an smtp match can name: the server's answer (travels to the client) or the client's request.
+SMTP_REPLIES = ("relay-denied",)
+SMTP_RCPTS = ("relay-route",)
 TARGET_NAMES = ("suricata", "sigma", "iptables", "nftables")
 
 
@@ -380,7 +384,7 @@ def _match(value: Any, line: int, transport: str) -> Match:
         "ftp": (("user",), ("user",)), "tftp": (("opcode", "filename"), ("opcode",)),
         "dhcp": (("message_type",), ("message_type",)), "login": (("users",), ("users",)),
         "rpc": (("program",), ("program",)), "netbios": (("query",), ("query",)),
-        "shell": (("response",), ("response",)),
+        "shell": (("response",), ("response",)), "smtp": (("reply", "rcpt"), ()),
     }
     allowed, required = specs[kind]
     f = _Fields(body, body_line, f"{kind} match", allowed, required)
@@ -418,7 +422,19 @@ def _match(value: Any, line: int, transport: str) -> Match:
         return Match("rpc", rpc_program=f.int_in("program", 0, 2**32 - 1))
     if kind == "netbios":
         return Match("netbios", netbios_query=f.choice("query", ("nbstat",)))
+    if kind == "smtp":
+        return _smtp(f)
     return Match("shell", shell_response=f.text("response", max_len=200))
+
+
+def _smtp(f: _Fields) -> Match:
+    """`smtp: {reply: relay-denied}` (the server refuses to relay a RCPT TO) or `smtp: {rcpt: relay-route}`
+    (a RCPT TO whose address asks the server to pass the mail on: a source route, a % or ! path)."""
+    if f.has("reply") == f.has("rcpt"):
+        raise _Invalid(f.line, "an smtp match needs exactly one of 'reply' or 'rcpt'")
+    if f.has("reply"):
+        return Match("smtp", smtp_reply=f.choice("reply", SMTP_REPLIES))
+    return Match("smtp", smtp_rcpt=f.choice("rcpt", SMTP_RCPTS))
 
 
 def _token(f: _Fields, key: str) -> str:
@@ -460,6 +476,8 @@ def _pattern_fields(f: _Fields, pid: str, entry_id: str, entry_protocols: tuple[
     dst_net = _net(f.get("dst_net", str, default_dst), f.line_of("dst_net"), list_refs)
     if src_net.kind == "broadcast":
         raise _Invalid(f.line_of("src_net"), "a broadcast address cannot be a source")
+    if dst_net.kind == "broadcast" and transport != "udp":
+        raise _Invalid(f.line_of("transport"), "a broadcast destination takes udp: tcp connects to one host")
     dst_ports = _ports(f, "dst_ports")
     dst_except = _ports(f, "dst_ports_except")
     if dst_ports and dst_except:
@@ -480,6 +498,15 @@ def _pattern_fields(f: _Fields, pid: str, entry_id: str, entry_protocols: tuple[
     flow = f.choice("flow", ("to_server", "to_client"), "to_server")
     if match is not None and match.kind == "shell":
         flow = "to_client"
+    if match is not None and match.kind == "smtp":
+        needed = "to_client" if match.smtp_reply else "to_server"
+        if f.has("flow") and flow != needed:
+            what = "reply travels from the server to the client" if match.smtp_reply else \
+                "RCPT TO travels from the client to the server"
+            raise _Invalid(f.line_of("flow"), f"an smtp {what}: flow is {needed}")
+        flow = needed
+    if flow == "to_client" and dst_net.kind == "broadcast":
+        raise _Invalid(f.line_of("flow"), "an answer (flow: to_client) cannot come from a broadcast address")
     category = f.choice("category", CATEGORIES)
     classtype = f.choice("classtype", sorted(CLASSTYPES))
     attack = None

@@ -88,7 +88,7 @@ class ContentMatch:
 class Match:
     """Exactly one kind of application fact; `kind` names it, the other fields hold its values."""
 
-    kind: str  # content | dns | snmp | ftp | tftp | dhcp | login | rpc | netbios | shell
+    kind: str  # content | dns | snmp | ftp | tftp | dhcp | login | rpc | netbios | shell | smtp
     contents: tuple[ContentMatch, ...] = ()
     dns_query: str | None = None
     dns_qtype: str | None = None
@@ -101,6 +101,8 @@ class Match:
     rpc_program: int | None = None
     netbios_query: str | None = None
     shell_response: str | None = None
+    smtp_reply: str | None = None  # relay-denied: the server's 55x refusal to relay a RCPT TO (to the client)
+    smtp_rcpt: str | None = None  # relay-route: a RCPT TO whose address routes through the server
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,20 @@ BAD_KNOWLEDGE: dict[str, tuple[dict, str]] = {
         _swap("        detect: probe\n", "        detect: payload\n        match: {snmp: {community: public}}\n"),
         "cannot use transport tcp"),
     "payload without match": (_swap("detect: probe", "detect: payload"), "'match' is required"),
+    "smtp match with reply and rcpt": (
+        _swap("        detect: probe\n", "        detect: payload\n        match: {smtp: {reply: relay-denied, "
+                                          "rcpt: relay-route}}\n"), "exactly one of 'reply' or 'rcpt'"),
+    "unknown smtp reply": (_swap("        detect: probe\n", "        detect: payload\n        match: {smtp: {reply: "
+                                                           "accepted}}\n"), "'reply' must be one of relay-denied"),
+    "smtp reply flowing to the server": (
+        _swap("        detect: probe\n", "        detect: payload\n        flow: to_server\n        match: {smtp: "
+                                          "{reply: relay-denied}}\n"), "flow is to_client"),
+    "smtp rcpt flowing to the client": (
+        _swap("        detect: probe\n", "        detect: payload\n        flow: to_client\n        match: {smtp: "
+                                          "{rcpt: relay-route}}\n"), "flow is to_server"),
+    "tcp to a broadcast address": (_swap("        detect: probe\n", "        detect: probe\n        dst_net: "
+                                                                     "broadcast\n"),
+                                   "a broadcast destination takes udp"),
     "bad technique": (_swap("        severity: low\n", "        severity: low\n        attack: {tactic: discovery, "
                                                       "technique: X1}\n"), "technique must look like"),
     "technique not in att&ck": (_swap("        severity: low\n", "        severity: low\n        attack: {tactic: "

@@ -106,6 +106,16 @@ TYPED_FACTS = {
     "ingreslock shell": dict(match="shell", dst_ports="1524"),
     "pcserver shell": dict(match="shell", dst_ports="600"),
     "ident rst": dict(dst_ports="113", response=Response.REJECT, transport="tcp"),
+    "smtp relay refusal": dict(match="smtp", smtp_reply="relay-denied", dst_ports="25"),
+    "smtp relay route": dict(match="smtp", smtp_rcpt="relay-route", dst_ports="25"),
+    "portmapper over udp": dict(dst_ports="111", transport="udp", match=None),
+    "portmapper call over udp": dict(match="rpc", rpc_program=100000, transport="udp", dst_ports="111"),
+    "portmapper call over tcp": dict(match="rpc", rpc_program=100000, transport="tcp", dst_ports="111"),
+    "mountd call over udp": dict(match="rpc", rpc_program=100005, transport="udp"),
+    "mountd call over tcp": dict(match="rpc", rpc_program=100005, transport="tcp"),
+    "rwho broadcast": dict(dst_ports="513", dst_net="broadcast"),
+    "corba broadcast": dict(dst_ports="553", dst_net="broadcast"),
+    "inoculan broadcast": dict(dst_ports="41508", dst_net="broadcast"),
 }
 
 
@@ -137,3 +147,34 @@ def test_informational_entries_do_not_page_anyone(entry_id):
     for p in entry.patterns:
         assert p.severity is Severity.INFORMATIONAL
         assert p.response in (Response.ALERT, Response.LOG)
+
+
+AUDIT = Path(__file__).resolve().parents[1] / "docs" / "audit.md"
+
+
+def _audit_rows() -> dict[str, list[str]]:
+    rows = {}
+    for line in AUDIT.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 4:
+            rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+@pytest.mark.parametrize("entry", [e.id for e in KB.entries])
+def test_audit_has_a_line_per_entry_and_every_transport_is_covered_or_explained(entry):
+    """Issue 13: docs/audit.md says per entry what it covers and leaves; a transport of the entry without a
+    pattern is named in what it leaves, with the reason."""
+    rows = _audit_rows()
+    assert entry in rows, f"docs/audit.md has no line for {entry}"
+    covers, leaves, why = rows[entry]
+    assert covers and leaves and why
+    for pattern in KB.entry(entry).patterns:
+        assert f"`{pattern.id}`" in covers, f"{entry}: {pattern.id} not in the audit's covered forms"
+    for transport in KB.entry(entry).protocols:
+        if not any(p.transport == transport for p in KB.entry(entry).patterns):
+            assert transport in leaves.lower(), f"{entry}: no {transport} pattern and the audit does not say why"
+
+
+def test_audit_lists_only_known_entries():
+    assert set(_audit_rows()) <= {e.id for e in KB.entries}

@@ -82,13 +82,15 @@ def test_lookalikes_follow_the_patterns_typed_fields(built, pattern_id):
         assert cases["from-home"]["src_ip"].startswith("192.168.")
     if src == "home" and dst == "home":
         assert "from-outside" in cases
-    if src == "home" and dst != "home":
+    if dst == "broadcast":
+        assert {"unicast-home", "unicast-wide"} <= set(cases)
+    elif src == "home" and dst != "home":
         assert ("from-outside" if logsource == ("", "dns", "") else "to-home") in cases
     if logsource != ("zeek", "", "dhcp"):
         assert {"loopback-v4", "loopback-v6"} <= set(cases)
     if pattern.match is not None:
         assert set(cases) & {"ftp-named-user", "snmp-site-community", "dns-another-name", "dns-ordinary-type",
-                             "dhcp-discover"}
+                             "dhcp-discover", "smtp-local-delivery"}
     assert cases, "every pattern has look-alikes to stay quiet on"
     for flows in prove_sigma.lookalike_flows(pattern, KB, logsource).values():
         assert flows and not set(flows) & set(prove_sigma.pattern_flows(pattern, KB))
@@ -206,6 +208,77 @@ def test_rogue_dhcp_rule_spares_a_listed_server(tmp_path):
     quiet = proofs["dhcp-rogue-offer", "quiet"]
     assert quiet.proven and "dhcp-from-listed-server" in quiet.detail, quiet.detail
     assert "filter_main_known_servers" in (tmp_path / "out" / "sigma" / "zeek_dhcp_dhcp_rogue_offer.yml").read_text()
+
+
+def _zeek_smtp_row(n: int, rcptto: list[str], last_reply: str) -> dict:
+    """A row as Zeek's smtp.log writes it (base/protocols/smtp/main.zeek): `last_reply` is the last reply of
+    the transaction, `rcptto` the addresses Zeek extracts from RCPT TO."""
+    return {"ts": f"2026-01-01T00:00:{n:02d}.000000Z", "uid": f"CzEek{n}", "id.orig_h": f"198.51.100.{n}",
+            "id.orig_p": 50000 + n, "id.resp_h": "192.168.1.25", "id.resp_p": 25, "trans_depth": 1,
+            "helo": "client.example.com", "mailfrom": "someone@example.com", "rcptto": rcptto,
+            "last_reply": last_reply, "tls": False}
+
+
+# row name: (rcptto, last_reply, the smtp patterns whose rule must match it)
+ZEEK_SMTP_ROWS = {
+    "postfix refusal": (["x@example.org"], "554 5.7.1 <x@example.org>: Relay access denied", {"smtp-relay-denied"}),
+    "sendmail refusal": (["x@example.org"], "550 5.7.1 <x@example.org>... Relaying denied", {"smtp-relay-denied"}),
+    "exim refusal": (["x@example.org"], "550 relay not permitted", {"smtp-relay-denied"}),
+    "percent path accepted": (["x%example.org@mx.example.net"], "250 2.0.0 Ok: queued as 1A2B",
+                              {"smtp-relay-route-rcpt"}),
+    "bang path accepted": (["example.org!x@mx.example.net"], "250 OK id=1r2s3t", {"smtp-relay-route-rcpt"}),
+    "local delivery": (["bob@example.net"], "250 2.0.0 Ok: queued as 4Tq9Xk1Zz3", set()),
+    "two local recipients": (["bob@example.net", "carol@example.net"], "250 OK", set()),
+    "unknown local user": (["nobody@example.net"], "550 5.1.1 <nobody@example.net>: User unknown", set()),
+    "spam reject": (["bob@example.net"], "550 5.7.1 Message rejected as spam", set()),
+    "accepted, text names relay": (["bob@example.net"], "250 2.1.5 Ok, will relay", set()),
+}
+
+
+def test_zeek_smtp_rules_on_rows_written_apart_from_the_rules(built):
+    """Issue 13: the Sigma rules of the relay patterns, on smtp.log rows written by hand as Zeek logs them
+    (other servers' wordings, several recipients): each rule matches exactly its rows."""
+    paths = {pid: built / "sigma" / f"zeek_smtp_{pid.replace('-', '_')}.yml"
+             for pid in ("smtp-relay-denied", "smtp-relay-route-rcpt")}
+    events = [prove_sigma.Event(name, _zeek_smtp_row(n, rcpt, reply))
+              for n, (name, (rcpt, reply, _)) in enumerate(ZEEK_SMTP_ROWS.items())]
+    db = prove_sigma.load_events(events)
+    queries = prove_sigma.convert_rules(list(paths.values()))
+    for pid, path in paths.items():
+        hits = set().union(*(prove_sigma.matched(db, q) for q in queries[path]))
+        assert hits == {name for name, (_, _, want) in ZEEK_SMTP_ROWS.items() if pid in want}, pid
+
+
+FIREWALL = ("", "firewall", "")
+
+
+@pytest.mark.parametrize("pattern_id", [pid for pid in SIGMA if PATTERNS[pid].dst_net.kind == "broadcast"])
+def test_broadcast_rule_matches_both_broadcasts_and_no_unicast(sigma_proofs, kb, pattern_id):
+    """Issue 13: the rows of a broadcast pattern carry a directed broadcast and the limited one; its quiet
+    proof holds rows to one home host and to 10.0.1.254 on the same port, with the other look-alikes."""
+    flows = prove_sigma.pattern_flows(PATTERNS[pattern_id], kb)
+    broadcasts = set(prove_sigma.addressing(kb).broadcasts)
+    assert {f.dst_ip for f in flows} == broadcasts
+    assert sigma_proofs[pattern_id, "fires"].proven, sigma_proofs[pattern_id, "fires"].detail
+    cases = prove_sigma.lookalike_flows(PATTERNS[pattern_id], kb, FIREWALL)
+    unicast = {f.dst_ip for case in ("unicast-home", "unicast-wide") for f in cases[case]}
+    assert unicast == {prove_sigma.addressing(kb).home.format(31), prove_sigma.WIDE_UNICAST}
+    quiet = sigma_proofs[pattern_id, "quiet"]
+    assert quiet.proven and "unicast-home, unicast-wide" in quiet.detail, quiet.detail
+
+
+def test_the_quiet_proof_fails_a_broadcast_rule_without_its_address(built, kb, tmp_path):
+    """The unicast look-alikes are not vacuous: the rwho rule without its broadcast address matches them."""
+    out = tmp_path / "out"
+    shutil.copytree(built, out)
+    rule = out / "sigma" / "net_firewall_rwho_broadcast.yml"
+    text = rule.read_text()
+    assert "        dst_ip|endswith: '.255'\n" in text
+    rule.write_text(text.replace("        dst_ip|endswith: '.255'\n", ""))
+    [quiet] = [p for p in prove_sigma.prove(kb, out, tmp_path / "work") if p.pattern == "rwho-broadcast"
+               and p.side == "quiet"]
+    assert not quiet.proven
+    assert "rwho-broadcast~unicast-home#" in quiet.detail and "rwho-broadcast~unicast-wide#" in quiet.detail
 
 
 SITE_HOME = """home:

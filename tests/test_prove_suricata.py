@@ -29,6 +29,7 @@ SHIPPED = load_knowledge([default_knowledge_dir()])
 PLANS = {p.pattern.id: p for p in plan_all(SHIPPED)["suricata"]}
 EXPRESSED = [pid for pid, p in PLANS.items() if p.expressed]
 SWEEPS = [p for p in SHIPPED.patterns if p.detect is Detect.SWEEP]
+BROADCAST = [pid for pid in EXPRESSED if PLANS[pid].pattern.dst_net.kind == "broadcast"]
 
 # Priority-4 (informational) alerts that the normal-traffic capture is expected to raise, by pattern id.
 # None today: the informational patterns that look like normal traffic either stay out of Suricata
@@ -210,6 +211,95 @@ def test_captures_use_the_documented_addresses():
     assert captures.endpoints(by_id["conducent-adserver-traffic"], SHIPPED) == (captures.HOME, conducent)
     assert captures.server_port(by_id["dns-udp-source-port-bypass"]) != 53
     assert captures.server_port(by_id["squid-proxy-probe"]) == 3128
+
+
+@pytest.mark.parametrize("pattern_id", BROADCAST)
+def test_broadcast_rule_alerts_on_directed_and_limited_broadcasts_not_on_unicast(replays, sids, pattern_id):
+    """Issue 13: a neighbour's directed broadcast (192.168.1.255) alerts as the limited one does; the same
+    datagrams to one host (the port's unicast use, in the quiet capture) do not."""
+    packets = rdpcap(str(replays[pattern_id].pcap))
+    assert {p[IP].dst for p in packets} == set(captures.BROADCASTS)
+    assert {p.dst for p in packets} == {"ff:ff:ff:ff:ff:ff"}
+    sid = sids[pattern_id]
+    alerted = {a.dst.rsplit(":", 1)[0] for a in replays[pattern_id].alerts if a.sid == sid}
+    assert alerted == set(captures.BROADCASTS)
+    quiet = replays[pattern_id + prove_suricata.QUIET]
+    flows = {(p[IP].src, p[IP].dst) for p in rdpcap(str(quiet.pcap))}
+    assert {(captures.HOME, captures.HOME_SERVER), captures.WIDE_UNICAST,
+            (captures.LOOPBACK4, captures.LOOPBACK_BROADCAST)} <= flows
+    assert quiet.error is None and quiet.count(sid) == 0, quiet.alerts
+
+
+def test_judge_fails_a_broadcast_rule_that_sees_only_the_limited_broadcast(replays, built, sids, tmp_path):
+    """The proof is not vacuous: the old rule form (destination 255.255.255.255) misses the directed broadcast."""
+    rules = (built / "suricata" / "rulegen.rules").read_text()
+    line = next(r for r in rules.splitlines() if f"sid:{sids['rwho-broadcast']};" in r)
+    broadcast_byte = "; ".join(target.BROADCAST_OPTIONS) + "; "
+    old = line.replace(f"-> {target.NOT_LOOPBACK} 513", "-> 255.255.255.255 513").replace(broadcast_byte, "")
+    assert "-> 255.255.255.255 513" in old and "ipv4.hdr" not in old
+    (tmp_path / "old.rules").write_text(old + "\n")
+    config = prove_suricata.write_config(tmp_path, SHIPPED)
+    replay = prove_suricata.replay_one(need("suricata"), config, tmp_path / "old.rules",
+                                       replays["rwho-broadcast"].pcap, tmp_path / "logs")
+    replay.expect_dsts = captures.BROADCASTS
+    proofs = prove_suricata.judge({"rwho-broadcast": replay, prove_suricata.NORMAL: replays[prove_suricata.NORMAL]},
+                                  built)
+    [proof] = [p for p in proofs if p.pattern == "rwho-broadcast" and p.side == "fires"]
+    assert replay.count(sids["rwho-broadcast"]) == 1
+    assert not proof.proven and "missed 192.168.1.255" in proof.detail
+
+
+def _smtp_session(wire, client: str, port: int, rcpt: bytes, answer: bytes) -> None:  # noqa: ANN001
+    wire.tcp(client, captures.HOME, port, 25).conversation([
+        (False, b"220 mx.example.net ESMTP\r\n"), (True, b"HELO client.example.com\r\n"),
+        (False, b"250 mx.example.net\r\n"), (True, b"MAIL FROM:<someone@example.com>\r\n"),
+        (False, b"250 OK\r\n"), (True, b"RCPT TO:" + rcpt + b"\r\n"), (False, answer),
+        (True, b"QUIT\r\n"), (False, b"221 closing\r\n")])
+
+
+# Relay refusals as other mail servers word them (not the Postfix text of rulegen's own capture), and answers
+# that must not read as one.
+RELAY_REFUSALS = {
+    "sendmail": b"550 5.7.1 <x@example.org>... Relaying denied\r\n",
+    "exchange": b"550 5.7.1 Unable to relay\r\n",
+    "exim": b"550 relay not permitted\r\n",
+    "multiline": b"554-5.7.1 This server does not\r\n554 5.7.1 relay for you\r\n",
+}
+NOT_REFUSALS = {
+    "spam reject": b"550 5.7.1 Message rejected as spam\r\n",
+    "unknown user": b"550 5.1.1 User unknown\r\n",
+    "accepted": b"250 2.1.5 Recipient ok (will relay for you)\r\n",
+}
+RELAY_ROUTES = {"source route": b"<@mx.example.net:x@example.org>", "percent": b"<x%example.org@mx.example.net>",
+                "bang": b"<example.org!x@mx.example.net>", "quoted": b'<"x@example.org"@mx.example.net>'}
+NOT_ROUTES = {"plain": b"<bob@example.net>", "dsn": b"<bob@example.net> NOTIFY=FAILURE ORCPT=rfc822;bob@example.net",
+              "null": b"<>"}
+
+
+@pytest.mark.parametrize("pattern_id, sessions, expect", [
+    ("smtp-relay-denied", {k: (b"<x@example.org>", v) for k, v in RELAY_REFUSALS.items()}, True),
+    ("smtp-relay-denied", {k: (b"<x@example.org>", v) for k, v in NOT_REFUSALS.items()}, False),
+    ("smtp-relay-route-rcpt", {k: (v, b"250 OK\r\n") for k, v in RELAY_ROUTES.items()}, True),
+    ("smtp-relay-route-rcpt", {k: (v, b"250 OK\r\n") for k, v in NOT_ROUTES.items()}, False),
+])
+def test_smtp_relay_rules_on_sessions_written_apart_from_the_rules(built, sids, tmp_path, pattern_id, sessions,
+                                                                    expect):
+    """Issue 13: one session per wording, each from its own outside client: every relay refusal (or route) alerts
+    once, and none of the look-alikes does."""
+    need("suricata")
+    wire = captures.Wire()
+    clients = {}
+    for index, (name, (rcpt, answer)) in enumerate(sessions.items()):
+        clients[f"198.51.100.{index + 10}"] = name
+        _smtp_session(wire, f"198.51.100.{index + 10}", 50000 + index, rcpt, answer)
+    pcap = wire.write(tmp_path / "smtp.pcap")
+    replay = prove_suricata.replay_one(need("suricata"), prove_suricata.write_config(tmp_path, SHIPPED),
+                                       built / "suricata" / "rulegen.rules", pcap, tmp_path / "logs")
+    assert replay.error is None, replay.error
+    sid = sids[pattern_id]
+    hit = {clients[ip] for a in replay.alerts if a.sid == sid for ip in clients if ip in (a.src.split(":")[0],
+                                                                                          a.dst.split(":")[0])}
+    assert hit == (set(sessions) if expect else set()), replay.alerts
 
 
 def test_quiet_captures_carry_the_look_alikes(replays):

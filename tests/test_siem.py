@@ -59,7 +59,7 @@ def _schema_fields(backend: str, logsource: str) -> tuple[set[str], set[str]]:
     """From the pipeline YAML: the field names a query of this log source may use, and the Sigma names it renames."""
     pipeline = yaml.safe_load(siem.pipeline_text(backend))
     wanted = {"firewall": {"category": "firewall"}, "dns": {"category": "dns"}, "zeek": {"product": "zeek"}}[logsource]
-    allowed, renamed, known = set(), set(), set()
+    allowed, renamed, known, prefixes = set(), set(), set(), set()
     for item in pipeline["transformations"]:
         conditions = [c for c in item.get("rule_conditions", []) if c["type"] == "logsource"]
         if item.get("rule_cond_not") or not any(all(c.get(k) == v for k, v in wanted.items()) for c in conditions):
@@ -71,6 +71,10 @@ def _schema_fields(backend: str, logsource: str) -> tuple[set[str], set[str]]:
             allowed |= {key.split("|")[0] for key in item["conditions"]}
         elif item["type"] == "detection_item_failure":
             known |= set(item["field_name_conditions"][0]["fields"])
+        elif item["type"] == "field_name_prefix":  # ECS: the Zeek fields without an ECS name, under zeek.<log>.
+            prefixes.add(item["prefix"])
+    if prefixes:  # every known field is renamed: by a mapping or by its log's prefix
+        return allowed | {p + f for p in prefixes for f in known - renamed}, (renamed | known) - allowed
     return allowed | (known - renamed), renamed - allowed
 
 

@@ -24,18 +24,22 @@ HOME = "192.168.1.10"
 HOME_PEER = "192.168.1.20"  # the other home host of an internal flow
 EXTERNAL = "203.0.113.5"
 BROADCAST = "255.255.255.255"
+DIRECTED_BROADCAST = "192.168.1.255"  # the broadcast of the home hosts' /24, as a neighbour on the segment sends it
+BROADCASTS = (DIRECTED_BROADCAST, BROADCAST)
 HOME6, EXTERNAL6 = "fd00:1::10", "2001:db8::5"
 # Look-alike traffic (quiet captures): a home host in the client's or the server's place, and loopback.
 HOME_CLIENT, HOME_CLIENT6 = "192.168.1.30", "fd00:1::30"
 HOME_SERVER, HOME_SERVER6 = "192.168.1.40", "fd00:1::40"
 LOOPBACK4, LOOPBACK6 = "127.0.0.1", "::1"
+LOOPBACK_BROADCAST = "127.255.255.255"  # ends in .255 like a directed broadcast, and is loopback
+WIDE_UNICAST = ("10.0.1.10", "10.0.1.254")  # a client and a unicast host of a home net wider than /24
 EPHEMERAL = 49152  # first client port of the IANA dynamic range
 FALLBACK_SERVER_PORT = 40000  # a server port for patterns that leave the destination port open
 BASE_TIME = 1_700_000_000.0  # 2023-11-14T22:13:20Z: fixed, so captures are byte-identical
 STEP = 0.01  # seconds between packets
 
 # Well-known server ports, used only when a pattern leaves its destination port open.
-KIND_PORTS = {"dns": 53, "snmp": 161, "ftp": 21, "tftp": 69, "dhcp": 67, "login": 23, "netbios": 137}
+KIND_PORTS = {"dns": 53, "snmp": 161, "ftp": 21, "tftp": 69, "dhcp": 67, "login": 23, "netbios": 137, "smtp": 25}
 RPC_PORTS = {100000: 111, 100003: 2049}
 
 Message = tuple[bool, bytes]  # (sent by the client?, application bytes)
@@ -138,7 +142,7 @@ class Wire:
         self._macs: dict[str, str] = {}
 
     def _mac(self, addr: str) -> str:
-        if addr == BROADCAST:
+        if addr in BROADCASTS:
             return "ff:ff:ff:ff:ff:ff"
         if addr not in self._macs:
             self._macs[addr] = f"02:00:5e:00:00:{len(self._macs) + 1:02x}"
@@ -334,6 +338,20 @@ def _shell(match: Match, transport: str) -> list[Message]:
             (True, b"exit\n")]
 
 
+def _smtp(match: Match, transport: str) -> list[Message]:
+    """One SMTP session of a relay test: a foreign recipient refused by the server (it hangs up after the
+    refusal), or a recipient with a % path that an open relay accepts."""
+    if match.smtp_reply == "relay-denied":
+        rcpt, answer = b"<victim@example.org>", b"554 5.7.1 <victim@example.org>: Relay access denied\r\n"
+    else:
+        rcpt, answer = b"<victim%example.org@mail.example.net>", b"250 2.1.5 Ok\r\n"
+    return [(False, b"220 mail.example.net ESMTP Postfix (Debian/GNU)\r\n"),
+            (True, b"EHLO relaytest.example.com\r\n"),
+            (False, b"250-mail.example.net\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"),
+            (True, b"MAIL FROM:<spammer@example.com>\r\n"), (False, b"250 2.1.0 Ok\r\n"),
+            (True, b"RCPT TO:" + rcpt + b"\r\n"), (False, answer)]
+
+
 def _content(match: Match, transport: str) -> list[Message]:
     """The contents in order, the first at its offset; the client sends them."""
     first = match.contents[0]
@@ -343,7 +361,7 @@ def _content(match: Match, transport: str) -> list[Message]:
 
 _MESSAGES: dict[str, Callable[[Match, str], list[Message]]] = {
     "content": _content, "dns": _dns_query, "snmp": _snmp, "ftp": _ftp, "tftp": _tftp, "dhcp": _dhcp,
-    "login": _login, "rpc": _rpc, "netbios": _netbios, "shell": _shell,
+    "login": _login, "rpc": _rpc, "netbios": _netbios, "shell": _shell, "smtp": _smtp,
 }
 
 
@@ -375,6 +393,31 @@ def _sweep_targets(pattern: Pattern, client: str, server: str, count: int) -> It
     hosts = (str(h) for h in network.hosts() if str(h) not in (server, client))
     for host in itertools.chain([server], itertools.islice(hosts, count - 1)):
         yield host, port
+
+
+def _datagrams(pattern: Pattern) -> list[bytes]:
+    """What a client sends in one UDP flow of the pattern (a probe: one empty datagram)."""
+    if pattern.detect is Detect.PAYLOAD:
+        return [data for from_client, data in messages(pattern.match, pattern.transport, pattern.flow) if from_client]
+    if pattern.detect is Detect.TRAFFIC:
+        return [bytes([n]) * 32 for n in range(3)]
+    return [b""]
+
+
+def broadcast_forms(pattern: Pattern, kb: KnowledgeBase) -> list[tuple[str, str]]:
+    """(source, destination) of each broadcast form: a neighbour's directed broadcast, another's limited one.
+    Two sources, because Suricata's per-source alert limit would hide the second form behind the first."""
+    client, _ = endpoints(pattern, kb)
+    other = HOME if client == HOME_PEER else HOME_PEER
+    return [(client, DIRECTED_BROADCAST), (other if pattern.src_net.kind in ("any", "home") else client, BROADCAST)]
+
+
+def _broadcasts(pattern: Pattern, kb: KnowledgeBase, targets: list[tuple[str, str]]) -> Wire:
+    wire = Wire()
+    for index, (source, target) in enumerate(targets):
+        for data in _datagrams(pattern):
+            wire.udp(source, target, client_port(pattern, index), server_port(pattern), data)
+    return wire
 
 
 def _converse(wire: Wire, pattern: Pattern, client: str, server: str, conversation: list[Message]) -> None:
@@ -420,6 +463,8 @@ def _show(wire: Wire, pattern: Pattern, client: str, server: str) -> None:
 
 def build(pattern: Pattern, kb: KnowledgeBase) -> Wire:
     """The packets that show `pattern`, from its typed fields."""
+    if pattern.dst_net.kind == "broadcast":  # udp only (the loader refuses a tcp broadcast)
+        return _broadcasts(pattern, kb, broadcast_forms(pattern, kb))
     wire = Wire()
     _show(wire, pattern, *endpoints(pattern, kb))
     return wire
@@ -443,10 +488,12 @@ def _elsewhere(pattern: Pattern, client: str, server: str) -> list[tuple[str, st
         places.append(("to a home server", client, HOME_SERVER6 if v6 else HOME_SERVER))
     elif direction is Direction.INTERNAL:
         places.append(("from an outside client", EXTERNAL6 if v6 else EXTERNAL, server))
-    elif pattern.dst_net.kind == "broadcast":
-        places.append(("to one home host, not broadcast", client, HOME_SERVER6 if v6 else HOME_SERVER))
+    elif pattern.dst_net.kind == "broadcast":  # the port's unicast use (a broadcast is IPv4 only)
+        places.append(("unicast to one home host", client, HOME_SERVER))
+        places.append(("unicast to a .254 host of a wider home net", *WIDE_UNICAST))
     loopback = LOOPBACK6 if v6 else LOOPBACK4
-    places.append(("over loopback", loopback, loopback))
+    loopback_dst = LOOPBACK_BROADCAST if pattern.dst_net.kind == "broadcast" else loopback
+    places.append(("over loopback", loopback, loopback_dst))
     return places
 
 
@@ -485,6 +532,22 @@ def _ordinary_tftp(match: Match) -> tuple[str, Match]:
     return f"a TFTP {other} of pxelinux.0", replace(match, tftp_opcode=other, tftp_filename="pxelinux.0")
 
 
+def _smtp_ordinary() -> list[Message]:
+    """A mail server's ordinary session: one local recipient accepted, one unknown local user refused with a 550
+    that is no relay refusal, and the message delivered."""
+    return [(False, b"220 mail.example.net ESMTP Postfix (Debian/GNU)\r\n"),
+            (True, b"EHLO mx.example.com\r\n"),
+            (False, b"250-mail.example.net\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"),
+            (True, b"MAIL FROM:<alice@example.com>\r\n"), (False, b"250 2.1.0 Ok\r\n"),
+            (True, b"RCPT TO:<bob@example.net>\r\n"), (False, b"250 2.1.5 Ok\r\n"),
+            (True, b"RCPT TO:<nobody@example.net>\r\n"),
+            (False, b"550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local "
+                    b"recipient table\r\n"),
+            (True, b"DATA\r\n"), (False, b"354 End data with <CR><LF>.<CR><LF>\r\n"),
+            (True, b"From: alice@example.com\r\nTo: bob@example.net\r\nSubject: lunch\r\n\r\nNoon?\r\n.\r\n"),
+            (False, b"250 2.0.0 Ok: queued as 4Tq9Xk1Zz3\r\n"), (True, b"QUIT\r\n"), (False, b"221 2.0.0 Bye\r\n")]
+
+
 def _ordinary_match(match: Match) -> tuple[str, Match | list[Message]]:
     """Ordinary use of the service the match is about: (what, another match or the messages themselves)."""
     kind = match.kind
@@ -517,6 +580,8 @@ def _ordinary_match(match: Match) -> tuple[str, Match | list[Message]]:
         query = s.NBNSHeader(NAME_TRN_ID=0x81C3) / s.NBNSQueryRequest(QUESTION_NAME="WORKSTATION",
                                                                        QUESTION_TYPE="NB")
         return "a NetBIOS name query for WORKSTATION", [(True, bytes(query))]
+    if kind == "smtp":
+        return "a local delivery and a 550 5.1.1 for an unknown local user", _smtp_ordinary()
     if kind == "shell":
         return "a server banner and a session without the shell's answer", [
             (False, b"220 service ready\r\n"), (True, b"HELP\r\n"), (False, b"214 HELP QUIT\r\n"),
@@ -644,5 +709,14 @@ def normal_traffic() -> Wire:
         (True, b"DATA\r\n"), (False, b"354 End data with <CR><LF>.<CR><LF>\r\n"),
         (True, b"From: alice@example.com\r\nTo: bob@example.net\r\nSubject: lunch\r\n\r\nNoon?\r\n.\r\n"),
         (False, b"250 2.0.0 Ok: queued as 4Tq9Xk1Zz3\r\n"),
+        (True, b"QUIT\r\n"), (False, b"221 2.0.0 Bye\r\n")])
+    # SMTP to the home mail server for a local recipient who does not exist: a 550 that is not a relay refusal
+    wire.tcp("198.51.100.26", HOME, 52002, 25).conversation([
+        (False, b"220 mail.example.net ESMTP Postfix (Debian/GNU)\r\n"),
+        (True, b"EHLO mx2.example.com\r\n"), (False, b"250-mail.example.net\r\n250 8BITMIME\r\n"),
+        (True, b"MAIL FROM:<carol@example.com>\r\n"), (False, b"250 2.1.0 Ok\r\n"),
+        (True, b"RCPT TO:<nobody@example.net>\r\n"),
+        (False, b"550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient "
+                b"table\r\n"),
         (True, b"QUIT\r\n"), (False, b"221 2.0.0 Bye\r\n")])
     return wire

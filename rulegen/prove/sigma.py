@@ -3,16 +3,17 @@
 How it works (no engine beyond pySigma is needed, so nothing is ever skipped):
 - Events are generated from each pattern's typed fields, in the field names of shared/DESIGN.md:
   firewall connection records (`src_ip`, `src_port`, `dst_ip`, `dst_port`, `action`, `protocol`), DNS query
-  records (`query`, `record_type`, `src_ip`, `dst_ip`) and Zeek conn/dns/ftp/snmp/dhcp records with Zeek's own
-  names (`id.orig_h`, `id.resp_p`, `proto`, `qtype_name`, `user`, `community`, `msg_types`, `server_addr`...).
-  Each rule gets the events of its own log source. Values come from the pattern: every port spec (a range gives
-  its first and last port), a port outside `dst_ports_except`, both broadcast forms (x.x.x.255 and
-  255.255.255.255), every address of an IP list, an address outside a negated list, the DNS name or qtype, the
-  SNMP community, the FTP user, the DHCP message type. A new pattern therefore needs no new code here.
-- Normal events (`NORMAL`: web in and out, DNS A/AAAA lookups, NTP, SSH out, SMTP delivery in, FTP and SNMP
-  with site credentials, DHCP from a listed server) are rendered into every log source they belong to.
-  They are connection records as a stateful firewall or Zeek logs them: one record per connection, in the
-  direction of the side that opened it; a reply is not a record of its own.
+  records (`query`, `record_type`, `src_ip`, `dst_ip`) and Zeek conn/dns/ftp/snmp/dhcp/smtp records with Zeek's
+  own names (`id.orig_h`, `id.resp_p`, `proto`, `qtype_name`, `user`, `community`, `msg_types`, `server_addr`,
+  `last_reply`...). Each rule gets the events of its own log source. Values come from the pattern: every port
+  spec (a range gives its first and last port), a port outside `dst_ports_except`, both broadcast forms
+  (x.x.x.255 and 255.255.255.255), every address of an IP list, an address outside a negated list, the DNS name
+  or qtype, the SNMP community, the FTP user, the DHCP message type, the SMTP reply or recipient. A new pattern
+  therefore needs no new code here.
+- Normal events (`NORMAL`: web in and out, DNS A/AAAA lookups, NTP, SSH out, SMTP delivery in and an unknown
+  local user, FTP and SNMP with site credentials, DHCP from a listed server) are rendered into every log source
+  they belong to. They are connection records as a stateful firewall or Zeek logs them: one record per
+  connection, in the direction of the side that opened it; a reply is not a record of its own.
 - The generated rules are converted with pySigma-backend-sqlite: one backend instance per rule collection
   (a backend's pipelines may change the rules it converts, so every backend gets a freshly loaded collection).
   The events go into the table that backend expects (`logs`, one column per field, dotted Zeek names as
@@ -23,10 +24,12 @@ How it works (no engine beyond pySigma is needed, so nothing is ever skipped):
 - Each rule must also stay quiet on the look-alikes of its pattern (`lookalike_flows`, a Proof with side "quiet"),
   generated from the typed fields too: the same events from a home address (inbound), to a home address (outbound;
   for DNS query records, whose destination is the name server asked, from an outside address instead), from
-  outside (internal), and over loopback (127.0.0.1 and ::1 at both ends, for every rule with address fields); and
-  ordinary use of the service (another FTP user, another SNMP community, another DNS name or record type, a DHCP
-  DISCOVER, an offer from a listed server). A correlation rule stays quiet on one source making `count + 2`
-  connections to one host (or one port), and on its burst from each look-alike source.
+  outside (internal), to one unicast host instead of a broadcast (a home /24 host and 10.0.1.254 of a wider home
+  net), and over loopback (127.0.0.1 and ::1 at both ends, 127.255.255.255 for a broadcast, for every rule with
+  address fields); and ordinary use of the service (another FTP user, another SNMP community, another DNS name or
+  record type, a DHCP DISCOVER, an offer from a listed server, an SMTP local delivery and an unknown local user).
+  A correlation rule stays quiet on one source making `count + 2` connections to one host (or one port), and on
+  its burst from each look-alike source.
 - Correlation (scan) rules run natively: pySigma-backend-sqlite 2.0.0 compiles `value_count` with `group-by`
   and `timespan` into one SQL query (its `default` correlation method). Each runs over the normal events plus a
   burst from one source: it must alert, for that source only, on `count` distinct values within the timespan,
@@ -64,8 +67,11 @@ OUTSIDE_CANDIDATES = ("203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24")
 LIMITED_BROADCAST = "255.255.255.255"
 LOOPBACKS = ("127.0.0.1", "::1")
 LOOPBACK_BROADCAST = "127.255.255.255"  # ends in .255 like a directed broadcast, and is loopback
-# Ordinary use of a service, for the payload patterns' look-alikes.
+WIDE_UNICAST = "10.0.1.254"  # a unicast host of a home net wider than /24 (ends in .254, not .255)
+# Ordinary use of a service, for the payload patterns' look-alikes (and the normal events).
 ORDINARY = {"ftp_user": "alice", "community": "n0c-monitor", "query": "www.example.com", "qtype": "A"}
+SMTP_DELIVERED = "250 2.0.0 Ok: queued as 4Tq9Xk1Zz3"
+SMTP_UNKNOWN_USER = "550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient table"
 CLIENT_PORT = 50123  # a client's ephemeral port, inside Linux's default range (32768-60999)
 SERVER_PORT = 40123  # a client's port when only the source port of a flow is given
 FIREWALL_ACTION = {"drop": "drop", "reject": "reject"}  # otherwise the firewall let it through
@@ -90,6 +96,8 @@ class Flow:
     dhcp_types: tuple[str, ...] = ()  # DHCP message types, in order
     dhcp_server: str | None = None
     dhcp_assigned: str | None = None
+    smtp_rcpt: tuple[str, ...] = ()  # SMTP: RCPT TO addresses, and the last reply of the transaction
+    smtp_last_reply: str | None = None
     seconds: float = 0.0  # offset from START
 
 
@@ -160,6 +168,13 @@ def _zeek_dhcp(flow: Flow) -> dict[str, Any] | None:
             "lease_time": 86400}
 
 
+def _zeek_smtp(flow: Flow) -> dict[str, Any] | None:
+    if flow.smtp_last_reply is None:
+        return None
+    return {**_zeek_id(flow), "trans_depth": 1, "helo": "mx.example.com", "mailfrom": "alice@example.com",
+            "rcptto": list(flow.smtp_rcpt), "last_reply": flow.smtp_last_reply, "tls": False}
+
+
 # (product, category, service) -> record of a flow, or None when that log source does not record the flow
 LOG_SOURCES = {
     ("", "firewall", ""): _firewall,
@@ -169,6 +184,7 @@ LOG_SOURCES = {
     ("zeek", "", "ftp"): _zeek_ftp,
     ("zeek", "", "snmp"): _zeek_snmp,
     ("zeek", "", "dhcp"): _zeek_dhcp,
+    ("zeek", "", "smtp"): _zeek_smtp,
 }
 
 
@@ -270,6 +286,12 @@ def app_facts(pattern: Pattern, kb: KnowledgeBase) -> dict[str, Any]:
     if m.kind == "dhcp":
         return {"service": "dhcp", "dhcp_types": ((m.dhcp_message_type or "").upper(),),
                 "dhcp_assigned": addressing(kb).home.format(150)}
+    if m.kind == "smtp" and m.smtp_reply == "relay-denied":  # the client hung up after the refusal
+        return {"service": "smtp", "smtp_rcpt": ("victim@example.org",),
+                "smtp_last_reply": "554 5.7.1 <victim@example.org>: Relay access denied"}
+    if m.kind == "smtp":  # a % path, accepted by an open relay
+        return {"service": "smtp", "smtp_rcpt": ("victim%example.org@mail.example.net",),
+                "smtp_last_reply": "250 2.0.0 Ok: queued as 3Fq2Lx0Yz1"}
     return {}
 
 
@@ -303,7 +325,10 @@ def normal_flows(kb: KnowledgeBase) -> dict[str, Flow]:
                               query="www.example.com", qtype="A"),
         "ntp-client": Flow("udp", client, CLIENT_PORT + 6, outside.format(123), 123, service="ntp"),
         "ssh-out": Flow("tcp", client, CLIENT_PORT + 7, outside.format(22), 22, service="ssh"),
-        "smtp-delivery-in": Flow("tcp", outside.format(25), CLIENT_PORT + 8, mail, 25, service="smtp"),
+        "smtp-delivery-in": Flow("tcp", outside.format(25), CLIENT_PORT + 8, mail, 25, service="smtp",
+                                 smtp_rcpt=("bob@example.net",), smtp_last_reply=SMTP_DELIVERED),
+        "smtp-unknown-user": Flow("tcp", outside.format(26), CLIENT_PORT + 11, mail, 25, service="smtp",
+                                  smtp_rcpt=("nobody@example.net",), smtp_last_reply=SMTP_UNKNOWN_USER),
         "ftp-named-user": Flow("tcp", client, CLIENT_PORT + 9, ftp, 21, service="ftp", ftp_user="alice",
                                ftp_command=("STOR", f"ftp://{ftp}/home/alice/report.pdf")),
         "snmp-monitoring": Flow("udp", nms, CLIENT_PORT + 10, router, 161, service="snmp",
@@ -320,11 +345,14 @@ def normal_flows(kb: KnowledgeBase) -> dict[str, Flow]:
 
 def _direction_lookalikes(pattern: Pattern, kb: KnowledgeBase,
                           logsource: tuple[str, str, str]) -> dict[str, dict[str, str]]:
-    """Address changes that turn the pattern's events into their look-alikes of the other direction. A DNS query
-    record's destination is the name server asked, so DNS look-alikes change the source only."""
+    """Address changes that turn the pattern's events into their look-alikes of the other direction, or, for a
+    broadcast destination, into unicast. A DNS query record's destination is the name server asked, so DNS
+    look-alikes change the source only."""
     src, dst = pattern.src_net.kind, pattern.dst_net.kind
     nets = addressing(kb)
     dst_is_far_end = logsource != ("", "dns", "")
+    if dst == "broadcast" and dst_is_far_end:  # the port's unicast use, in the home /24 and in a wider home net
+        return {"unicast-home": {"dst_ip": nets.home.format(31)}, "unicast-wide": {"dst_ip": WIDE_UNICAST}}
     if src == "external":
         return {"from-home": {"src_ip": nets.home.format(30)}}
     if src == "home" and (dst == "home" or not dst_is_far_end):
@@ -353,6 +381,9 @@ def _payload_lookalikes(pattern: Pattern, kb: KnowledgeBase) -> dict[str, dict[s
         return {"dns-another-name": {"query": ORDINARY["query"]}}
     if m.kind == "dns":
         return {"dns-ordinary-type": {"qtype": ORDINARY["qtype"]}}
+    if m.kind == "smtp":
+        return {"smtp-local-delivery": {"smtp_rcpt": ("bob@example.net",), "smtp_last_reply": SMTP_DELIVERED},
+                "smtp-unknown-user": {"smtp_rcpt": ("nobody@example.net",), "smtp_last_reply": SMTP_UNKNOWN_USER}}
     if m.kind == "dhcp":
         cases: dict[str, dict[str, Any]] = {"dhcp-discover": {"dhcp_types": ("DISCOVER",)}}
         net = pattern.src_net

@@ -54,6 +54,7 @@ class Replay:
     alerts: list[Alert] = field(default_factory=list)
     error: str | None = None
     shows: tuple[str, ...] = ()  # what a quiet capture holds (captures.quiet)
+    expect_dsts: tuple[str, ...] = ()  # destinations that must each raise the sid (the broadcast forms)
 
     def count(self, sid: int) -> int:
         return sum(1 for a in self.alerts if a.sid == sid)
@@ -134,7 +135,14 @@ def run(kb: KnowledgeBase, out_dir: Path, work_dir: Path, binary: str | None = N
                                 pcaps))
     for replay in replays:
         replay.shows = shows.get(replay.name, ())
+        if replay.name in patterns and patterns[replay.name].dst_net.kind == "broadcast":
+            replay.expect_dsts = tuple(dst for _, dst in captures.broadcast_forms(patterns[replay.name], kb))
     return {**failed, **{r.name: r for r in replays}}
+
+
+def _missing_dsts(replay: Replay, sid: int) -> list[str]:
+    alerted = {a.dst.rsplit(":", 1)[0] for a in replay.alerts if a.sid == sid}
+    return [dst for dst in replay.expect_dsts if dst not in alerted]
 
 
 def _summary(alerts: list[Alert]) -> str:
@@ -144,13 +152,18 @@ def _summary(alerts: list[Alert]) -> str:
 
 
 def _fires(pid: str, sid: int, replay: Replay) -> Proof:
+    """The sid alerted on the pattern's capture; for a broadcast pattern, on each broadcast form in it."""
     hits = replay.count(sid)
+    missing = _missing_dsts(replay, sid)
     if hits:
         detail = f"sid {sid} alerted {hits}x on {replay.pcap.name}"
+        if replay.expect_dsts:
+            forms = f"missed {', '.join(missing)}" if missing else "each"
+            detail += f" (to {', '.join(replay.expect_dsts)}: {forms})"
     else:
         detail = (f"sid {sid} did not alert on {replay.pcap.name}"
                   f"{'; ' + replay.error if replay.error else ''}; alerts: {_summary(replay.alerts)}")
-    return Proof(pid, TARGET, bool(hits) and not replay.error, detail)
+    return Proof(pid, TARGET, bool(hits) and not missing and not replay.error, detail)
 
 
 def _quiet(pid: str, sid: int, replay: Replay) -> Proof:

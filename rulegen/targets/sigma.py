@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from rulegen.attack import techniques
-from rulegen.model import LOOPBACK, Detect, KnowledgeBase, Net, Pattern, PortRange
+from rulegen.model import LOOPBACK, Detect, KnowledgeBase, Match, Net, Pattern, PortRange
 from rulegen.severity import SEVERITY
 from rulegen.targets import Artifact, Plan, Stamp, gap, sanitize_line
 
@@ -189,10 +189,11 @@ def _firewall_detection(pattern: Pattern, kb: KnowledgeBase) -> tuple[list[dict]
     return selections + filters, _condition(condition, filters)
 
 
-def _payload_detection(pattern: Pattern, kb: KnowledgeBase, source: str, field: dict) -> tuple[list[dict], str]:
-    """A DNS or Zeek rule: the application fact, and the pattern's direction on the record's address fields."""
+def _payload_detection(pattern: Pattern, kb: KnowledgeBase, source: str,
+                       facts: list[dict]) -> tuple[list[dict], str]:
+    """A DNS or Zeek rule: the application facts, and the pattern's direction on the record's address fields."""
     fields, filters = _address_detection(pattern, kb, source)
-    return [{"name": "selection", "fields": [field, *fields]}, *filters], _condition(["selection"], filters)
+    return [{"name": "selection", "fields": [*facts, *fields]}, *filters], _condition(["selection"], filters)
 
 
 def _logsource_and_detection(pattern: Pattern, kb: KnowledgeBase) -> tuple[str, dict, list[dict], str] | str:
@@ -205,7 +206,7 @@ def _logsource_and_detection(pattern: Pattern, kb: KnowledgeBase) -> tuple[str, 
         return "net_firewall", {"category": "firewall"}, selections, condition
     if match.kind == "dns":
         field = _field("query", [match.dns_query]) if match.dns_query else _field("record_type", [match.dns_qtype])
-        selections, condition = _payload_detection(pattern, kb, "dns", field)
+        selections, condition = _payload_detection(pattern, kb, "dns", [field])
         return "net_dns", {"category": "dns"}, selections, condition
     if match.kind == "dhcp":  # dhcp.log records a lease exchange, not a flow: no id.orig_h / id.resp_h
         selections = [{"name": "selection", "fields": [_field("msg_types", [(match.dhcp_message_type or "").upper()])]}]
@@ -220,10 +221,23 @@ def _logsource_and_detection(pattern: Pattern, kb: KnowledgeBase) -> tuple[str, 
     if match.kind in ZEEK_FIELDS:
         service, key = ZEEK_FIELDS[match.kind]
         value = {"snmp": match.snmp_community, "ftp": match.ftp_user}[match.kind]
-        selections, condition = _payload_detection(pattern, kb, "zeek", _field(key, [value]))
+        selections, condition = _payload_detection(pattern, kb, "zeek", [_field(key, [value])])
         return f"zeek_{service}", {"product": "zeek", "service": service}, selections, condition
+    if match.kind == "smtp":
+        selections, condition = _payload_detection(pattern, kb, "zeek", _zeek_smtp(match))
+        return "zeek_smtp", {"product": "zeek", "service": "smtp"}, selections, condition
     return (f"a {match.kind} match needs payload bytes, which firewall, DNS and Zeek logs "
             "(the log sources the Sigma output uses) do not record")
+
+
+def _zeek_smtp(match: Match) -> list[dict[str, Any]]:
+    """Zeek's smtp.log fields for an smtp match. `last_reply` is the last reply of the transaction as Zeek logs
+    it: a relay refusal stays there when the client gives up after it, but a QUIT's `221` or a RSET's `250`
+    overwrites it. `rcptto` holds the addresses Zeek extracts from RCPT TO: a `%` or `!` path survives, a source
+    route `<@host:user@dom>` loses its route."""
+    if match.smtp_reply == "relay-denied":
+        return [_field("last_reply|startswith", ["55"]), _field("last_reply|contains", ["relay"])]
+    return [_field("rcptto|contains", ["%", "!"])]
 
 
 def _slug(pattern_id: str) -> str:

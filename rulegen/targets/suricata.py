@@ -47,6 +47,12 @@ DEPLOYMENT = {Direction.INBOUND: ("Perimeter",), Direction.OUTBOUND: ("Perimeter
 DNS_QTYPE_CODES = {"AXFR": 252, "IXFR": 251, "ANY": 255}
 DHCP_TYPES = {"discover": 1, "offer": 2, "request": 3, "decline": 4, "ack": 5, "nak": 6, "release": 7, "inform": 8}
 PROBE_LIMIT_SECONDS = 3600
+# A broadcast destination (docs/knowledge.md, "Broadcasts"): Suricata knows no subnet masks, so a rule matches the
+# last byte of the IPv4 destination address (bytes 16-19 of the header): 255 is the limited broadcast
+# 255.255.255.255 and the directed broadcast of every subnet of /24 or shorter (192.168.1.255, 10.0.1.255 of a /23).
+# The same rule as Sigma's `dst_ip|endswith: .255`. ipv4.hdr is a sticky buffer: these options come after the payload
+# options of a pattern, never before them.
+BROADCAST_OPTIONS = ["ipv4.hdr", 'content:"|ff|"', "offset:19", "depth:1"]
 
 # Bytes that may stand literally inside a content string; everything else goes into |hex|.
 _SAFE_CONTENT = re.compile(rb"[A-Za-z0-9 #$%&'*+,./:<=>?@\[\]^_`{}~-]")
@@ -112,7 +118,7 @@ def address(net: Net, kb: KnowledgeBase) -> str:
     if net.kind == "external":
         return "$EXTERNAL_NET"
     if net.kind == "broadcast":
-        return "255.255.255.255"
+        return NOT_LOOPBACK  # the broadcast byte: BROADCAST_OPTIONS; loopback (127.255.255.255) stays out
     addresses = kb.ip_lists[net.list_id].addresses if net.kind == "list" else ()
     if net.kind == "any" or not addresses:
         return NOT_LOOPBACK
@@ -222,13 +228,28 @@ def _match_options(match: Match, transport: str) -> list[str]:
         return [f"content:{content_string(question)}", "offset:13", f"depth:{len(question)}"]
     if kind == "shell":
         return [f"content:{content_string(match.shell_response.encode())}"]
+    if kind == "smtp":
+        return _smtp_options(match)
     raise ValueError(f"unhandled match kind {kind}")
+
+
+def _smtp_options(match: Match) -> list[str]:
+    """A relay refusal is a 55x reply that names relaying (Postfix "554 5.7.1 ...: Relay access denied", sendmail
+    "550 5.7.1 ... Relaying denied", Exchange "550 5.7.1 Unable to relay", Exim "550 relay not permitted"). It is
+    matched in the raw stream to the client: on 7.0.10 `app-layer-protocol:smtp` does not match in that direction
+    (the SMTP parser is detected from the client's commands only: APPLAYER_DETECT_PROTOCOL_ONLY_ONE_DIRECTION).
+    A relay route is a RCPT TO address that asks the server to pass the mail on: a source route `<@host:user@dom>`,
+    a `%` hack `<user%dom@host>`, a `!` path `<dom!user@host>` or a quoted local part holding an `@`."""
+    if match.smtp_reply == "relay-denied":
+        return ['content:"relay"', "nocase", "fast_pattern", 'pcre:"/^55\\d[ -][^\\r\\n]*relay/mi"']
+    return ["app-layer-protocol:smtp", 'content:"RCPT"', "nocase", "fast_pattern",
+            'pcre:"/^RCPT\\s+TO\\s*:\\s*<?(?:@|[^\\s<>@]*[%!][^\\s<>@]*@|\\x22[^\\x22]*@)/mi"']
 
 
 def _confidence(pattern: Pattern) -> str:
     if pattern.match is None:
         return "Low"
-    return "High" if pattern.match.kind in ("dns", "snmp", "ftp", "rpc", "netbios", "dhcp") else "Medium"
+    return "High" if pattern.match.kind in ("dns", "snmp", "ftp", "rpc", "netbios", "dhcp", "smtp") else "Medium"
 
 
 # Why a sweep of many ports has no Suricata rule (DESIGN.md: a message says what it measures).
@@ -277,6 +298,8 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
         options.append("flags:S,12; prefilter")
     if pattern.match is not None:
         options += _match_options(pattern.match, pattern.transport)
+    if pattern.dst_net.kind == "broadcast":
+        options += BROADCAST_OPTIONS
     if pattern.detect is Detect.SWEEP:
         options += _sweep_options(pattern)
     elif pattern.detect in (Detect.PROBE, Detect.TRAFFIC):
