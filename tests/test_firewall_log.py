@@ -6,7 +6,8 @@
   `net.netfilter.nf_log_all_netns=1`; the test sets it for the few seconds of its run and puts the old value back.
 
 Each log must carry, for every probe of a pattern, a line with the prefix of the pattern's rule and the probe's
-addresses, ports and protocol, and nothing for the look-alikes from home and over loopback.
+addresses, ports and protocol, and nothing for the look-alikes from home and over loopback; and `rulegen hunt` over
+it must raise, for every probe, an alert of the pattern's own firewall-source Sigma rule on that probe's line.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REQUIRE_ENGINES, copy_knowledge, need, need_root, run_rulegen
 
 from rulegen.build import plan_all
@@ -252,3 +254,55 @@ def test_no_kernel_log_without_the_host_setting(built, tmp_path):
         pytest.skip("this host has nf_log_all_netns=1")
     with pytest.raises(RuntimeError, match="nf_log_all_netns=0"):
         firewall_log.kernel_log(KB, built, tmp_path, "nftables")
+
+
+# --- rulegen hunt on the logs ----------------------------------------------------------------------------------------
+
+def _firewall_sigma_rules(out: Path) -> dict[str, str]:
+    """pattern id -> the Sigma id of its own firewall-source rule (net_firewall_*.yml), from the manifest."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {artifact["patterns"][0]: yaml.safe_load((out / artifact["path"]).read_text())["id"]
+            for artifact in manifest["artifacts"]
+            if artifact["path"].startswith("sigma/net_firewall_") and len(artifact["patterns"]) == 1}
+
+
+def _hunted_lines(out: Path, log: Path) -> dict[str, set[int]]:
+    """`rulegen hunt --json` with the out/'s Sigma rules over a log: Sigma id -> the log lines it alerted on."""
+    result = run_rulegen("hunt", "--rules", str(out / "sigma"), "--min-level", "informational", "--json", str(log))
+    assert result.returncode == 1, result.stderr  # 1: alerts
+    fired: dict[str, set[int]] = {}
+    for alert in map(json.loads, result.stdout.splitlines()):
+        assert all(event["source"]["file"] == str(log) for event in alert["events"])
+        fired.setdefault(alert["rule"]["id"], set()).update(event["source"]["line"] for event in alert["events"])
+    return fired
+
+
+def _unalerted(out: Path, cases: list[firewall.Case], fired: dict[str, set[int]], lines: list,
+               lines_of) -> list[str]:
+    """The probes whose logged line no alert of their pattern's own Sigma rule names."""
+    sigma = _firewall_sigma_rules(out)
+    probed = [c for c in cases if not c.skipped and c.sid is not None and c.pattern in sigma]
+    assert probed
+    missing = []
+    for case in probed:
+        for probe in case.probes:
+            numbers = {n for n, line in enumerate(lines, 1) if line in lines_of(lines, probe)}
+            if not numbers & fired.get(sigma[case.pattern], set()):
+                missing.append(f"{case.pattern}: {probe.label()}")
+    return missing
+
+
+@pytest.mark.parametrize("target", firewall.TARGETS)
+def test_hunt_fires_the_firewall_sigma_rules_on_the_ulogd_log(nflog_out, ulogd_logs, target):
+    """`rulegen hunt` over what ulogd2 wrote: for every probe, its pattern's own firewall-source Sigma rule alerts
+    on the line the firewall logged for it."""
+    lines, cases, path = ulogd_logs(target)
+    missing = _unalerted(nflog_out, cases, _hunted_lines(nflog_out, path), lines, _lines_of)
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("target", firewall.TARGETS)
+def test_hunt_fires_the_firewall_sigma_rules_on_the_kernel_log(built, kernel_logs, target):
+    lines, cases, path = kernel_logs(target)
+    missing = _unalerted(built, cases, _hunted_lines(built, path), lines, _kernel_lines_of)
+    assert not missing, missing
