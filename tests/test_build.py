@@ -356,7 +356,7 @@ def test_nft_reload_is_idempotent(built, netns):
 
 def test_non_editable_install_builds_from_any_directory(tmp_path):
     """pip install . (a wheel, not editable), then `rulegen build` elsewhere finds knowledge and templates; the
-    wheel carries the SIEM pipelines too."""
+    wheel carries every pipeline (SIEM and hunt) too."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
     install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(REPO)],
@@ -376,7 +376,9 @@ def test_non_editable_install_builds_from_any_directory(tmp_path):
                               "p.name for p in siem.PIPELINES.iterdir()), (render.default_templates_dir() / 'siem' / "
                               "'savedsearches.conf.j2').is_file())"],
                              cwd=work, capture_output=True, text=True, timeout=60, env=env).stdout
-    assert shipped.strip() == "['ecs_network.yml', 'splunk_cim_network.yml'] True", shipped
+    in_repo = sorted(p.name for p in (REPO / "rulegen" / "data" / "pipelines").glob("*.yml"))
+    assert "hunt_suricata_eve.yml" in in_repo and "ecs_network.yml" in in_repo
+    assert shipped.strip() == f"{in_repo} True", shipped
 
 
 def test_help_lists_the_options():
