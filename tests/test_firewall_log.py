@@ -16,6 +16,7 @@ import ipaddress
 import json
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,16 @@ def test_ulogd_logs_each_probe_with_the_patterns_prefix(ulogd_logs, target, patt
         assert {x["oob.family"] for x in found} == {2 if probe.family == 4 else 10}, probe.label()
 
 
+def _assert_only_fires_probes_logged(lines: list, cases: list,
+                                     lines_of: Callable[[list, firewall.Probe], list]) -> None:
+    """No look-alike (home, loopback) or allowed-traffic probe left a line, and every line is a fires probe's."""
+    fires = [p for c in cases if not c.skipped and c.sid is not None for p in c.probes]
+    others = [p for c in cases if not c.skipped for p in (c.quiet if c.sid is not None else c.probes)]
+    assert others and not [p.label() for p in others if lines_of(lines, p)]
+    explained = [x for p in fires for x in lines_of(lines, p)]
+    assert len(explained) == len(lines), [x for x in lines if x not in explained][:3]
+
+
 @pytest.mark.parametrize("target", firewall.TARGETS)
 def test_ulogd_logs_nothing_of_home_loopback_or_allowed_traffic(ulogd_logs, target):
     """Every line is a probe of a pattern, under a rulegen prefix; the look-alikes from home and over loopback and
@@ -159,11 +170,7 @@ def test_ulogd_logs_nothing_of_home_loopback_or_allowed_traffic(ulogd_logs, targ
     lines, cases, _ = ulogd_logs(target)
     assert lines
     assert all(re.fullmatch(r"rulegen:\d+:(log|drop|reject) ", x["oob.prefix"]) for x in lines)
-    fires = [p for c in cases if not c.skipped and c.sid is not None for p in c.probes]
-    others = [p for c in cases if not c.skipped for p in (c.quiet if c.sid is not None else c.probes)]
-    assert others and not [p.label() for p in others if _lines_of(lines, p)]
-    explained = [x for p in fires for x in _lines_of(lines, p)]
-    assert len(explained) == len(lines), [x for x in lines if x not in explained][:3]
+    _assert_only_fires_probes_logged(lines, cases, _lines_of)
 
 
 def test_ulogd_is_stopped_and_the_namespaces_are_gone(ulogd_logs, tmp_path_factory):
@@ -240,11 +247,7 @@ def test_the_kernel_logs_each_probe_with_the_patterns_prefix(kernel_logs, target
 def test_the_kernel_logs_nothing_of_home_loopback_or_allowed_traffic(kernel_logs, target):
     lines, cases, _ = kernel_logs(target)
     assert lines
-    fires = [p for c in cases if not c.skipped and c.sid is not None for p in c.probes]
-    others = [p for c in cases if not c.skipped for p in (c.quiet if c.sid is not None else c.probes)]
-    assert others and not [p.label() for p in others if _kernel_lines_of(lines, p)]
-    explained = [x for p in fires for x in _kernel_lines_of(lines, p)]
-    assert len(explained) == len(lines), [x for x in lines if x not in explained][:3]
+    _assert_only_fires_probes_logged(lines, cases, _kernel_lines_of)
 
 
 def test_no_kernel_log_without_the_host_setting(built, tmp_path):
