@@ -580,17 +580,24 @@ def _pattern_fields(f: _Fields, pid: str, entry_id: str, entry_protocols: tuple[
 FP_BANNED = ("none", "pentest", "penetration")
 
 
-def _false_positives(f: _Fields) -> str:
-    text = f.text("false_positives", min_len=2)
+def false_positives_problem(text: str) -> str | None:
+    """Why SigmaHQ's validators would refuse this false positive text, or None."""
     shown = sanitize_line(text)
-    if shown[0].upper() != shown[0]:
-        raise _Invalid(f.line_of("false_positives"), "'false_positives' must start with a capital letter (SigmaHQ's "
-                                                     f"convention for the Sigma rules), not {shown.split()[0]!r}")
+    if shown[:1].upper() != shown[:1]:
+        return ("'false_positives' must start with a capital letter (SigmaHQ's convention for the Sigma rules), "
+                f"not {shown.split()[0]!r}")
     banned = next((w for w in shown.split(" ") if w.lower().strip() in FP_BANNED), None)
     if banned:
-        raise _Invalid(f.line_of("false_positives"), f"'false_positives' uses the word {banned!r}, which SigmaHQ's "
-                                                     "validators refuse: name what could raise the rule, or start "
-                                                     "with 'Unlikely'")
+        return (f"'false_positives' uses the word {banned!r}, which SigmaHQ's validators refuse: name what could "
+                "raise the rule, or start with 'Unlikely'")
+    return None
+
+
+def _false_positives(f: _Fields) -> str:
+    text = f.text("false_positives", min_len=2)
+    problem = false_positives_problem(text)
+    if problem:
+        raise _Invalid(f.line_of("false_positives"), problem)
     return text
 
 

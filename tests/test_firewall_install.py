@@ -251,11 +251,11 @@ def test_policy_is_proven_in_namespaces(tmp_path, policy):
 def test_policy_leaves_the_lock_alone(tmp_path):
     """A deployment policy is not a rule change: --frozen passes, no rev moves (shipped knowledge)."""
     knowledge = copy_knowledge(tmp_path / "knowledge")
-    lock = (knowledge / "rulegen.lock").read_text()
+    lock = (knowledge / "article" / "rulegen.lock").read_text()
     result = run_rulegen("build", "--frozen", "--no-validate", "--policy", "reject", "-k", str(knowledge),
                          "-o", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
-    assert (knowledge / "rulegen.lock").read_text() == lock
+    assert (knowledge / "article" / "rulegen.lock").read_text() == lock
     rules = (tmp_path / "out" / "iptables" / "rulegen.rules").read_text()
     assert "-j DROP" not in rules and "-j REJECT" in rules
 
