@@ -664,13 +664,13 @@ class _Packs:
                 problems.append(Problem(_pack_file(pack), _pack_line(pack), None,
                                         f"pack id {pack.id!r} is already used by {first.where}; give this folder a "
                                         f"pack.yaml with an id of its own"))
-        declared = [p for p in packs if p.location] + [p for p in shipped_packs() if p.id not in seen]
-        for index, pack in enumerate(declared):
-            for other in declared[index + 1:]:
-                if pack.id != other.id and pack.sids[0] <= other.sids[1] and other.sids[0] <= pack.sids[1]:
+        declared = [p for p in shipped_packs() if p.id not in seen] + [p for p in packs if p.location]
+        for index, pack in enumerate(declared):  # the later pack (a site's, after the shipped) is the one to change
+            for first in declared[:index]:
+                if pack.id != first.id and pack.sids[0] <= first.sids[1] and first.sids[0] <= pack.sids[1]:
                     problems.append(Problem(_pack_file(pack), _pack_line(pack), None,
-                                            f"pack {pack.id}: SID range {_range(pack.sids)} overlaps pack {other.id}'s "
-                                            f"{_range(other.sids)} ({other.where}); choose a range of its own"))
+                                            f"pack {pack.id}: SID range {_range(pack.sids)} overlaps pack {first.id}'s "
+                                            f"{_range(first.sids)} ({first.where}); choose a range of its own"))
         if not entries:
             for pack in packs:
                 if pack.location:

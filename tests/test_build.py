@@ -148,7 +148,7 @@ def test_target_subset(tmp_path):
 
 
 def _edit_pattern_title(knowledge: Path, pattern_id: str, new_title: str) -> None:
-    for path in knowledge.glob("*.yaml"):
+    for path in knowledge.rglob("*.yaml"):
         text = path.read_text()
         m = re.search(rf"- id: {re.escape(pattern_id)}\n(\s+)title: .*\n", text)
         if m:
@@ -159,7 +159,7 @@ def _edit_pattern_title(knowledge: Path, pattern_id: str, new_title: str) -> Non
 
 
 def _remove_pattern(knowledge: Path, pattern_id: str) -> None:
-    for path in knowledge.glob("*.yaml"):
+    for path in knowledge.rglob("*.yaml"):
         text = path.read_text()
         m = re.search(rf"\n( +)- id: {re.escape(pattern_id)}\n", text)
         if m:
@@ -356,7 +356,7 @@ def test_nft_reload_is_idempotent(built, netns):
 
 def test_non_editable_install_builds_from_any_directory(tmp_path):
     """pip install . (a wheel, not editable), then `rulegen build` elsewhere finds knowledge and templates; the
-    wheel carries every pipeline (SIEM and hunt) too."""
+    wheel carries every pack of the knowledge (with its pack.yaml and lock) and every pipeline (SIEM and hunt)."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
     install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(REPO)],
@@ -379,6 +379,12 @@ def test_non_editable_install_builds_from_any_directory(tmp_path):
     in_repo = sorted(p.name for p in (REPO / "rulegen" / "data" / "pipelines").glob("*.yml"))
     assert "hunt_suricata_eve.yml" in in_repo and "ecs_network.yml" in in_repo
     assert shipped.strip() == f"{in_repo} True", shipped
+    knowledge = subprocess.run([str(venv / "bin" / "python"), "-c", "from rulegen.knowledge import default_knowledge_dir"
+                                " as d; print(sorted(str(p.relative_to(d())) for p in d().rglob('*') if p.is_file()))"],
+                               cwd=work, capture_output=True, text=True, timeout=60, env=env).stdout
+    in_repo = sorted(str(p.relative_to(REPO / "knowledge")) for p in (REPO / "knowledge").rglob("*") if p.is_file())
+    assert {"common.yaml", "article/pack.yaml", "article/rulegen.lock", "current/pack.yaml"} <= set(in_repo)
+    assert knowledge.strip() == str(in_repo), knowledge
 
 
 def test_help_lists_the_options():
