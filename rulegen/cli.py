@@ -65,7 +65,12 @@ def _targets(value: tuple[str, ...]) -> list[str]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rulegen")
 def main() -> None:
-    """Compile the port knowledge base into Suricata, Sigma, iptables and nftables rules."""
+    """Compile the port knowledge base into Suricata, Sigma, iptables and nftables rules.
+
+    rulegen ships two knowledge packs, both built by default: @article (Graham's 2003 Firewall Forensics FAQ)
+    and @current (the services attacked on today's Internet). Choose with -k, or set a default in
+    RULEGEN_KNOWLEDGE or rulegen.toml.
+    """
 
 
 def _siem_backends(value: tuple[str, ...]) -> list[str]:
@@ -127,7 +132,8 @@ def _print_conversions(conversions: list[siem.Conversion], siem_dir: Path, rules
 def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, target: tuple[str, ...],
           siem_names: tuple[str, ...], frozen: bool, no_validate: bool, policy: str | None, wan_if: tuple[str, ...],
           hook: str, firewall_log: str, nflog_group: int | None, as_json: bool) -> None:
-    """Build out/ from the knowledge base: Suricata rules and sid-msg.map, Sigma rules,
+    """Build out/ from the knowledge (both shipped packs unless -k says otherwise): Suricata rules and
+    sid-msg.map, Sigma rules,
     iptables/ip6tables-restore files and an nftables table, plus manifest.json and REPORT.html
     (the knowledge and its rules as one self-contained web page).
 

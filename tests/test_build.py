@@ -379,9 +379,10 @@ def test_non_editable_install_builds_from_any_directory(tmp_path):
     in_repo = sorted(p.name for p in (REPO / "rulegen" / "data" / "pipelines").glob("*.yml"))
     assert "hunt_suricata_eve.yml" in in_repo and "ecs_network.yml" in in_repo
     assert shipped.strip() == f"{in_repo} True", shipped
-    knowledge = subprocess.run([str(venv / "bin" / "python"), "-c", "from rulegen.knowledge import default_knowledge_dir"
-                                " as d; print(sorted(str(p.relative_to(d())) for p in d().rglob('*') if p.is_file()))"],
-                               cwd=work, capture_output=True, text=True, timeout=60, env=env).stdout
+    listing = ("from rulegen.knowledge import default_knowledge_dir as d; "
+               "print(sorted(str(p.relative_to(d())) for p in d().rglob('*') if p.is_file()))")
+    knowledge = subprocess.run([str(venv / "bin" / "python"), "-c", listing], cwd=work, capture_output=True,
+                               text=True, timeout=60, env=env).stdout
     in_repo = sorted(str(p.relative_to(REPO / "knowledge")) for p in (REPO / "knowledge").rglob("*") if p.is_file())
     assert {"common.yaml", "article/pack.yaml", "article/rulegen.lock", "current/pack.yaml"} <= set(in_repo)
     assert knowledge.strip() == str(in_repo), knowledge
