@@ -645,10 +645,12 @@ class _Packs:
             self.by_folder[top] = site_pack(str(top), top.name or str(top))
         return self.by_folder[top]
 
-    def _pack(self, folder: Path) -> Pack | None:
+    def _pack(self, folder: Path) -> Pack:
+        """The folder's pack; a broken pack.yaml is reported, and its files load under the folder's name."""
         if folder not in self.by_folder:
             file = str(folder / PACK_FILE)
-            self.by_folder[folder] = self.collector.run(file, None, 1, lambda: read_pack(folder))
+            self.by_folder[folder] = self.collector.run(file, None, 1, lambda: read_pack(folder)) \
+                or site_pack(str(folder), folder.name)
         return self.by_folder[folder]
 
     def check(self, used: set[str], entries: bool) -> tuple[Pack, ...]:

@@ -239,3 +239,19 @@ def test_the_manifest_and_the_report_name_each_patterns_pack(manifest, built):
     assert {r["id"]: r["pack"] for r in manifest["patterns"]} == {p.id: SHIPPED.pack_of(p).id
                                                                   for p in SHIPPED.patterns}
     assert "<dt>pack</dt><dd>article</dd>" in (built / "REPORT.html").read_text()
+
+
+@pytest.mark.parametrize("pack, message", [
+    ("pack:\n  id: acme\n  title: ACME\n  sids: \"1300000-1309999\"\n", "pack is missing the required key 'author'"),
+    ("pack:\n  id: acme\n  title: ACME\n  author: A\n  sids: \"1300000-1309999\"\n  colour: red\n",
+     "unknown key 'colour' in pack"),
+    ("pack:\n  id: acme\n  title: ACME\n  author: A\n  msg_prefix: two words\n  sids: \"1300000-1309999\"\n",
+     "'msg_prefix' must be one word"),
+    ("pack:\n  id: article\n  title: ACME\n  author: A\n  sids: \"1300000-1309999\"\n",
+     "pack id 'article' is already used by"),
+])
+def test_a_broken_pack_yaml_exits_2_naming_it(pack, message, tmp_path):
+    site = _site(tmp_path / "site", pack=pack)
+    result = run_rulegen("list", "-k", "@shipped", "-k", str(site))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert f"{site / 'pack.yaml'}:" in result.stderr
