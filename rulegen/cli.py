@@ -470,11 +470,11 @@ def list_entries(knowledge: tuple[Path, ...], templates: Path | None, as_json: b
                                  ("--tag", tag, sorted({t for e in kb.entries for t in e.tags}))):
         if value is not None and value not in known:
             click.echo(f"error: {option}: unknown value {value!r} (the knowledge has: {', '.join(known)})", err=True)
-            click.echo(packs.hint(selection), err=True)
+            click.echo(packs.hint(selection, [p.id for p in kb.packs]), err=True)
             sys.exit(2)
     chosen = select(kb, entries, port=port, port_class=port_class, proto=proto, tag=tag)
     if not chosen:
-        click.echo(f"no entry matches these filters; {packs.hint(selection)}", err=True)
+        click.echo(f"no entry matches these filters; {packs.hint(selection, [p.id for p in kb.packs])}", err=True)
     if as_json:
         print_json(entries_json(chosen))
     else:
@@ -500,7 +500,7 @@ def show(knowledge: tuple[Path, ...], templates: Path | None, as_json: bool, sub
         chosen, only_pattern = find(kb, entries, subject)
     except UnknownSubject as exc:
         click.echo(f"error: {exc}", err=True)
-        click.echo(packs.hint(selection), err=True)
+        click.echo(packs.hint(selection, [p.id for p in kb.packs]), err=True)
         sys.exit(2)
     if as_json:
         print_json(show_json(chosen, only_pattern))

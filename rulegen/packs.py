@@ -38,16 +38,18 @@ class Selection:
     """The knowledge values in order and where they were set (for the messages that say what was searched)."""
 
     values: tuple[str, ...]
-    source: str  # "-k", "RULEGEN_KNOWLEDGE", "rulegen.toml (path)" or "the built-in default"
+    source: str  # "-k", "RULEGEN_KNOWLEDGE", the rulegen.toml's path or "the built-in default"
 
     def describe(self) -> str:
         return f"{' '.join(self.values)} (from {self.source})"
 
 
-def hint(selection: Selection) -> str:
-    """What was searched and how to search elsewhere, for the "nothing found" messages."""
-    return (f"searched the knowledge {selection.describe()}; choose other knowledge with -k DIR or -k @pack "
-            f"(repeatable), or set a default in {ENV} or in {CONFIG} (knowledge = [\"{SHIPPED}\", \"site/\"])")
+def hint(selection: Selection, packs: Sequence[str]) -> str:
+    """What was searched (the selection and the packs it gave) and how to search elsewhere, for the "nothing
+    found" messages."""
+    return (f"searched the knowledge {selection.describe()}, packs {', '.join(packs) or 'none'}; choose other "
+            f"knowledge with -k DIR or -k @pack (repeatable), or set a default in {ENV} or in {CONFIG} "
+            f"(knowledge = [\"{SHIPPED}\", \"site/\"])")
 
 
 def choose(cli_values: Sequence[str], cwd: Path | None = None) -> Selection:
@@ -59,7 +61,7 @@ def choose(cli_values: Sequence[str], cwd: Path | None = None) -> Selection:
         return Selection(tuple(env), ENV)
     config = (cwd or Path.cwd()) / CONFIG
     if config.is_file():
-        return Selection(_read_config(config), f"{CONFIG} ({config})")
+        return Selection(_read_config(config), str(config))
     return Selection(BUILT_IN, "the built-in default")
 
 

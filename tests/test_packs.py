@@ -172,7 +172,7 @@ def test_show_says_what_knowledge_it_searched_and_how_to_choose(tmp_path):
     port = str(_uncovered_port())
     result = run_rulegen("show", port)
     assert result.returncode == 2 and f"no entry covers port {port}" in result.stderr
-    assert "searched the knowledge @shipped (from the built-in default)" in result.stderr
+    assert f"searched the knowledge @shipped (from the built-in default), packs {', '.join(PACKS)};" in result.stderr
     for way in ("-k DIR", "-k @pack", "RULEGEN_KNOWLEDGE", "rulegen.toml"):
         assert way in result.stderr, result.stderr
     listed = run_rulegen("list", "--port", port)
@@ -191,6 +191,9 @@ def test_default_knowledge_comes_from_k_then_environment_then_rulegen_toml(tmp_p
     assert from_file.returncode == 0 and re.search(r"^pack:\s+site$", from_file.stdout, re.M), from_file.stderr
     env = {"RULEGEN_KNOWLEDGE": f"@shipped:{work / 'site'}"}
     assert run_rulegen("show", "4444", cwd=elsewhere, env=env).returncode == 0
+    port = str(_uncovered_port())
+    missing = run_rulegen("show", port, cwd=work)
+    assert f"(from {work / 'rulegen.toml'}), packs {', '.join(PACKS)}, site;" in missing.stderr, missing.stderr
     over_file = run_rulegen("show", "4444", cwd=work, env={"RULEGEN_KNOWLEDGE": "@article"})
     assert over_file.returncode == 2 and "(from RULEGEN_KNOWLEDGE)" in over_file.stderr
     over_env = run_rulegen("show", "4444", "-k", "@article", cwd=work, env=env)
