@@ -630,7 +630,7 @@ class _Packs:
 
     def __init__(self, collector: _Collector):
         self.collector = collector
-        self.by_folder: dict[Path, Pack | None] = {}
+        self.by_folder: dict[Path, Pack] = {}
 
     def of(self, path: Path, root: Path) -> Pack | None:
         top = folder_of(Path(root)).resolve()
@@ -657,7 +657,7 @@ class _Packs:
         """The packs read, each id once; two packs of one id, or SID ranges that overlap, are errors naming
         their pack.yaml (the shipped packs count too, so a site's range stays clear of every one of them).
         When no entry was found, every empty pack says so."""
-        packs = [p for p in self.by_folder.values() if p and (p.location or p.id in used)]
+        packs = [p for p in self.by_folder.values() if p.location or p.id in used]
         problems = self.collector.problems
         seen: dict[str, Pack] = {}
         for pack in packs:
