@@ -140,11 +140,12 @@ def replicate(source: Path, times: int, folder: Path) -> Path:
     """The shipped knowledge `times` over: copy k renames every entry and pattern id with the suffix `-xK`;
     the home network, port classes and IP lists are written once (patterns refer to them by name)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for path in sorted(source.glob("*.yaml")):
+    for path in sorted(p for p in source.rglob("*.yaml") if p.name != "pack.yaml"):  # every pack's files, flat
+        name = "-".join(path.relative_to(source).parts)
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         entries = data.pop("entries", [])
         if data:
-            (folder / f"shared-{path.name}").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False),
+            (folder / f"shared-{name}").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False),
                                                         encoding="utf-8")
         copies = []
         for k in range(times):
@@ -153,6 +154,6 @@ def replicate(source: Path, times: int, folder: Path) -> Path:
                                "patterns": [{**p, "id": f"{p['id']}-x{k}", "title": f"{p['title']} (copy {k})"}
                                             for p in entry["patterns"]]})
         if copies:
-            (folder / path.name).write_text(yaml.dump({"entries": copies}, Dumper=_NoAliases, allow_unicode=True,
+            (folder / name).write_text(yaml.dump({"entries": copies}, Dumper=_NoAliases, allow_unicode=True,
                                                       sort_keys=False), encoding="utf-8")
     return folder

@@ -18,9 +18,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from rulegen import __version__, siem
 from rulegen import validate as validation
 from rulegen.errors import KnowledgeError, LockChangedError, Problem, RulegenError
-from rulegen.ids import LOCK_NAME, Lock, LockChanges, SidChange
-from rulegen.knowledge import load_knowledge
-from rulegen.model import KnowledgeBase, Response
+from rulegen.ids import LOCK_NAME, Lock, LockChanges, LockSet, SidChange
+from rulegen.knowledge import folder_of, is_pack, is_pack_tree, load_knowledge
+from rulegen.model import KnowledgeBase, Response, site_pack
 from rulegen.output import discard, manifest, stage, swap_in, write_file_atomic
 from rulegen.render import make_environment, render_errors
 from rulegen.report import REPORT_NAME, render_report
@@ -51,8 +51,8 @@ class BuildResult:
     plans: dict[str, list[Plan]]
     changes: LockChanges
     sid_changes: list[SidChange]
-    lock_path: Path
-    lock_written: bool
+    lock_paths: list[Path]
+    locks_written: list[Path]
     reports: list[FileReport]
     conversions: list[siem.Conversion] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
@@ -66,19 +66,32 @@ def today() -> str:
     return dt.datetime.now(dt.UTC).date().isoformat()
 
 
-def lock_path_for(knowledge: Sequence[Path]) -> Path:
-    """The lock lives with the last knowledge folder given (a site's own folder, when it has one)."""
-    return _folder(knowledge[-1]) / LOCK_NAME
+def of_tree(root: Path) -> bool:
+    """A root that belongs to a pack tree (rulegen's knowledge/ or a copy): the tree, its common.yaml or one of
+    its packs; any other root is a site's."""
+    folder = folder_of(Path(root))
+    return is_pack_tree(folder) or (is_pack(folder) and is_pack_tree(folder.parent))
 
 
-def upstream_locks(knowledge: Sequence[Path]) -> list[Path]:
-    """The locks of the folders beneath the last one: the site's lock adopts their SIDs."""
-    return [_folder(root) / LOCK_NAME for root in knowledge[:-1]]
-
-
-def _folder(root: Path) -> Path:
-    root = Path(root)
-    return root if root.is_dir() else root.parent
+def locks_for(kb: KnowledgeBase, knowledge: Sequence[Path]) -> LockSet:
+    """Packs alone: each pack's own lock in its folder records its own patterns, in its SID range. A site's
+    folder last: its one lock records every pattern, adopting the SIDs of the locks beneath it (the packs', other
+    sites'), and gives the site's own patterns SIDs in the site's range."""
+    if all(of_tree(root) for root in knowledge):
+        return LockSet([(Lock.load(Path(p.folder) / LOCK_NAME, p), frozenset({p.id})) for p in kb.packs])
+    last = folder_of(Path(knowledge[-1]))
+    if of_tree(last):
+        raise KnowledgeError([Problem(str(knowledge[-1]), 0, None, "a site folder must come after the packs it "
+                                                                   "builds on (-k @shipped -k site/): its lock adopts "
+                                                                   "theirs")])
+    mine = last.resolve()
+    pack = next((p for p in kb.packs if Path(p.folder).resolve() == mine), None) or site_pack(str(mine), mine.name)
+    upstream = []
+    for root in knowledge[:-1]:
+        folder = folder_of(Path(root))
+        packs = [c for c in sorted(folder.iterdir()) if is_pack(c)] if is_pack_tree(folder) else [folder]
+        upstream += [f / LOCK_NAME for f in packs]
+    return LockSet([(Lock.load(last / LOCK_NAME, pack, upstream), None)])
 
 
 def plan_all(kb: KnowledgeBase, policy: str | None = None) -> dict[str, list[Plan]]:
@@ -138,7 +151,7 @@ def fingerprints(plans: dict[str, list[Plan]], env: SandboxedEnvironment, kb: Kn
     return {pid: hashlib.sha256("\x00".join(texts).encode()).hexdigest() for pid, texts in parts.items()}
 
 
-def coverage(plans: dict[str, list[Plan]], artifacts: list[Artifact], lock: Lock, kb: KnowledgeBase,
+def coverage(plans: dict[str, list[Plan]], artifacts: list[Artifact], lock: LockSet, kb: KnowledgeBase,
              targets: list[str]) -> list[dict]:
     by_pattern: dict[str, list[str]] = {}
     for artifact in artifacts:
@@ -146,9 +159,11 @@ def coverage(plans: dict[str, list[Plan]], artifacts: list[Artifact], lock: Lock
             by_pattern.setdefault(pid, []).append(artifact.path)
     plan_of = {(target, p.pattern.id): p for target, target_plans in plans.items() for p in target_plans}
     rows = []
+    locks = lock.patterns
     for pattern in kb.patterns:
-        locked = lock.patterns[pattern.id]
-        row = {"id": pattern.id, "entry": pattern.entry_id, "sid": locked.sid, "uuid": locked.uuid,
+        locked = locks[pattern.id]
+        row = {"id": pattern.id, "entry": pattern.entry_id, "pack": kb.pack_of(pattern).id, "sid": locked.sid,
+               "uuid": locked.uuid,
                "rev": locked.rev, "severity": pattern.severity.value, "coverage": {}}
         for target in TARGETS:
             plan = plan_of[(target, pattern.id)]
@@ -165,9 +180,10 @@ def coverage(plans: dict[str, list[Plan]], artifacts: list[Artifact], lock: Lock
             row["override"] = str(pattern.override)
         rows.append(row)
     for pattern in kb.disabled:
-        locked = lock.patterns.get(pattern.id)
+        locked = locks.get(pattern.id)
         reason = f"pattern {pattern.override}"
-        rows.append({"id": pattern.id, "entry": pattern.entry_id, "sid": locked.sid if locked else None,
+        rows.append({"id": pattern.id, "entry": pattern.entry_id, "pack": kb.pack_of(pattern).id,
+                     "sid": locked.sid if locked else None,
                      "uuid": locked.uuid if locked else None, "rev": locked.rev if locked else None,
                      "severity": pattern.severity.value, "override": str(pattern.override),
                      "coverage": {t: {"expressed": False, "built": False, "reason": reason, "artifacts": []}
@@ -201,7 +217,7 @@ class Compiled:
     kb: KnowledgeBase
     targets: list[str]
     plans: dict[str, list[Plan]]
-    lock: Lock
+    lock: LockSet
     lock_changed: bool
     changes: LockChanges
     artifacts: list[Artifact]
@@ -223,19 +239,18 @@ def compile_rules(knowledge: Sequence[Path], templates_dir: Path, targets: Seque
     selected = [t for t in TARGETS if t in targets]
     if targets_named:
         _refuse_empty_targets(plans, selected)
-    lock_path = lock_path_for(knowledge)
-    lock = Lock.load(lock_path, upstream_locks(knowledge))
-    before = lock.dumps() if lock_path.exists() else ""  # a site's first build writes its lock
+    lock = locks_for(kb, knowledge)
     try:
         # a deployment policy is no change to a rule: fingerprint what the knowledge itself says
         prints = fingerprints(plan_all(kb) if policy else plans, env, kb)
-        changes = lock.update([p.id for p in kb.patterns], prints, today(), [p.id for p in kb.disabled])
+        changes = lock.update([(p.id, kb.pack_of(p).id) for p in kb.patterns], prints, today(),
+                              [(p.id, kb.pack_of(p).id) for p in kb.disabled])
         artifacts = render_targets(plans, lock.stamps(), env, kb, selected, deploy)
     except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
         raise render_errors(exc, templates_dir) from None
     rows = coverage(plans, artifacts, lock, kb, selected)
     recorded = {"policy": policy, **deploy.record()} if set(selected) & set(FIREWALLS) else None
-    return Compiled(kb, selected, plans, lock, lock.dumps() != before, changes, artifacts, rows, env, recorded)
+    return Compiled(kb, selected, plans, lock, bool(lock.changed()), changes, artifacts, rows, env, recorded)
 
 
 def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets: Sequence[str],
@@ -251,9 +266,11 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
     compiled = compile_rules(knowledge, templates_dir, targets, targets_named, policy, deploy)
     lock, changes, artifacts = compiled.lock, compiled.changes, compiled.artifacts
     if frozen and compiled.lock_changed:
-        detail = ", ".join(f"{len(v)} {k}" for k, v in
-                           (("added", changes.added), ("retired", changes.retired), ("revised", changes.revised)) if v)
-        raise LockChangedError(f"{lock.path}: --frozen: the build would change the lock file ({detail or 'format'})")
+        detail = ", ".join(f"{len(v)} {k}" for k, v in (
+            ("added", changes.added), ("adopted", changes.adopted), ("retired", changes.retired),
+            ("revised", changes.revised)) if v)
+        paths = ", ".join(str(changed.path) for changed in lock.changed())
+        raise LockChangedError(f"{paths}: --frozen: the build would change the lock file ({detail or 'format'})")
     try:
         conversions, siem_files = siem.convert_artifacts(artifacts, siem_backends, compiled.env)
     except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
@@ -271,20 +288,20 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
             reports = validation.validate([staging], home=compiled.kb.home.addresses)
             if validation.problems(reports):
                 raise ValidationFailed([_relocate(r, staging, out_dir) for r in reports])
-        lock_written = False
-        if save_lock and compiled.lock_changed:  # reserve the IDs first: an out/ never carries SIDs the lock lacks
+        written = []
+        for changed in lock.changed() if save_lock else []:  # reserve the IDs first: out/ never has SIDs a lock lacks
             try:
-                write_file_atomic(lock.path, lock.dumps())
+                write_file_atomic(changed.path, changed.dumps())
             except OSError as exc:
-                raise RulegenError(f"{lock.path}: cannot write the lock file: {exc.strerror}") from None
-            lock_written = True
+                raise RulegenError(f"{changed.path}: cannot write the lock file: {exc.strerror}") from None
+            written.append(changed.path)
     except BaseException:
         discard(staging)
         raise
     swap_in(staging, out_dir)
     reports = [_relocate(r, staging, out_dir) for r in reports]
-    return BuildResult(compiled.kb, compiled.targets, artifacts, compiled.plans, changes, lock.sid_changes(changes),
-                       lock.path, lock_written, reports, conversions, warnings(compiled.plans, compiled.targets))
+    return BuildResult(compiled.kb, compiled.targets, artifacts, compiled.plans, changes, lock.sid_changes(),
+                       lock.paths, written, reports, conversions, warnings(compiled.plans, compiled.targets))
 
 
 def _relocate(report: FileReport, staging: Path, out_dir: Path) -> FileReport:

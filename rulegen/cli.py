@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import Counter
 from dataclasses import asdict
@@ -15,11 +16,10 @@ import jinja2
 if TYPE_CHECKING:
     from rulegen.explore import EntryView
 
-from rulegen import __version__, siem
+from rulegen import __version__, packs, siem
 from rulegen.build import ValidationFailed
 from rulegen.build import build as run_build
 from rulegen.errors import KnowledgeError, RulegenError
-from rulegen.knowledge import default_knowledge_dir
 from rulegen.model import KnowledgeBase
 from rulegen.render import default_templates_dir
 from rulegen.targets import TARGETS
@@ -29,18 +29,29 @@ from rulegen.validate import validate as run_validate
 from rulegen.validate.base import FileReport
 
 SHOWN_CHANGES = 40
-SHIPPED = "@shipped"
 
 
 def _knowledge_option(note: str):  # noqa: ANN202 - a click decorator
     return click.option("--knowledge", "-k", "knowledge", multiple=True, type=click.Path(path_type=Path),
-                        help="Knowledge folder or file, repeatable: later folders add entries and override "
-                             f"patterns of earlier ones; `{SHIPPED}` is rulegen's own (the default). {note}")
+                        help="Knowledge folder or file, or a shipped pack: @article (the 2003 article), @current "
+                             f"(today's attacked services), {packs.SHIPPED} (both). Repeatable: later folders add "
+                             "entries and override patterns of earlier ones. Default: $"
+                             f"{packs.ENV} ({os.pathsep}-separated), else `knowledge = [...]` in "
+                             f"./{packs.CONFIG}, else {packs.SHIPPED}. {note}")
+
+
+def _selection(value: tuple[Path, ...]) -> tuple[packs.Selection, list[Path]]:
+    """The knowledge chosen (-k, else the environment, else rulegen.toml, else both shipped packs) and its roots
+    in order; a bad config or an unknown @pack exits 2."""
+    try:
+        chosen = packs.choose([str(v) for v in value])
+        return chosen, packs.resolve(chosen)
+    except RulegenError as exc:
+        _fail(exc)
 
 
 def _knowledge_roots(value: tuple[Path, ...]) -> list[Path]:
-    """The knowledge folders in order; `@shipped` names the knowledge that comes with rulegen."""
-    return [default_knowledge_dir() if str(v) == SHIPPED else v for v in value] or [default_knowledge_dir()]
+    return _selection(value)[1]
 
 
 def _targets(value: tuple[str, ...]) -> list[str]:
@@ -54,7 +65,12 @@ def _targets(value: tuple[str, ...]) -> list[str]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rulegen")
 def main() -> None:
-    """Compile the port knowledge base into Suricata, Sigma, iptables and nftables rules."""
+    """Compile the port knowledge base into Suricata, Sigma, iptables and nftables rules.
+
+    rulegen ships two knowledge packs, both built by default: @article (Graham's 2003 Firewall Forensics FAQ)
+    and @current (the services attacked on today's Internet). Choose with -k, or set a default in
+    RULEGEN_KNOWLEDGE or rulegen.toml.
+    """
 
 
 def _siem_backends(value: tuple[str, ...]) -> list[str]:
@@ -86,7 +102,8 @@ def _print_conversions(conversions: list[siem.Conversion], siem_dir: Path, rules
 
 
 @main.command()
-@_knowledge_option("The lock file rulegen.lock is kept in the last one given.")
+@_knowledge_option("Each pack keeps its lock (rulegen.lock) in its folder; a site folder given last keeps one "
+                   "lock of its own.")
 @click.option("--templates", type=click.Path(path_type=Path), default=None,
               help="Templates folder, one subfolder per target (default: the shipped templates).")
 @click.option("--out", "-o", "out_dir", type=click.Path(path_type=Path), default=Path("out"), show_default=True,
@@ -115,7 +132,8 @@ def _print_conversions(conversions: list[siem.Conversion], siem_dir: Path, rules
 def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, target: tuple[str, ...],
           siem_names: tuple[str, ...], frozen: bool, no_validate: bool, policy: str | None, wan_if: tuple[str, ...],
           hook: str, firewall_log: str, nflog_group: int | None, as_json: bool) -> None:
-    """Build out/ from the knowledge base: Suricata rules and sid-msg.map, Sigma rules,
+    """Build out/ from the knowledge (both shipped packs unless -k says otherwise): Suricata rules and
+    sid-msg.map, Sigma rules,
     iptables/ip6tables-restore files and an nftables table, plus manifest.json and REPORT.html
     (the knowledge and its rules as one self-contained web page).
 
@@ -154,9 +172,9 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
         "rules": expressed,
         "files": dict(sorted(counts.items())),
         "validated_by": sorted({c for r in result.reports for c in r.checked_by}),
-        "lock": {"path": str(result.lock_path), "written": result.lock_written,
-                 "added": result.changes.added, "retired": result.changes.retired,
-                 "revised": result.changes.revised},
+        "lock": {"paths": [str(p) for p in result.lock_paths], "written": [str(p) for p in result.locks_written],
+                 "added": result.changes.added, "adopted": result.changes.adopted,
+                 "retired": result.changes.retired, "revised": result.changes.revised},
         "changes": [asdict(c) for c in result.sid_changes],
         "overrides": [{"pattern": p.id, "override": str(p.override)}
                       for p in (*result.kb.patterns, *result.kb.disabled) if p.override],
@@ -179,15 +197,19 @@ def build(knowledge: tuple[Path, ...], templates: Path | None, out_dir: Path, ta
         click.echo(f"  overrides {len(summary['overrides'])} pattern(s) changed by site knowledge:")
         for item in summary["overrides"]:
             click.echo(f"            {item['pattern']}: {item['override']}")
+    locks = ", ".join(str(p) for p in result.lock_paths)
     if changes.any:
         click.echo(f"  lock      {len(changes.added)} added, {len(changes.revised)} revised (rev + 1), "
-                   f"{len(changes.retired)} retired -> {result.lock_path}")
+                   f"{len(changes.retired)} retired -> {locks}")
+        if changes.adopted:
+            click.echo(f"            {len(changes.adopted)} SID(s) adopted from the locks beneath "
+                       "(the packs' own SIDs, kept; --json lists them)")
         for change in result.sid_changes[:SHOWN_CHANGES]:
             click.echo(f"            {change}")
         if len(result.sid_changes) > SHOWN_CHANGES:
             click.echo(f"            ... and {len(result.sid_changes) - SHOWN_CHANGES} more (--json lists all)")
     else:
-        click.echo(f"  lock      no SID added, retired or revised since the previous build ({result.lock_path})")
+        click.echo(f"  lock      no SID added, retired or revised since the previous build ({locks})")
     if result.reports:
         click.echo(f"  validated {len(result.reports)} file(s) clean, by: {', '.join(summary['validated_by'])}")
     else:
@@ -406,17 +428,19 @@ def selftest(knowledge: tuple[Path, ...], templates: Path | None, target: tuple[
     sys.exit(1 if failed else 0)
 
 
-def _explored(knowledge: tuple[Path, ...], templates: Path | None) -> tuple[KnowledgeBase, list[EntryView]]:
-    """The knowledge compiled in memory for list/show/coverage; bad input exits 2 as build does."""
+def _explored(knowledge: tuple[Path, ...], templates: Path | None) \
+        -> tuple[KnowledgeBase, list[EntryView], packs.Selection]:
+    """The knowledge compiled in memory for list/show/coverage, and what was selected; bad input exits 2 as
+    build does."""
     from rulegen.build import compile_rules
     from rulegen.explore import describe
 
+    selection, roots = _selection(knowledge)
     try:
-        compiled = compile_rules(_knowledge_roots(knowledge), templates or default_templates_dir(),
-                                 TARGETS)
+        compiled = compile_rules(roots, templates or default_templates_dir(), TARGETS)
     except RulegenError as exc:
         _fail(exc)
-    return compiled.kb, describe(compiled)
+    return compiled.kb, describe(compiled), selection
 
 
 def _knowledge_options(command):
@@ -441,13 +465,16 @@ def list_entries(knowledge: tuple[Path, ...], templates: Path | None, as_json: b
     from rulegen.explore import select
     from rulegen.present import entries_json, entries_table, print_json
 
-    kb, entries = _explored(knowledge, templates)
+    kb, entries, selection = _explored(knowledge, templates)
     for option, value, known in (("--class", port_class, [c.id for c in kb.port_classes]),
                                  ("--tag", tag, sorted({t for e in kb.entries for t in e.tags}))):
         if value is not None and value not in known:
             click.echo(f"error: {option}: unknown value {value!r} (the knowledge has: {', '.join(known)})", err=True)
+            click.echo(packs.hint(selection, [p.id for p in kb.packs]), err=True)
             sys.exit(2)
     chosen = select(kb, entries, port=port, port_class=port_class, proto=proto, tag=tag)
+    if not chosen:
+        click.echo(f"no entry matches these filters; {packs.hint(selection, [p.id for p in kb.packs])}", err=True)
     if as_json:
         print_json(entries_json(chosen))
     else:
@@ -468,11 +495,12 @@ def show(knowledge: tuple[Path, ...], templates: Path | None, as_json: bool, sub
     from rulegen.present import print_json, show_json
     from rulegen.present import show as show_entries
 
-    kb, entries = _explored(knowledge, templates)
+    kb, entries, selection = _explored(knowledge, templates)
     try:
         chosen, only_pattern = find(kb, entries, subject)
     except UnknownSubject as exc:
         click.echo(f"error: {exc}", err=True)
+        click.echo(packs.hint(selection, [p.id for p in kb.packs]), err=True)
         sys.exit(2)
     if as_json:
         print_json(show_json(chosen, only_pattern))
@@ -488,7 +516,7 @@ def coverage_matrix(knowledge: tuple[Path, ...], templates: Path | None, as_json
     from rulegen.explore import coverage_rows
     from rulegen.present import coverage_table, print_json
 
-    _, entries = _explored(knowledge, templates)
+    _, entries, _ = _explored(knowledge, templates)
     rows = coverage_rows(entries)
     if as_json:
         print_json(rows)

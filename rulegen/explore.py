@@ -66,6 +66,7 @@ class PatternView:
 @dataclass(frozen=True)
 class EntryView:
     id: str
+    pack: str  # the pack (or site folder) it comes from
     title: str
     table: str  # destination | source
     ports: str
@@ -124,9 +125,10 @@ def describe(compiled: Compiled) -> list[EntryView]:
     plans = {(target, plan.pattern.id): plan for target, target_plans in compiled.plans.items()
              for plan in target_plans}
     return [EntryView(
-        id=e.id, title=e.title, table=e.table, ports=ports_text(e.ports), protocols=e.protocols, service=e.service,
-        port_class=e.port_class, tags=e.tags, description={"en": e.description_en, "zh": e.description_zh},
-        references=e.references, patterns=tuple(_pattern_view(p, compiled, plans, rules) for p in e.patterns))
+        id=e.id, pack=e.pack, title=e.title, table=e.table, ports=ports_text(e.ports), protocols=e.protocols,
+        service=e.service, port_class=e.port_class, tags=e.tags,
+        description={"en": e.description_en, "zh": e.description_zh}, references=e.references,
+        patterns=tuple(_pattern_view(p, compiled, plans, rules) for p in e.patterns))
         for e in compiled.kb.entries]
 
 
@@ -164,6 +166,6 @@ def find(kb: KnowledgeBase, entries: list[EntryView], subject: str) -> tuple[lis
 
 def coverage_rows(entries: list[EntryView]) -> list[dict]:
     """One row per pattern and target: expressed or not, why not, and the files it is in."""
-    return [{"pattern": p.id, "entry": p.entry, "target": c.target, "expressed": c.expressed,
+    return [{"pattern": p.id, "entry": p.entry, "pack": e.pack, "target": c.target, "expressed": c.expressed,
              "reason": c.reason, "warning": c.warning, "files": [r.path for r in c.rules]}
             for e in entries for p in e.patterns for c in p.cells]

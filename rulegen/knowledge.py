@@ -30,6 +30,7 @@ from rulegen.model import (
     Match,
     Net,
     Override,
+    Pack,
     Pattern,
     PortClass,
     PortRange,
@@ -37,9 +38,10 @@ from rulegen.model import (
     Samples,
     Severity,
     Sweep,
+    site_pack,
 )
 from rulegen.targets import sanitize_line
-from rulegen.targets.suricata import CLASSTYPES
+from rulegen.targets.suricata import CLASSTYPES, SID_RANGE
 from rulegen.yamlguard import excessive_nesting
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -61,6 +63,11 @@ SMTP_REPLIES = ("relay-denied",)
 SMTP_RCPTS = ("relay-route",)
 HTTP_URI_MATCHES = ("contains", "startswith", "equals")
 TARGET_NAMES = ("suricata", "sigma", "iptables", "nftables")
+# A pack is a folder with a pack.yaml; a pack tree (rulegen's knowledge/) is a folder of packs beside a
+# common.yaml that every build of one of its packs reads (home, port classes).
+PACK_FILE = "pack.yaml"
+COMMON_FILE = "common.yaml"
+SIDS = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 
 
 # --------------------------------------------------------------------------- YAML with lines
@@ -130,7 +137,29 @@ def default_knowledge_dir() -> Path:
     return here.parent / "knowledge"
 
 
+def is_pack_tree(folder: Path) -> bool:
+    """A folder of packs with their common.yaml, like rulegen's own knowledge/."""
+    return (folder / COMMON_FILE).is_file() and any((child / PACK_FILE).is_file() for child in _subfolders(folder))
+
+
+def is_pack(folder: Path) -> bool:
+    return (folder / PACK_FILE).is_file()
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(child for child in folder.iterdir() if child.is_dir())
+    except OSError:
+        return []
+
+
+def folder_of(root: Path) -> Path:
+    """A knowledge root's folder: itself, or the folder of a single file."""
+    return root if root.is_dir() else root.parent
+
+
 def knowledge_files(root: Path) -> list[Path]:
+    """The knowledge files under a root: every *.yaml (a pack.yaml among them declares its folder's pack)."""
     if not root.exists():
         raise KnowledgeError([Problem(str(root), 0, None, "knowledge folder does not exist")])
     if root.is_file():
@@ -646,9 +675,35 @@ def _pattern_fields(f: _Fields, pid: str, entry_id: str, entry_protocols: tuple[
         dst_ports_except=dst_except, src_net=src_net, dst_net=dst_net, detect=detect, flow=flow, match=match,
         sweep=sweep, severity=severity, classtype=classtype, attack=attack,
         cves=_strings(f, "cves", lambda v: bool(CVE.match(v)), "CVE id"), response=response,
-        false_positives=f.text("false_positives", min_len=2), not_expressed=not_expressed,
+        false_positives=_false_positives(f), not_expressed=not_expressed,
         location=Location(file, f.line), samples=samples,
     )
+
+
+# Words SigmaHQ's validators refuse in a false positive (sigmahq_falsepositives_banned_word); the Sigma rules
+# carry the author's text as written, so the knowledge is asked for a text they accept.
+FP_BANNED = ("none", "pentest", "penetration")
+
+
+def false_positives_problem(text: str) -> str | None:
+    """Why SigmaHQ's validators would refuse this false positive text, or None."""
+    shown = sanitize_line(text)
+    if shown[:1].upper() != shown[:1]:
+        return ("'false_positives' must start with a capital letter (SigmaHQ's convention for the Sigma rules), "
+                f"not {shown.split()[0]!r}")
+    banned = next((w for w in shown.split(" ") if w.lower().strip() in FP_BANNED), None)
+    if banned:
+        return (f"'false_positives' uses the word {banned!r}, which SigmaHQ's validators refuse: name what could "
+                "raise the rule, or start with 'Unlikely'")
+    return None
+
+
+def _false_positives(f: _Fields) -> str:
+    text = f.text("false_positives", min_len=2)
+    problem = false_positives_problem(text)
+    if problem:
+        raise _Invalid(f.line_of("false_positives"), problem)
+    return text
 
 
 def _port_class_of(ports: tuple[PortRange, ...], classes: list[PortClass]) -> str:
@@ -673,9 +728,113 @@ class _Collector:
             return None
 
 
+class _Packs:
+    """The pack of every knowledge file: the nearest folder with a pack.yaml between the file and its root,
+    else the root's own folder (a site folder, a pack named after it). The files directly in a pack tree
+    (common.yaml) belong to no pack."""
+
+    def __init__(self, collector: _Collector):
+        self.collector = collector
+        self.by_folder: dict[Path, Pack] = {}
+
+    def of(self, path: Path, root: Path) -> Pack | None:
+        top = folder_of(Path(root)).resolve()
+        folder = path.parent.resolve()
+        while not is_pack(folder) and folder != top and folder.parent != folder:
+            folder = folder.parent
+        if is_pack(folder):
+            return self._pack(folder)
+        if is_pack_tree(top):
+            return None
+        if top not in self.by_folder:
+            self.by_folder[top] = site_pack(str(top), top.name or str(top))
+        return self.by_folder[top]
+
+    def _pack(self, folder: Path) -> Pack:
+        """The folder's pack; a broken pack.yaml is reported, and its files load under the folder's name."""
+        if folder not in self.by_folder:
+            file = str(folder / PACK_FILE)
+            self.by_folder[folder] = self.collector.run(file, None, 1, lambda: read_pack(folder)) \
+                or site_pack(str(folder), folder.name)
+        return self.by_folder[folder]
+
+    def check(self, used: set[str], entries: bool) -> tuple[Pack, ...]:
+        """The packs read, each id once; two packs of one id, or SID ranges that overlap, are errors naming
+        their pack.yaml (the shipped packs count too, so a site's range stays clear of every one of them).
+        When no entry was found, every empty pack says so."""
+        packs = [p for p in self.by_folder.values() if p.location or p.id in used]
+        problems = self.collector.problems
+        seen: dict[str, Pack] = {}
+        for pack in packs:
+            first = seen.setdefault(pack.id, pack)
+            if first is not pack:
+                problems.append(Problem(_pack_file(pack), _pack_line(pack), None,
+                                        f"pack id {pack.id!r} is already used by {first.where}; give this folder a "
+                                        f"pack.yaml with an id of its own"))
+        declared = [p for p in shipped_packs() if p.id not in seen] + [p for p in packs if p.location]
+        for index, pack in enumerate(declared):  # the later pack (a site's, after the shipped) is the one to change
+            for first in declared[:index]:
+                if pack.id != first.id and pack.sids[0] <= first.sids[1] and first.sids[0] <= pack.sids[1]:
+                    problems.append(Problem(_pack_file(pack), _pack_line(pack), None,
+                                            f"pack {pack.id}: SID range {_range(pack.sids)} overlaps pack {first.id}'s "
+                                            f"{_range(first.sids)} ({first.where}); choose a range of its own"))
+        if not entries:
+            for pack in packs:
+                if pack.location:
+                    problems.append(Problem(_pack_file(pack), _pack_line(pack), None,
+                                            f"pack {pack.id} has no entries yet: nothing to build from it alone "
+                                            "(-k @shipped builds every shipped pack)"))
+        return tuple(seen.values())
+
+
+def _pack_file(pack: Pack) -> str:
+    return pack.location.file if pack.location else pack.folder
+
+
+def _pack_line(pack: Pack) -> int:
+    return pack.location.line if pack.location else 0
+
+
+def _range(sids: tuple[int, int]) -> str:
+    return f"{sids[0]}-{sids[1]}"
+
+
+def read_pack(folder: Path) -> Pack:
+    """The pack.yaml of a folder: `pack: {id, title, author, msg_prefix, sids}`."""
+    file = str(folder / PACK_FILE)
+    top = _Fields(_read_yaml(folder / PACK_FILE), 1, "pack file", ("pack",), ("pack",))
+    f = _Fields(top.data["pack"], top.line_of("pack"), "pack", ("id", "title", "author", "msg_prefix", "sids"),
+                ("id", "title", "author", "sids"))
+    prefix = f.text("msg_prefix", max_len=32) if f.has("msg_prefix") else "RULEGEN"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", prefix):
+        raise _Invalid(f.line_of("msg_prefix"), f"'msg_prefix' must be one word (letters, digits, '_.-'), "
+                                                f"not {prefix!r}")
+    sids = SIDS.match(f.get("sids", str) or "")
+    low, high = (int(sids.group(1)), int(sids.group(2))) if sids else (0, 0)
+    if not (sids and SID_RANGE[0] <= low < high <= SID_RANGE[1]):
+        raise _Invalid(f.line_of("sids"), f"'sids' must be a range \"low-high\" inside the local SID range "
+                                          f"{_range(SID_RANGE)}, not {f.data['sids']!r}")
+    return Pack(f.slug("id"), f.text("title", max_len=200), f.text("author", max_len=200), prefix, (low, high),
+                str(folder), Location(file, f.line))
+
+
+def shipped_packs() -> list[Pack]:
+    """The packs that come with rulegen (read for their SID ranges)."""
+    packs = []
+    for folder in _subfolders(default_knowledge_dir()):
+        if is_pack(folder):
+            try:
+                packs.append(read_pack(folder))
+            except _Invalid:
+                continue  # a broken shipped pack.yaml is reported when that pack is read
+    return packs
+
+
 def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
     """Load every knowledge file under the given roots; raise KnowledgeError with all problems found."""
     collector = _Collector()
+    packs = _Packs(collector)
+    pack_of_file: dict[str, Pack | None] = {}
     raw_classes: list[tuple[str, Any, int]] = []
     raw_lists: list[tuple[str, Any, int]] = []
     raw_entries: list[tuple[str, Any, int]] = []
@@ -683,7 +842,10 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
     raw_homes: list[tuple[int, str, Any, int]] = []  # (root index, file, value, line)
     files: list[tuple[int, Path]] = []
     for index, root in enumerate(roots):
-        files.extend((index, f) for f in knowledge_files(Path(root)))
+        for file in knowledge_files(Path(root)):
+            pack_of_file[str(file)] = packs.of(file, Path(root))
+            if file.name != PACK_FILE:
+                files.append((index, file))
     for root_index, path in files:
         name = str(path)
         data = collector.run(name, None, 1, lambda p=path: _read_yaml(p))
@@ -697,6 +859,12 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
 
         fields = collector.run(name, None, 1, top)
         if fields is None:
+            continue
+        loose = [key for key in ("entries", "overrides") if fields.has(key)] if pack_of_file[name] is None else []
+        if loose:
+            collector.problems.append(Problem(name, fields.line_of(loose[0]), None,
+                                              f"{loose[0]} belong in a pack folder (one with a {PACK_FILE}), not "
+                                              f"beside the packs in {COMMON_FILE}'s folder"))
             continue
         if fields.has("home"):
             raw_homes.append((root_index, name, fields.data["home"], fields.line_of("home")))
@@ -719,8 +887,10 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
     for file, value, line in raw_entries:
         entry_id = value.get("id") if isinstance(value, dict) and isinstance(value.get("id"), str) else None
         refs: list = []
+        pack = pack_of_file[file].id
         entry = collector.run(file, entry_id, line,
-                              lambda v=value, ln=line, f=file, r=refs: _entry(v, ln, f, classes, r, collector))
+                              lambda v=value, ln=line, f=file, r=refs, k=pack: _entry(v, ln, f, classes, r,
+                                                                                      collector, k))
         list_refs.extend((file, entry_id, ln, ref) for ref, ln in refs)
         if entry is None:
             continue
@@ -746,6 +916,7 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
                 collector.problems.append(Problem(pattern.location.file, pattern.location.line, pattern.entry_id,
                                                   f"pattern {pattern.id}: ip list {net.list_id!r} is empty"))
     _unique_classes(collector, classes)
+    pack_list = packs.check({e.pack for e in entries.values()}, bool(raw_entries))
     home = _home(raw_homes, collector)
     overrides: dict[str, Override] = {}
     for file, value, line in raw_overrides:
@@ -766,7 +937,7 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
     entries, disabled = _apply_overrides(entries, overrides)
     ordered = tuple(sorted(entries.values(), key=lambda e: (e.table != "destination", e.ports[0], e.id)))
     return KnowledgeBase(tuple(sorted(classes, key=lambda c: c.ports)), dict(sorted(ip_lists.items())), ordered,
-                         disabled, home)
+                         disabled, home, pack_list)
 
 
 def _home(raw: list[tuple[int, str, Any, int]], collector: _Collector) -> Home:
@@ -882,7 +1053,7 @@ ENTRY_REQUIRED = ("id", "table", "ports", "protocols", "service", "title", "desc
 
 
 def _entry(value: Any, line: int, file: str, classes: list[PortClass], list_refs: list,
-           collector: _Collector) -> Entry | None:
+           collector: _Collector, pack: str) -> Entry | None:
     f = _Fields(value, line, "entry", ENTRY_KEYS, ENTRY_REQUIRED)
     entry_id = f.slug("id")
     protocols = _strings(f, "protocols", lambda v: v in TRANSPORTS, "protocol (tcp or udp)")
@@ -916,4 +1087,5 @@ def _entry(value: Any, line: int, file: str, classes: list[PortClass], list_refs
         title=f.text("title", max_len=200), description_en=en, description_zh=zh, references=references,
         corrections=tuple(corrections), tags=_strings(f, "tags", lambda v: bool(SLUG.match(v)), "tag slug"),
         patterns=tuple(patterns), port_class=_port_class_of(ports, classes), location=Location(file, f.line),
+        pack=pack,
     )

@@ -220,6 +220,36 @@ class Entry:
     patterns: tuple[Pattern, ...]
     port_class: str
     location: Location
+    pack: str  # the id of the pack it comes from (a site folder without pack.yaml: the folder's name)
+
+
+# The SIDs of a site's own patterns when its folder has no pack.yaml saying otherwise.
+SITE_SIDS = (1200000, 1999999)
+SITE_MSG_PREFIX = "RULEGEN"
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Where entries come from: a pack (a folder with pack.yaml) or a site folder without one. Its author signs
+    the Sigma rules, its msg prefix opens the Suricata msg, and its own new patterns take SIDs in its range."""
+
+    id: str
+    title: str
+    author: str
+    msg_prefix: str
+    sids: tuple[int, int]
+    folder: str  # the pack's folder: its lock is rulegen.lock there
+    location: Location | None = None  # its pack.yaml; None for a site folder without one
+
+    @property
+    def where(self) -> str:
+        return f"{self.location.file}:{self.location.line}" if self.location else f"site folder {self.folder}"
+
+
+def site_pack(folder: str, name: str) -> Pack:
+    """The pack of a site folder that has no pack.yaml: named after the folder, neutral author, site SIDs."""
+    return Pack(name, f"site knowledge ({name})", f"rulegen site knowledge ({name})", SITE_MSG_PREFIX, SITE_SIDS,
+                folder)
 
 
 @dataclass(frozen=True)
@@ -266,6 +296,14 @@ class KnowledgeBase:
     entries: tuple[Entry, ...]
     disabled: tuple[Pattern, ...] = ()  # switched off by an override: out of every target, kept in the lock
     home: Home = Home()
+    packs: tuple[Pack, ...] = ()  # every pack the knowledge was read from, in the order given
+
+    def pack(self, pack_id: str) -> Pack:
+        """The pack of an entry (`entry.pack`)."""
+        return next(p for p in self.packs if p.id == pack_id)
+
+    def pack_of(self, pattern: Pattern) -> Pack:
+        return self.pack(self.entry(pattern.entry_id).pack)
 
     @cached_property
     def patterns(self) -> tuple[Pattern, ...]:

@@ -91,8 +91,13 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def write_file_atomic(path: Path, text: str) -> None:
+    """Replace `path` in one rename; the file gets the mode a plain write would give (0666 less the umask), not
+    mkstemp's private 0600: a lock file is shared, committed and read by others."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

@@ -52,16 +52,16 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]
 
 
 def entries_table(entries: list[EntryView]) -> None:
-    rows = [(e.id, _ports(e), ",".join(e.protocols), e.service, e.port_class, str(len(e.patterns)),
+    rows = [(e.id, e.pack, _ports(e), ",".join(e.protocols), e.service, e.port_class, str(len(e.patterns)),
              ",".join(e.targets) or "-", ",".join(e.tags)) for e in entries]
-    print_table("Knowledge entries", ("entry", "ports", "protocol", "service", "class", "patterns", "targets", "tags"),
-                rows)
+    print_table("Knowledge entries", ("entry", "pack", "ports", "protocol", "service", "class", "patterns", "targets",
+                                      "tags"), rows)
 
 
 def coverage_table(rows: list[dict]) -> None:
-    print_table("Coverage: pattern x target", ("pattern", "entry", "target", "expressed", "reason"),
-                [(r["pattern"], r["entry"], r["target"], _expressed_cell(r), r["warning"] or r["reason"] or "")
-                 for r in rows])
+    print_table("Coverage: pattern x target", ("pattern", "entry", "pack", "target", "expressed", "reason"),
+                [(r["pattern"], r["entry"], r["pack"], r["target"], _expressed_cell(r),
+                  r["warning"] or r["reason"] or "") for r in rows])
 
 
 def _expressed_cell(row: dict) -> str:
@@ -71,8 +71,8 @@ def _expressed_cell(row: dict) -> str:
 
 
 def entries_json(entries: list[EntryView]) -> list[dict]:
-    return [{"id": e.id, "title": e.title, "table": e.table, "ports": e.ports, "protocols": list(e.protocols),
-             "service": e.service, "port_class": e.port_class, "tags": list(e.tags),
+    return [{"id": e.id, "pack": e.pack, "title": e.title, "table": e.table, "ports": e.ports,
+             "protocols": list(e.protocols), "service": e.service, "port_class": e.port_class, "tags": list(e.tags),
              "patterns": [p.id for p in e.patterns], "targets": list(e.targets)} for e in entries]
 
 
@@ -94,6 +94,7 @@ def show(entries: list[EntryView], only_pattern: str | None, lang: str) -> None:
             out.blank()
         out.heading(f"{_ports(entry)}  {entry.title}", "bold")
         out.field("entry", entry.id)
+        out.field("pack", entry.pack)
         out.field("ports", f"{entry.table} {entry.ports} ({', '.join(entry.protocols)}), class {entry.port_class}")
         out.field("service", entry.service)
         out.field("tags", ", ".join(entry.tags))

@@ -60,7 +60,7 @@ def test_sids_are_local_unique_and_match_the_lock(built, manifest):
     sids = [int(s) for s in re.findall(r"\bsid:(\d+);", rules)]
     assert len(sids) == len(set(sids)) and all(1000000 <= s <= 1999999 for s in sids)
     by_pattern = {m.group(2): int(m.group(1)) for m in re.finditer(r"\bsid:(\d+);.*rulegen_pattern ([\w-]+)", rules)}
-    lock = json.loads((built.parent / "knowledge" / "rulegen.lock").read_text())
+    lock = json.loads((built.parent / "knowledge" / "article" / "rulegen.lock").read_text())
     assert len(by_pattern) == len(sids)
     for row in manifest["patterns"]:
         assert lock["patterns"][row["id"]]["sid"] == row["sid"]
@@ -148,7 +148,7 @@ def test_target_subset(tmp_path):
 
 
 def _edit_pattern_title(knowledge: Path, pattern_id: str, new_title: str) -> None:
-    for path in knowledge.glob("*.yaml"):
+    for path in knowledge.rglob("*.yaml"):
         text = path.read_text()
         m = re.search(rf"- id: {re.escape(pattern_id)}\n(\s+)title: .*\n", text)
         if m:
@@ -159,7 +159,7 @@ def _edit_pattern_title(knowledge: Path, pattern_id: str, new_title: str) -> Non
 
 
 def _remove_pattern(knowledge: Path, pattern_id: str) -> None:
-    for path in knowledge.glob("*.yaml"):
+    for path in knowledge.rglob("*.yaml"):
         text = path.read_text()
         m = re.search(rf"\n( +)- id: {re.escape(pattern_id)}\n", text)
         if m:
@@ -172,7 +172,7 @@ def _remove_pattern(knowledge: Path, pattern_id: str) -> None:
 
 def test_ids_are_stable_rev_bumps_and_sids_are_never_reused(tmp_path):
     knowledge = copy_knowledge(tmp_path / "knowledge")
-    lock_path = knowledge / "rulegen.lock"
+    lock_path = knowledge / "article" / "rulegen.lock"
     before = json.loads(lock_path.read_text())["patterns"]
     _edit_pattern_title(knowledge, "back-orifice-inbound-probe-udp", "Back Orifice UDP probe, edited")
     _remove_pattern(knowledge, "snmp-probe")
@@ -197,9 +197,9 @@ def test_ids_are_stable_rev_bumps_and_sids_are_never_reused(tmp_path):
     assert f"sid:{old['sid']}; rev:{old['rev'] + 1};" in rules
     # a new pattern gets a fresh SID, never the retired one
     _edit_pattern_title(knowledge, "back-orifice-inbound-probe-tcp", "Back Orifice TCP probe")
-    text = (knowledge / "ports-1024-41508.yaml").read_text().replace(
+    text = (knowledge / "article" / "ports-1024-41508.yaml").read_text().replace(
         "- id: back-orifice-inbound-probe-tcp", "- id: back-orifice-inbound-probe-tcp-renamed")
-    (knowledge / "ports-1024-41508.yaml").write_text(text)
+    (knowledge / "article" / "ports-1024-41508.yaml").write_text(text)
     result = run_rulegen("build", "--knowledge", str(knowledge), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     lock = json.loads(lock_path.read_text())
@@ -223,7 +223,7 @@ BAD_INPUTS = {
 def test_bad_input_exits_2_with_file_and_line_and_writes_nothing(tmp_path, built, case):
     old, new, message = BAD_INPUTS[case]
     knowledge = copy_knowledge(tmp_path / "knowledge")
-    target = knowledge / "ports-0000-0098.yaml"
+    target = knowledge / "article" / "ports-0000-0098.yaml"
     text = target.read_text()
     assert old in text, case
     index = text.index(old)
@@ -232,7 +232,7 @@ def test_bad_input_exits_2_with_file_and_line_and_writes_nothing(tmp_path, built
     out = tmp_path / "out"
     shutil.copytree(built, out)
     before = _tree(out)
-    lock_before = (knowledge / "rulegen.lock").read_bytes()
+    lock_before = (knowledge / "article" / "rulegen.lock").read_bytes()
     result = run_rulegen("build", "--knowledge", str(knowledge), "--out", str(out))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
@@ -243,7 +243,7 @@ def test_bad_input_exits_2_with_file_and_line_and_writes_nothing(tmp_path, built
     slack = 10 if "missing" in case else 2
     assert expected_line - slack <= int(m.group(1)) <= expected_line + 2, (m.group(1), expected_line, result.stderr)
     assert _tree(out) == before
-    assert (knowledge / "rulegen.lock").read_bytes() == lock_before
+    assert (knowledge / "article" / "rulegen.lock").read_bytes() == lock_before
 
 
 def test_a_match_the_transport_cannot_carry_is_refused(tmp_path):
@@ -279,7 +279,7 @@ HOSTILE = '''entries:
         severity: low
         classtype: attempted-recon
         response: drop
-        false_positives: "none; really \\"none\\"\\n-A OUTPUT -j DROP"
+        false_positives: "None; really \\"none\\"\\n-A OUTPUT -j DROP"
 '''
 
 
@@ -356,7 +356,7 @@ def test_nft_reload_is_idempotent(built, netns):
 
 def test_non_editable_install_builds_from_any_directory(tmp_path):
     """pip install . (a wheel, not editable), then `rulegen build` elsewhere finds knowledge and templates; the
-    wheel carries every pipeline (SIEM and hunt) too."""
+    wheel carries every pack of the knowledge (with its pack.yaml and lock) and every pipeline (SIEM and hunt)."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
     install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(REPO)],
@@ -379,6 +379,13 @@ def test_non_editable_install_builds_from_any_directory(tmp_path):
     in_repo = sorted(p.name for p in (REPO / "rulegen" / "data" / "pipelines").glob("*.yml"))
     assert "hunt_suricata_eve.yml" in in_repo and "ecs_network.yml" in in_repo
     assert shipped.strip() == f"{in_repo} True", shipped
+    listing = ("from rulegen.knowledge import default_knowledge_dir as d; "
+               "print(sorted(str(p.relative_to(d())) for p in d().rglob('*') if p.is_file()))")
+    knowledge = subprocess.run([str(venv / "bin" / "python"), "-c", listing], cwd=work, capture_output=True,
+                               text=True, timeout=60, env=env).stdout
+    in_repo = sorted(str(p.relative_to(REPO / "knowledge")) for p in (REPO / "knowledge").rglob("*") if p.is_file())
+    assert {"common.yaml", "article/pack.yaml", "article/rulegen.lock", "current/pack.yaml"} <= set(in_repo)
+    assert knowledge.strip() == str(in_repo), knowledge
 
 
 def test_help_lists_the_options():
@@ -389,10 +396,10 @@ def test_help_lists_the_options():
 
 def test_loader_reports_all_problems_at_once(tmp_path):
     knowledge = copy_knowledge(tmp_path / "k")
-    text = (knowledge / "ports-0000-0098.yaml").read_text()
+    text = (knowledge / "article" / "ports-0000-0098.yaml").read_text()
     text = text.replace("    ports: [7]\n", "    ports: [70000]\n", 1)
     text = text.replace("    ports: [11]\n", "    ports: [-1]\n", 1)
-    (knowledge / "ports-0000-0098.yaml").write_text(text)
+    (knowledge / "article" / "ports-0000-0098.yaml").write_text(text)
     with pytest.raises(Exception) as info:
         load_knowledge([knowledge])
     assert len(info.value.problems) == 2
@@ -413,7 +420,7 @@ def test_rev_follows_the_rendered_rule_text_not_the_files_around_it(tmp_path, te
                          "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     revised = set(json.loads(result.stdout)["lock"]["revised"])
-    lock = json.loads((knowledge / "rulegen.lock").read_text())
+    lock = json.loads((knowledge / "article" / "rulegen.lock").read_text())
     suricata_rules = (tmp_path / "out" / "suricata" / "rulegen.rules").read_text()
     expressed = set(re.findall(r"rulegen_pattern ([\w-]+)", suricata_rules))
     assert revised == expressed and all(lock["patterns"][p]["rev"] >= 2 for p in revised)

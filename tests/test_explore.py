@@ -40,11 +40,12 @@ def test_list_shows_every_entry_of_the_knowledge(kb):
         assert row["patterns"] == [p.id for p in entry.patterns]
         assert row["protocols"] == list(entry.protocols) and row["service"] == entry.service
         assert row["port_class"] == entry.port_class and row["targets"]
+        assert row["pack"] == entry.pack and entry.pack in {p.id for p in kb.packs}
     plain = run_rulegen("list")
     assert plain.returncode == 0 and not ANSI.search(plain.stdout)
     lines = plain.stdout.splitlines()
-    assert lines[0].split()[:6] == ["entry", "ports", "protocol", "service", "class", "patterns"]
-    assert [ln.split()[0] for ln in lines[1:]] == [e.id for e in kb.entries]
+    assert lines[0].split()[:7] == ["entry", "pack", "ports", "protocol", "service", "class", "patterns"]
+    assert [ln.split()[:2] for ln in lines[1:]] == [[e.id, e.pack] for e in kb.entries]
 
 
 # (options, which entries of the knowledge they select): a port inside a range, a source port, AND of filters.
@@ -165,14 +166,17 @@ def test_coverage_is_patterns_times_targets_and_agrees_with_the_manifest(kb, man
     rows = _json("coverage")
     assert len(rows) == len(kb.patterns) * len(TARGETS)
     cells = {(r["id"], target): cell for r in manifest["patterns"] for target, cell in r["coverage"].items()}
+    packs = {r["id"]: r["pack"] for r in manifest["patterns"]}
     assert {(r["pattern"], r["target"]) for r in rows} == set(cells)
     for row in rows:
         cell = cells[(row["pattern"], row["target"])]
         assert (row["expressed"], row["reason"]) == (cell["expressed"], cell["reason"]), row
+        assert row["pack"] == packs[row["pattern"]] == kb.entry(row["entry"]).pack
     plain = run_rulegen("coverage")
     assert not ANSI.search(plain.stdout)
     assert len(plain.stdout.splitlines()) == 1 + len(rows)
-    assert sum(ln.split()[3] == "no" for ln in plain.stdout.splitlines()[1:]) == sum(not r["expressed"] for r in rows)
+    assert [ln.split()[2] for ln in plain.stdout.splitlines()[1:]] == [r["pack"] for r in rows]
+    assert sum(ln.split()[4] == "no" for ln in plain.stdout.splitlines()[1:]) == sum(not r["expressed"] for r in rows)
 
 
 @pytest.mark.parametrize("args", [["list"], ["show", "31337"], ["coverage"]])
@@ -209,8 +213,8 @@ def test_a_pattern_new_to_the_lock_shows_the_sid_a_build_would_reserve_and_nothi
     (knowledge / "a.yaml").write_text(ODD_ENTRY_HEAD + ODD_PROBE_PATTERN, encoding="utf-8")
     result = run_rulegen("show", "4444", "--knowledge", str(knowledge))
     assert result.returncode == 0, result.stderr
-    assert "sid 1000000 (new: not in the lock yet)" in result.stdout
-    assert "sid:1000000; rev:1;" in result.stdout
+    assert "sid 1200000 (new: not in the lock yet)" in result.stdout  # a site folder's own range
+    assert "sid:1200000; rev:1;" in result.stdout
     assert sorted(p.name for p in knowledge.iterdir()) == ["a.yaml"]  # no lock written
 
 

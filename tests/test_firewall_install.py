@@ -17,6 +17,7 @@ import pytest
 from conftest import ODD_ENTRY_HEAD, copy_knowledge, need, need_root, run_rulegen
 
 from rulegen.knowledge import load_knowledge
+from rulegen.model import SITE_SIDS
 from rulegen.prove import firewall
 from rulegen.targets.firewall import with_policy
 from rulegen.validate.firewall import builtin_ipset
@@ -224,7 +225,7 @@ def test_policy_log_turns_every_verdict_into_log(tmp_path):
     v4 = (out / "iptables" / "rulegen.rules").read_text() + (out / "iptables" / "rulegen6.rules").read_text()
     nft = (out / "nftables" / "rulegen.nft").read_text()
     assert not re.search(r"-j (DROP|REJECT)", v4) and not re.search(r"counter (drop|reject)|jump \w+_\d", nft)
-    assert 'rulegen:1000001:log ' in v4 and "4448" not in v4 + nft  # alert-only stays out of the firewall
+    assert f'rulegen:{SITE_SIDS[0] + 1}:log ' in v4 and "4448" not in v4 + nft  # site SIDs; alert-only stays out
     _tools()
     for target in firewall.TARGETS:
         with firewall.namespaces() as ns:
@@ -251,11 +252,11 @@ def test_policy_is_proven_in_namespaces(tmp_path, policy):
 def test_policy_leaves_the_lock_alone(tmp_path):
     """A deployment policy is not a rule change: --frozen passes, no rev moves (shipped knowledge)."""
     knowledge = copy_knowledge(tmp_path / "knowledge")
-    lock = (knowledge / "rulegen.lock").read_text()
+    lock = (knowledge / "article" / "rulegen.lock").read_text()
     result = run_rulegen("build", "--frozen", "--no-validate", "--policy", "reject", "-k", str(knowledge),
                          "-o", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
-    assert (knowledge / "rulegen.lock").read_text() == lock
+    assert (knowledge / "article" / "rulegen.lock").read_text() == lock
     rules = (tmp_path / "out" / "iptables" / "rulegen.rules").read_text()
     assert "-j DROP" not in rules and "-j REJECT" in rules
 

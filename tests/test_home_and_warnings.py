@@ -31,7 +31,7 @@ PAYLOAD_DROP = """      - id: odd-magic-drop
 def test_shipped_home_is_the_default_set_and_holds_loopback():
     kb = load_knowledge([default_knowledge_dir()])
     assert set(kb.home.addresses) == set(DEFAULT_HOME)
-    assert kb.home.location is not None and kb.home.location.file.endswith("home.yaml")
+    assert kb.home.location is not None and kb.home.location.file.endswith("common.yaml")
     assert set(LOOPBACK) <= set(kb.home.addresses)
     assert kb.home.by_family(6) == tuple(a for a in kb.home.addresses if ":" in a)
 

@@ -176,11 +176,12 @@ def test_hostile_free_text_builds_validates_and_stays_text(tmp_path, text):
     quoted = json.dumps(text[:3000], ensure_ascii=False)
     short = json.dumps(text[:90], ensure_ascii=False)
     sentence = json.dumps(text[:3000] + " and a few more words", ensure_ascii=False)
+    false_positive = json.dumps("Text: " + text[:3000], ensure_ascii=False)  # SigmaHQ: a capital first
     entry = (MINIMAL_ENTRY.replace("title: Odd service", f"title: {short}")
              .replace('en: "An odd port that nobody should expose."', "en: " + sentence)
              .replace('zh: "奇怪的端口。"', f"zh: {quoted}")
              .replace("title: Probe of the odd port", f"title: {short}")
-             .replace("false_positives: Scanners.", f"false_positives: {quoted}"))
+             .replace("false_positives: Scanners.", f"false_positives: {false_positive}"))
     knowledge = tmp_path / "knowledge"
     _make(knowledge, {"a.yaml": entry})
     out = tmp_path / "out"
@@ -208,8 +209,8 @@ def test_sigkill_at_any_point_leaves_out_and_lock_whole(tmp_path):
     knowledge = copy_knowledge(tmp_path / "knowledge")
     out = tmp_path / "out"
     assert run_rulegen("build", "--knowledge", str(knowledge), "--out", str(out)).returncode == 0
-    old_tree, old_lock = _tree(out), (knowledge / "rulegen.lock").read_bytes()
-    path = knowledge / "ports-1024-41508.yaml"
+    old_tree, old_lock = _tree(out), (knowledge / "article" / "rulegen.lock").read_bytes()
+    path = knowledge / "article" / "ports-1024-41508.yaml"
     text = path.read_text()
     edited = re.sub(r"(- id: back-orifice-inbound-probe-udp\n\s+title: )(.*)", r"\1\2 (edited)", text)
     assert edited != text
@@ -217,12 +218,12 @@ def test_sigkill_at_any_point_leaves_out_and_lock_whole(tmp_path):
     preview = tmp_path / "preview"
     shutil.copytree(knowledge, preview)
     assert run_rulegen("build", "--knowledge", str(preview), "--out", str(tmp_path / "new")).returncode == 0
-    new_tree, new_lock = _tree(tmp_path / "new"), (preview / "rulegen.lock").read_bytes()
+    new_tree, new_lock = _tree(tmp_path / "new"), (preview / "article" / "rulegen.lock").read_bytes()
     assert new_tree != old_tree
     seen = set()
     for delay in (0.05, 0.3, 0.6, 0.9, 1.2, 1.5, 1.8, 2.2, 2.6, 3.2, 4.0):
         _restore(out, old_tree)
-        (knowledge / "rulegen.lock").write_bytes(old_lock)
+        (knowledge / "article" / "rulegen.lock").write_bytes(old_lock)
         proc = subprocess.Popen([sys.executable, "-m", "rulegen", "build", "--knowledge", str(knowledge), "--out",
                                  str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
@@ -231,8 +232,8 @@ def test_sigkill_at_any_point_leaves_out_and_lock_whole(tmp_path):
         now = _tree(out)
         assert now in (old_tree, new_tree), (delay, [k for k in set(now) | set(new_tree)
                                                      if now.get(k) not in (old_tree.get(k), new_tree.get(k))])
-        assert (knowledge / "rulegen.lock").read_bytes() in (old_lock, new_lock), delay
-        seen.add((now == new_tree, (knowledge / "rulegen.lock").read_bytes() == new_lock))
+        assert (knowledge / "article" / "rulegen.lock").read_bytes() in (old_lock, new_lock), delay
+        seen.add((now == new_tree, (knowledge / "article" / "rulegen.lock").read_bytes() == new_lock))
     assert (False, False) in seen  # killed before anything was replaced
     check = run_rulegen("validate", "--no-lint", str(out))
     assert check.returncode == 0, check.stdout[-2000:]

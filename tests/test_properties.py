@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rulegen.build import ValidationFailed, build
+from rulegen.knowledge import false_positives_problem
 from rulegen.render import default_templates_dir
 from rulegen.targets import sanitize_line
 
@@ -44,7 +45,7 @@ def patterns(draw, pid: str) -> dict:
         "severity": draw(st.sampled_from(["informational", "low", "medium", "high", "critical"])),
         "classtype": draw(st.sampled_from(["attempted-recon", "trojan-activity", "misc-activity"])),
         "response": draw(st.sampled_from(["alert", "log", "drop", "reject"])),
-        "false_positives": draw(text.filter(lambda t: len(sanitize_line(t)) >= 2)),
+        "false_positives": draw(text.filter(lambda t: len(sanitize_line(t)) >= 2 and not false_positives_problem(t))),
     }
     if detect == "payload":
         pattern["match"] = {"content": [{"text": draw(st.text(min_size=1, max_size=20).filter(str.strip))}]}

@@ -192,7 +192,7 @@ def test_correlation_stays_quiet_on_one_busy_peer(built, pattern_id):
 def test_rogue_dhcp_rule_spares_a_listed_server(tmp_path):
     """The shipped dhcp-servers list is empty (a site fills it); filled, the rule must spare that server."""
     knowledge = copy_knowledge(tmp_path / "knowledge")
-    source = next(p for p in sorted(Path(knowledge).glob("*.yaml")) if "id: dhcp-servers" in p.read_text())
+    source = next(p for p in sorted(Path(knowledge).rglob("*.yaml")) if "id: dhcp-servers" in p.read_text())
     text = source.read_text()
     start = text.index("id: dhcp-servers")
     end = text.index("addresses: []", start) + len("addresses: []")

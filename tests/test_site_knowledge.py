@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
 from conftest import ODD_ENTRY_HEAD, copy_knowledge, run_rulegen
+
+from rulegen.model import SITE_SIDS
 
 SITE_PATTERN = """      - id: site-odd-probe
         title: {title}
@@ -61,7 +64,7 @@ def layered(tmp_path_factory):
     """The shipped knowledge plus a site folder, built once with validation in the real engines."""
     root = tmp_path_factory.mktemp("site")
     shipped = copy_knowledge(root / "shipped")
-    shipped_lock = (shipped / "rulegen.lock").read_bytes()
+    shipped_lock = (shipped / "article" / "rulegen.lock").read_bytes()
     site = site_folder(root / "site")
     result = run_rulegen("build", "-k", str(shipped), "-k", str(site), "-o", str(root / "out"), "--json")
     assert result.returncode == 0, result.stderr
@@ -71,8 +74,28 @@ def layered(tmp_path_factory):
 
 def test_site_lock_lives_with_the_site_and_the_shipped_lock_is_untouched(layered):
     assert (layered["site"] / "rulegen.lock").exists()
-    assert (layered["shipped"] / "rulegen.lock").read_bytes() == layered["shipped_lock"]
-    assert layered["summary"]["lock"]["path"] == str(layered["site"] / "rulegen.lock")
+    assert (layered["shipped"] / "article" / "rulegen.lock").read_bytes() == layered["shipped_lock"]
+    assert layered["summary"]["lock"]["paths"] == layered["summary"]["lock"]["written"] == \
+        [str(layered["site"] / "rulegen.lock")]
+
+
+def test_first_site_build_lists_only_the_sites_own_sids_as_added(layered, tmp_path):
+    """The shipped SIDs the site's lock takes over are adopted (one count), not listed as added."""
+    lock = layered["summary"]["lock"]
+    assert lock["added"] == ["site-odd-probe"]
+    assert set(lock["adopted"]) == set(layered["upstream"]) - {"ingreslock-inbound-probe"}  # that one is off
+    assert [c["pattern"] for c in layered["summary"]["changes"] if c["change"] == "added"] == ["site-odd-probe"]
+    site = site_folder(tmp_path / "site")
+    text = build(layered["shipped"], site, tmp_path / "out")
+    assert text.returncode == 0, text.stderr
+    assert re.search(rf"\n\s+{len(lock['adopted'])} SID\(s\) adopted from the locks beneath", text.stdout), text.stdout
+    assert re.findall(r"added\s+sid (\d+)", text.stdout) == ["1200000"]
+
+
+def test_site_lock_is_written_with_the_ordinary_file_mode(layered):
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (layered["site"] / "rulegen.lock").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_shipped_rules_keep_their_upstream_sids(layered):
@@ -87,12 +110,11 @@ def test_shipped_rules_keep_their_upstream_sids(layered):
             assert sid_of(rules, pattern_id) == upstream["sid"]
 
 
-def test_site_entry_gets_a_sid_above_every_shipped_one(layered):
+def test_site_entry_gets_the_first_sid_of_the_site_range(layered):
     rules = (layered["out"] / "suricata" / "rulegen.rules").read_text()
-    upstream_next = json.loads(layered["shipped_lock"])["next_sid"]
-    assert sid_of(rules, "site-odd-probe") == upstream_next
+    assert sid_of(rules, "site-odd-probe") == SITE_SIDS[0]
     iptables = (layered["out"] / "iptables" / "rulegen.rules").read_text()
-    assert f"rulegen:{upstream_next}:drop" in iptables
+    assert f"rulegen:{SITE_SIDS[0]}:drop" in iptables
 
 
 def test_severity_override_changes_every_target_and_bumps_rev(layered):
@@ -144,7 +166,7 @@ def test_each_build_says_which_sids_were_added_revised_and_retired(layered, tmp_
     site_folder(site)
     (site / "rulegen.lock").write_bytes((layered["site"] / "rulegen.lock").read_bytes())
     out = tmp_path / "out"
-    sid = json.loads(layered["shipped_lock"])["next_sid"]
+    sid = SITE_SIDS[0]
 
     same = build(layered["shipped"], site, out)
     assert same.returncode == 0, same.stderr
@@ -210,7 +232,7 @@ def test_conflicting_site_knowledge_is_refused_naming_the_files(case, tmp_path, 
 def test_at_shipped_names_the_knowledge_that_comes_with_rulegen(tmp_path):
     from rulegen.knowledge import default_knowledge_dir
 
-    shipped_lock = default_knowledge_dir() / "rulegen.lock"
+    shipped_lock = default_knowledge_dir() / "article" / "rulegen.lock"
     before = shipped_lock.read_bytes()
     site = site_folder(tmp_path / "site")
     result = run_rulegen("build", "-k", "@shipped", "-k", str(site), "-o", str(tmp_path / "out"), "--no-validate")

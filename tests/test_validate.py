@@ -167,12 +167,12 @@ def test_build_refuses_output_that_fails_validation(tmp_path, built, templates_d
     out = tmp_path / "out"
     shutil.copytree(built, out)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    lock_before = (knowledge / "rulegen.lock").read_bytes()
+    lock_before = (knowledge / "article" / "rulegen.lock").read_bytes()
     result = run_rulegen("build", "--knowledge", str(knowledge), "--templates", str(templates), "--out", str(out))
     assert result.returncode == 1, result.stderr
     assert "bogus_keyword" in result.stderr and f"{out}/suricata/rulegen.rules:" in result.stderr
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    assert (knowledge / "rulegen.lock").read_bytes() == lock_before
+    assert (knowledge / "article" / "rulegen.lock").read_bytes() == lock_before
     assert not list(tmp_path.glob(".out.*")), "staging folder left behind"
     skipped = run_rulegen("build", "--no-validate", "--knowledge", str(knowledge), "--templates", str(templates),
                           "--out", str(out))

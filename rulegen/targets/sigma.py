@@ -17,7 +17,6 @@ NAME = "sigma"
 FOLDER = "sigma"
 # Fixed namespace: a pattern id always maps to the same Sigma rule id, on every machine.
 NAMESPACE = uuid.UUID("6f1c3f0e-5d2a-5b7e-9a41-72756c656765")
-AUTHOR = "rulegen (from Robert Graham's Firewall Forensics FAQ)"
 # Text YAML reads back unchanged without quotes (SigmaHQ writes such values plain).
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9 _.,/()@+-]*[A-Za-z0-9_.)/]|[A-Za-z]")
 _RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "y", "n"}
@@ -32,9 +31,8 @@ TITLE_SMALL_WORDS = {"a", "an", "and", "as", "at", "by", "for", "from", "in", "n
                      "through", "to", "via", "with", "without"}
 TITLE_ACRONYMS = {"dhcp", "dns", "ftp", "http", "icmp", "ip", "nfs", "rpc", "smb", "snmp", "ssh", "tcp", "udp"}
 # - a technique tag comes with the tags of all its tactics (sigmahq_tags_techniques_without_tactics, attack_tags);
-# - false positives start with a capital, and never say "None" (sigmahq_falsepositives_capital and
-#   _banned_word): SigmaHQ writes "Unlikely".
-_NONE_FP = re.compile(r"^None(?: known| expected)?\b")
+# - false positives start with a capital and never say "None" (sigmahq_falsepositives_capital and _banned_word):
+#   the loader asks the knowledge for that (knowledge.FP_BANNED); the text is the author's, written as it is.
 # The address fields of a log source's records: (source, destination). A DNS query record's destination is the
 # name server that was asked, not the far end of the lookup, so direction is read from its source alone.
 ADDRESS_FIELDS = {"firewall": ("src_ip", "dst_ip"), "dns": ("src_ip", "dst_ip"), "zeek": ("id.orig_h", "id.resp_h")}
@@ -83,13 +81,6 @@ def title_case(text: str) -> str:
                     word = word[:start] + word[start].upper() + word[start + 1:]
         words.append(word)
     return " ".join(words)
-
-
-def false_positive(text: str) -> str:
-    """A false positive starts with a capital (sigmahq_falsepositives_capital), and since SigmaHQ bans "None",
-    a leading "None known", "None expected" or "None" reads "Unlikely"."""
-    text = text[:1].upper() + text[1:]
-    return _NONE_FP.sub("Unlikely", text, count=1)
 
 
 def attack_tags(tactic: str, technique: str) -> list[str]:
@@ -306,7 +297,7 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
         "logsource": [{"key": k, "value": yaml_scalar(v)} for k, v in logsource.items()],
         "selections": selections,
         "condition": condition,
-        "falsepositives": [yaml_scalar(false_positive(sanitize_line(pattern.false_positives)))],
+        "falsepositives": [yaml_scalar(sanitize_line(pattern.false_positives))],
         "level": SEVERITY[pattern.severity].sigma_level,
         "name": None,
         "correlation": None,
@@ -336,14 +327,15 @@ def render(plans: list[Plan], stamps: dict[str, Stamp], env: Any, kb: KnowledgeB
     for p in plans:
         stamp = stamps[p.pattern.id]
         dates = {"date": stamp.created, "modified": stamp.updated if stamp.updated != stamp.created else None}
-        rule = {**p.context, "id": rule_uuid(p.pattern.id), "author": yaml_scalar(AUTHOR), **dates}
+        author = yaml_scalar(kb.pack_of(p.pattern).author)  # the pack's (or site's) author signs its rules
+        rule = {**p.context, "id": rule_uuid(p.pattern.id), "author": author, **dates}
         artifacts.append(Artifact(p.context["file"], rule_template.render(rule=rule), [p.pattern.id],
                                   per_pattern=True))
         correlation = p.context["correlation"]
         if correlation:
             corr = {**correlation, "id": correlation_uuid(p.pattern.id), "tags": p.context["tags"],
                     "references": p.context["references"], "falsepositives": p.context["falsepositives"],
-                    "level": p.context["level"], "author": yaml_scalar(AUTHOR), **dates}
+                    "level": p.context["level"], "author": author, **dates}
             artifacts.append(Artifact(correlation["file"], correlation_template.render(rule=corr),
                                       [p.pattern.id], per_pattern=True))
     return sorted(artifacts, key=lambda a: a.path)

@@ -385,7 +385,8 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
         "pattern_id": pattern.id,
         "entry_id": entry.id,
         "header": f"{pattern.transport} {src} {sport} -> {dst} {dport}",
-        "msg": escape_msg(defang_domains(f"RULEGEN {pattern.category} {pattern.title}{_measure(pattern)}")),
+        "msg": escape_msg(defang_domains(f"{kb.pack_of(pattern).msg_prefix} {pattern.category} {pattern.title}"
+                                         f"{_measure(pattern)}")),
         "options": options,
         "references": references,
         "classtype": pattern.classtype,
