@@ -15,6 +15,7 @@ from rulegen.attack import tactics, techniques
 from rulegen.errors import KnowledgeError, Problem
 from rulegen.model import (
     CATEGORIES,
+    NTP_REQUESTS,
     TRANSPORTS,
     Attack,
     ContentMatch,
@@ -33,6 +34,7 @@ from rulegen.model import (
     PortClass,
     PortRange,
     Response,
+    Samples,
     Severity,
     Sweep,
 )
@@ -46,16 +48,18 @@ TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
 CVE = re.compile(r"^CVE-\d{4}-\d{4,}$")
 URL = re.compile(r"^https?://[^\s\"'<>]+$")
 DNS_QTYPES = ("AXFR", "IXFR", "ANY")
-MATCH_KINDS = ("content", "dns", "snmp", "ftp", "tftp", "dhcp", "login", "rpc", "netbios", "shell", "smtp")
+MATCH_KINDS = ("content", "dns", "snmp", "ftp", "tftp", "dhcp", "login", "rpc", "netbios", "shell", "smtp", "http",
+               "ntp")
 # Transport each match kind can use: the knowledge may not ask for what the protocol cannot carry.
 MATCH_TRANSPORTS = {
     "content": TRANSPORTS, "dns": TRANSPORTS, "snmp": ("udp",), "ftp": ("tcp",), "tftp": ("udp",),
     "dhcp": ("udp",), "login": ("tcp",), "rpc": TRANSPORTS, "netbios": ("udp",), "shell": ("tcp",),
-    "smtp": ("tcp",),
+    "smtp": ("tcp",), "http": ("tcp",), "ntp": ("udp",),
 }
 # What an smtp match can name: the server's answer (travels to the client) or the client's request.
 SMTP_REPLIES = ("relay-denied",)
 SMTP_RCPTS = ("relay-route",)
+HTTP_URI_MATCHES = ("contains", "startswith", "equals")
 TARGET_NAMES = ("suricata", "sigma", "iptables", "nftables")
 
 
@@ -343,10 +347,10 @@ DEFAULT_NETS = {
 }
 
 
-def _content(item: Any, line: int) -> ContentMatch:
-    f = _Fields(item, line, "content item", ("text", "hex", "offset", "depth", "nocase"), ())
+def _bytes(f: _Fields, what: str) -> bytes:
+    """The bytes of a `text` or `hex` item (a content item or a sample)."""
     if f.has("text") == f.has("hex"):
-        raise _Invalid(f.line, "a content item needs exactly one of 'text' or 'hex'")
+        raise _Invalid(f.line, f"a {what} needs exactly one of 'text' or 'hex'")
     if f.has("text"):
         data = f.get("text", str).encode("utf-8")
     else:
@@ -355,11 +359,32 @@ def _content(item: Any, line: int) -> ContentMatch:
             raise _Invalid(f.line_of("hex"), f"'hex' must be pairs of hex digits, not {hex_text!r}")
         data = bytes.fromhex(hex_text)
     if not data:
-        raise _Invalid(f.line, "content must not be empty")
+        raise _Invalid(f.line, f"{what} must not be empty")
+    return data
+
+
+def _content(item: Any, line: int, first: bool) -> ContentMatch:
+    f = _Fields(item, line, "content item", ("text", "hex", "offset", "depth", "nocase", "distance", "within"), ())
+    data = _bytes(f, "content item")
+    absolute = [k for k in ("offset", "depth") if f.has(k)]
+    relative = [k for k in ("distance", "within") if f.has(k)]
+    if absolute and relative:
+        raise _Invalid(f.line_of(relative[0]), f"a content item is either absolute ({'/'.join(absolute)}) or "
+                                               f"relative to the previous item ({'/'.join(relative)}), not both")
+    if relative and first:
+        raise _Invalid(f.line_of(relative[0]), f"'{relative[0]}' counts from the previous item's match: the first "
+                                               "content item has none (use offset/depth)")
     depth = f.int_in("depth", 1, 65535)
     if depth is not None and depth < len(data):
         raise _Invalid(f.line_of("depth"), f"depth {depth} is shorter than the content ({len(data)} bytes)")
-    return ContentMatch(data, f.int_in("offset", 0, 65535), depth, bool(f.get("nocase", bool, False)))
+    distance = f.int_in("distance", 0, 65535)
+    within = f.int_in("within", 1, 65535)
+    if within is not None and within < len(data) + (distance or 0):
+        needed = f"the content ({len(data)} bytes)" + (f" plus distance {distance}" if distance else "")
+        raise _Invalid(f.line_of("within"), f"within {within} is shorter than {needed}: it could never match "
+                                            f"(use at least {len(data) + (distance or 0)})")
+    return ContentMatch(data, f.int_in("offset", 0, 65535), depth, bool(f.get("nocase", bool, False)),
+                        distance, within)
 
 
 def _match(value: Any, line: int, transport: str) -> Match:
@@ -378,13 +403,15 @@ def _match(value: Any, line: int, transport: str) -> Match:
         if not isinstance(body, list) or not body:
             raise _Invalid(body_line, "'content' must be a non-empty list")
         lines = getattr(body, "item_lines", [body_line] * len(body))
-        return Match("content", contents=tuple(_content(i, ln) for i, ln in zip(body, lines, strict=True)))
+        return Match("content", contents=tuple(_content(i, ln, n == 0)
+                                               for n, (i, ln) in enumerate(zip(body, lines, strict=True))))
     specs = {
         "dns": (("query", "qtype"), ()), "snmp": (("community",), ("community",)),
         "ftp": (("user",), ("user",)), "tftp": (("opcode", "filename"), ("opcode",)),
         "dhcp": (("message_type",), ("message_type",)), "login": (("users",), ("users",)),
         "rpc": (("program",), ("program",)), "netbios": (("query",), ("query",)),
         "shell": (("response",), ("response",)), "smtp": (("reply", "rcpt"), ()),
+        "http": (("method", "uri", "uri_match", "header"), ()), "ntp": (("mode", "request"), ("mode",)),
     }
     allowed, required = specs[kind]
     f = _Fields(body, body_line, f"{kind} match", allowed, required)
@@ -424,6 +451,10 @@ def _match(value: Any, line: int, transport: str) -> Match:
         return Match("netbios", netbios_query=f.choice("query", ("nbstat",)))
     if kind == "smtp":
         return _smtp(f)
+    if kind == "http":
+        return _http(f)
+    if kind == "ntp":
+        return _ntp(f)
     return Match("shell", shell_response=f.text("response", max_len=200))
 
 
@@ -437,6 +468,75 @@ def _smtp(f: _Fields) -> Match:
     return Match("smtp", smtp_rcpt=f.choice("rcpt", SMTP_RCPTS))
 
 
+def _http(f: _Fields) -> Match:
+    """`http: {method, uri, uri_match, header: {name, value}}`: at least one of method, uri, header."""
+    if not any(f.has(k) for k in ("method", "uri", "header")):
+        raise _Invalid(f.line, "an http match needs at least one of 'method', 'uri' or 'header'")
+    method = None
+    if f.has("method"):
+        method = f.text("method", max_len=20)
+        if not re.fullmatch(r"[A-Z]+", method):
+            raise _Invalid(f.line_of("method"), f"'method' must be an uppercase HTTP method such as GET or POST, "
+                                                f"not {method!r}")
+    uri = None
+    if f.has("uri"):
+        uri = f.get("uri", str)
+        if not re.fullmatch(r"[\x21-\x7e]{1,1024}", uri):
+            raise _Invalid(f.line_of("uri"), f"'uri' must be 1-1024 printable ASCII characters without spaces, "
+                                             f"not {uri!r}")
+    if f.has("uri_match") and uri is None:
+        raise _Invalid(f.line_of("uri_match"), "'uri_match' says how to compare 'uri', which is missing")
+    uri_match = f.choice("uri_match", HTTP_URI_MATCHES, "contains")
+    name = value = None
+    if f.has("header"):
+        h = _Fields(f.data["header"], f.line_of("header"), "http header", ("name", "value"), ("name",))
+        name = h.text("name", max_len=64)
+        if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name):
+            raise _Invalid(h.line_of("name"), f"header name {name!r} is not an HTTP token (letters, digits, '-'...)")
+        if h.has("value"):
+            value = h.get("value", str)
+            if not re.fullmatch(r"[\x20-\x7e]{1,255}", value) or not value.strip():
+                raise _Invalid(h.line_of("value"), f"header value must be 1-255 printable ASCII characters, "
+                                                   f"not {value!r}")
+    return Match("http", http_method=method, http_uri=uri, http_uri_match=uri_match, http_header=name,
+                 http_header_value=value)
+
+
+def _ntp(f: _Fields) -> Match:
+    """`ntp: {mode: 0-7, request: NAME}`; a named request belongs to one mode (NTP_REQUESTS)."""
+    mode = f.int_in("mode", 0, 7)
+    request = None
+    if f.has("request"):
+        request = f.choice("request", tuple(NTP_REQUESTS))
+        needed = NTP_REQUESTS[request][0]
+        if mode != needed:
+            raise _Invalid(f.line_of("request"), f"{request} is a mode {needed} request, not mode {mode}")
+    return Match("ntp", ntp_mode=mode, ntp_request=request)
+
+
+def _samples(value: Any, line: int, transport: str) -> Samples:
+    """`samples: {fires: [...], quiet: [...]}`, each item a `text` or `hex` message."""
+    f = _Fields(value, line, "samples", ("fires", "quiet"), ())
+    if not f.data:
+        raise _Invalid(f.line, "'samples' needs 'fires' and/or 'quiet'")
+    limit = 65507 if transport == "udp" else 65535  # one datagram's payload; one message of a session
+    lists = {}
+    for key in ("fires", "quiet"):
+        items = f.items(key)
+        if f.has(key) and not items:
+            raise _Invalid(f.line_of(key), f"'{key}' must not be an empty list (leave it out)")
+        if len(items) > 20:
+            raise _Invalid(f.line_of(key), f"'{key}' holds {len(items)} samples; at most 20")
+        messages = []
+        for item, ln in items:
+            data = _bytes(_Fields(item, ln, "sample", ("text", "hex"), ()), "sample")
+            if len(data) > limit:
+                raise _Invalid(ln, f"a sample is {len(data)} bytes; one {transport} message holds at most {limit}")
+            messages.append(data)
+        lists[key] = tuple(messages)
+    return Samples(**lists)
+
+
 def _token(f: _Fields, key: str) -> str:
     value = f.text(key, max_len=64)
     if not re.fullmatch(r"[\x21-\x7e]+", value):
@@ -447,7 +547,7 @@ def _token(f: _Fields, key: str) -> str:
 PATTERN_KEYS = (
     "id", "title", "category", "direction", "transport", "src_ports", "dst_ports", "dst_ports_except",
     "src_net", "dst_net", "detect", "flow", "match", "sweep", "severity", "classtype", "attack", "cves",
-    "response", "false_positives", "not_expressed",
+    "response", "false_positives", "not_expressed", "samples",
 )
 PATTERN_REQUIRED = ("id", "title", "category", "direction", "transport", "detect", "severity", "classtype",
                     "response", "false_positives")
@@ -533,6 +633,11 @@ def _pattern_fields(f: _Fields, pid: str, entry_id: str, entry_protocols: tuple[
             if "firewall" in reasons:
                 reasons.setdefault(packet_filter, reasons["firewall"])
         not_expressed = tuple((t, reasons[t]) for t in TARGET_NAMES if t in reasons)
+    samples = Samples()
+    if f.has("samples"):
+        if detect is not Detect.PAYLOAD:
+            raise _Invalid(f.line_of("samples"), "samples are application messages: only a payload pattern has them")
+        samples = _samples(f.data["samples"], f.line_of("samples"), transport)
     severity = Severity(f.choice("severity", [s.value for s in Severity]))
     response = Response(f.choice("response", [r.value for r in Response]))
     return Pattern(
@@ -542,7 +647,7 @@ def _pattern_fields(f: _Fields, pid: str, entry_id: str, entry_protocols: tuple[
         sweep=sweep, severity=severity, classtype=classtype, attack=attack,
         cves=_strings(f, "cves", lambda v: bool(CVE.match(v)), "CVE id"), response=response,
         false_positives=f.text("false_positives", min_len=2), not_expressed=not_expressed,
-        location=Location(file, f.line),
+        location=Location(file, f.line), samples=samples,
     )
 
 

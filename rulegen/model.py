@@ -39,6 +39,10 @@ class Response(StrEnum):
 
 CATEGORIES = ("SCAN", "DOS", "MALWARE", "POLICY", "INFO", "EXPLOIT", "ADWARE")
 TRANSPORTS = ("tcp", "udp")
+# Named NTP requests: name -> (mode, request codes). Mode 7 (ntpd's private "implementation" requests) carries its
+# request code in byte 3; monlist is MON_GETLIST_1 (42), or the older MON_GETLIST (20). Mode 6 (control messages,
+# RFC 1305 appendix B) carries its opcode in the low 5 bits of byte 1; readvar (ntpq `rv`) is opcode 2.
+NTP_REQUESTS = {"monlist": (7, (42, 20)), "readvar": (6, (2,))}
 
 
 @dataclass(frozen=True, order=True)
@@ -78,17 +82,26 @@ class Location:
 
 @dataclass(frozen=True)
 class ContentMatch:
+    """One content item: absolute (`offset`/`depth` from the start of the payload) or relative to the end of the
+    previous item's match (`distance`/`within`); an item with neither follows the previous one anywhere."""
+
     data: bytes
     offset: int | None = None
     depth: int | None = None
     nocase: bool = False
+    distance: int | None = None
+    within: int | None = None
+
+    @property
+    def relative(self) -> bool:
+        return self.distance is not None or self.within is not None
 
 
 @dataclass(frozen=True)
 class Match:
     """Exactly one kind of application fact; `kind` names it, the other fields hold its values."""
 
-    kind: str  # content | dns | snmp | ftp | tftp | dhcp | login | rpc | netbios | shell | smtp
+    kind: str  # content | dns | snmp | ftp | tftp | dhcp | login | rpc | netbios | shell | smtp | http | ntp
     contents: tuple[ContentMatch, ...] = ()
     dns_query: str | None = None
     dns_qtype: str | None = None
@@ -103,6 +116,23 @@ class Match:
     shell_response: str | None = None
     smtp_reply: str | None = None  # relay-denied: the server's 55x refusal to relay a RCPT TO (to the client)
     smtp_rcpt: str | None = None  # relay-route: a RCPT TO whose address routes through the server
+    http_method: str | None = None  # an HTTP request's method (uppercase token)
+    http_uri: str | None = None  # the request target, compared as `http_uri_match` says
+    http_uri_match: str = "contains"  # contains | startswith | equals
+    http_header: str | None = None  # a request header's name ...
+    http_header_value: str | None = None  # ... and a substring of its value (None: the header is present)
+    ntp_mode: int | None = None  # NTP mode 0-7 (the low 3 bits of the first byte)
+    ntp_request: str | None = None  # a mode 6 or mode 7 request by name (NTP_REQUESTS)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Real application messages for the proofs: `fires` must raise the pattern's rule, `quiet` (ordinary use of
+    the protocol, sent the same way) must not. One item is one message: a tcp payload in the pattern's direction
+    (the capture adds the handshake) or one udp datagram's payload."""
+
+    fires: tuple[bytes, ...] = ()
+    quiet: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,6 +191,7 @@ class Pattern:
     not_expressed: tuple[tuple[str, str], ...]
     location: Location
     override: Override | None = None
+    samples: Samples = Samples()
 
     def declared_gap(self, target: str) -> str | None:
         return dict(self.not_expressed).get(target)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from rulegen.model import Detect, Direction, KnowledgeBase, Match, Net, Pattern, PortRange
+from rulegen.model import NTP_REQUESTS, ContentMatch, Detect, Direction, KnowledgeBase, Match, Net, Pattern, PortRange
 
 # Concrete addresses for the symbolic networks of the knowledge (documentation ranges outside home).
 HOME = "192.168.1.10"
@@ -39,7 +39,8 @@ BASE_TIME = 1_700_000_000.0  # 2023-11-14T22:13:20Z: fixed, so captures are byte
 STEP = 0.01  # seconds between packets
 
 # Well-known server ports, used only when a pattern leaves its destination port open.
-KIND_PORTS = {"dns": 53, "snmp": 161, "ftp": 21, "tftp": 69, "dhcp": 67, "login": 23, "netbios": 137, "smtp": 25}
+KIND_PORTS = {"dns": 53, "snmp": 161, "ftp": 21, "tftp": 69, "dhcp": 67, "login": 23, "netbios": 137, "smtp": 25,
+              "http": 80, "ntp": 123}
 RPC_PORTS = {100000: 111, 100003: 2049}
 
 Message = tuple[bool, bytes]  # (sent by the client?, application bytes)
@@ -232,7 +233,12 @@ class TcpFlow:
 
 def _dns_query(match: Match, transport: str) -> list[Message]:
     s = _scapy()
-    if match.dns_qtype:  # a zone transfer request, refused by the server
+    if match.dns_qtype == "ANY":  # an ANY query, answered the RFC 8482 way: one synthesized HINFO record
+        question = s.DNSQR(qname="example.com", qtype=255)
+        query = s.DNS(id=0x4A20, rd=1, qd=question)
+        answer = s.DNS(id=0x4A20, qr=1, aa=1, rd=1, qd=question,
+                       an=s.DNSRR(rrname="example.com", type="HINFO", ttl=3600, rdata=b"\x07RFC8482\x00"))
+    elif match.dns_qtype:  # a zone transfer request, refused by the server
         question = s.DNSQR(qname="example.com", qtype=match.dns_qtype)
         query = s.DNS(id=0x4A1F, rd=0, qd=question)
         answer = s.DNS(id=0x4A1F, qr=1, aa=1, rcode=5, qd=question)
@@ -352,16 +358,97 @@ def _smtp(match: Match, transport: str) -> list[Message]:
             (True, b"RCPT TO:" + rcpt + b"\r\n"), (False, answer)]
 
 
+def content_payload(items: tuple[ContentMatch, ...], gaps: tuple[int, ...] | None = None) -> bytes:
+    """The items laid out as the match reads them: an absolute item at its offset, a relative one `distance` bytes
+    after the previous item (or `gaps[i]` bytes, to place it elsewhere on purpose), the rest right after the
+    previous item. The filler is spaces between text items, zero bytes where an item is binary."""
+    printable = all(0x20 <= b < 0x7F for item in items for b in item.data)
+    filler = b" " if printable else b"\x00"
+    buf = bytearray()
+    for index, item in enumerate(items):
+        if gaps is not None and index:
+            start = len(buf) + gaps[index]
+        elif item.offset is not None:
+            start = max(item.offset, len(buf))
+        else:
+            start = len(buf) + (item.distance or 0)
+        buf += filler * (start - len(buf)) + item.data
+    return bytes(buf) + b"\r\n"
+
+
 def _content(match: Match, transport: str) -> list[Message]:
-    """The contents in order, the first at its offset; the client sends them."""
-    first = match.contents[0]
-    data = bytes(first.offset or 0) + b"".join(c.data for c in match.contents) + b"\r\n"
-    return [(True, data)]
+    """The contents in order, each where the match expects it; the client sends them."""
+    return [(True, content_payload(match.contents))]
+
+
+def http_request(method: str, uri: str, headers: list[tuple[str, str]]) -> bytes:
+    """An HTTP/1.1 request as curl or a Docker client writes it; a POST carries a small JSON body."""
+    body = b'{"Image":"alpine","Cmd":["sh"]}' if method in ("POST", "PUT", "PATCH") else b""
+    lines = [f"{method} {uri} HTTP/1.1", *(f"{name}: {value}" for name, value in headers)]
+    if body:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+HTTP_OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+HTTP_HOST = "192.168.1.10:8080"
+HTTP_AGENT = "curl/7.88.1"
+
+
+def _http_uri(match: Match) -> str:
+    """A request target the match's uri fits: inside a longer path (contains), followed by a query (startswith),
+    or exactly (equals)."""
+    uri = match.http_uri or "/"
+    if match.http_uri_match == "contains" and match.http_uri:
+        return "/v1.41" + uri if uri.startswith("/") else "/" + uri
+    if match.http_uri_match == "startswith" and match.http_uri:
+        return uri + ("&" if "?" in uri else "?") + "all=1"
+    return uri
+
+
+def _http_headers(match: Match, named: bool = True) -> list[tuple[str, str]]:
+    """Host, User-Agent and Accept, with the match's header in its place (holding the match's value) or, with
+    `named` false, without it."""
+    headers = {"Host": HTTP_HOST, "User-Agent": HTTP_AGENT, "Accept": "*/*"}
+    if match.http_header:
+        for name in [n for n in headers if n.lower() == match.http_header.lower()]:
+            del headers[name]
+        if named:
+            headers[match.http_header] = match.http_header_value or "1"
+    return list(headers.items())
+
+
+def http_match_request(match: Match) -> bytes:
+    """The request an http match describes."""
+    return http_request(match.http_method or "GET", _http_uri(match), _http_headers(match))
+
+
+def _http(match: Match, transport: str) -> list[Message]:
+    """The request the match describes, and the server's answer."""
+    return [(True, http_match_request(match)), (False, HTTP_OK)]
+
+
+def ntp_message(mode: int, code: int | None = None, version: int | None = None) -> bytes:
+    """An NTP request of `mode`: a mode 7 request (ntpdc's req_pkt: version 2, implementation XNTPD (3), request
+    `code`, 40 data bytes), a mode 6 control request (ntpq's header: opcode `code`, sequence 1), or a standard
+    48-byte message (RFC 5905) of the mode."""
+    if mode == 7:
+        return bytes([(version or 2) << 3 | 7, 0, 3, code or 0]) + bytes(44)
+    if mode == 6:
+        return bytes([(version or 2) << 3 | 6, code or 1]) + struct.pack("!HHHHH", 1, 0, 0, 0, 0)
+    s = _scapy()
+    sent = BASE_TIME + 2_208_988_800  # NTP era: seconds since 1900
+    return bytes(s.NTP(version=version or 4, mode=mode, stratum=0 if mode == 3 else 2, sent=sent))
+
+
+def _ntp(match: Match, transport: str) -> list[Message]:
+    codes = NTP_REQUESTS[match.ntp_request][1] if match.ntp_request else (None,)
+    return [(True, ntp_message(match.ntp_mode, codes[0]))]
 
 
 _MESSAGES: dict[str, Callable[[Match, str], list[Message]]] = {
     "content": _content, "dns": _dns_query, "snmp": _snmp, "ftp": _ftp, "tftp": _tftp, "dhcp": _dhcp,
-    "login": _login, "rpc": _rpc, "netbios": _netbios, "shell": _shell, "smtp": _smtp,
+    "login": _login, "rpc": _rpc, "netbios": _netbios, "shell": _shell, "smtp": _smtp, "http": _http, "ntp": _ntp,
 }
 
 
@@ -420,9 +507,11 @@ def _broadcasts(pattern: Pattern, kb: KnowledgeBase, targets: list[tuple[str, st
     return wire
 
 
-def _converse(wire: Wire, pattern: Pattern, client: str, server: str, conversation: list[Message]) -> None:
-    """Application messages between client and server on the pattern's ports: one TCP flow, or datagrams."""
-    sport, dport = client_port(pattern), server_port(pattern)
+def _converse(wire: Wire, pattern: Pattern, client: str, server: str, conversation: list[Message],
+              sport: int | None = None) -> None:
+    """Application messages between client and server on the pattern's ports (or client port `sport`): one TCP
+    flow, or datagrams."""
+    sport, dport = sport or client_port(pattern), server_port(pattern)
     if pattern.transport == "tcp":
         wire.tcp(client, server, sport, dport).conversation(conversation)
         return
@@ -461,12 +550,37 @@ def _show(wire: Wire, pattern: Pattern, client: str, server: str) -> None:
                 wire.udp(client, host, client_port(pattern, index), port, b"\x00" * 2)
 
 
+def _sample(pattern: Pattern, data: bytes) -> list[Message]:
+    """One sample as a conversation: the message travels in the pattern's direction (client to server, or the
+    server's answer for `flow: to_client`); a tcp one inside a session of its own (the handshake is added)."""
+    return [(pattern.flow != "to_client", data)]
+
+
+def sample_ports(pattern: Pattern) -> list[int]:
+    """The client port of each fires sample's flow in the capture."""
+    return [client_port(pattern, index + 1) for index in range(len(pattern.samples.fires))]
+
+
+def fires_flows(pattern: Pattern) -> tuple[tuple[str, int], ...]:
+    """(what, client port) of each flow of a capture with fires samples, which must each raise the rule: the
+    derived message and every sample. None without samples, or with a fixed source port, which gives every flow
+    the same port (their alerts cannot be told apart; the capture still holds them all)."""
+    if not pattern.samples.fires or pattern.src_ports:
+        return ()
+    return (("the derived message", client_port(pattern)),
+            *((f"fires sample {n + 1}", port) for n, port in enumerate(sample_ports(pattern))))
+
+
 def build(pattern: Pattern, kb: KnowledgeBase) -> Wire:
-    """The packets that show `pattern`, from its typed fields."""
+    """The packets that show `pattern`, from its typed fields, then each of its fires samples in a flow of its own
+    (client port `sample_ports`), sent the same way."""
     if pattern.dst_net.kind == "broadcast":  # udp only (the loader refuses a tcp broadcast)
         return _broadcasts(pattern, kb, broadcast_forms(pattern, kb))
     wire = Wire()
-    _show(wire, pattern, *endpoints(pattern, kb))
+    client, server = endpoints(pattern, kb)
+    _show(wire, pattern, client, server)
+    for data, port in zip(pattern.samples.fires, sample_ports(pattern), strict=True):
+        _converse(wire, pattern, client, server, _sample(pattern, data), sport=port)
     return wire
 
 
@@ -548,6 +662,80 @@ def _smtp_ordinary() -> list[Message]:
             (False, b"250 2.0.0 Ok: queued as 4Tq9Xk1Zz3\r\n"), (True, b"QUIT\r\n"), (False, b"221 2.0.0 Bye\r\n")]
 
 
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+
+
+def _http_ordinary(match: Match) -> tuple[str, list[Message]]:
+    """A browser's page request: another method and path than the match's, without its header."""
+    method = _other(match.http_method or "", "GET", "HEAD")
+    uri = next(u for u in ("/index.html", "/static/app.css", "/") if not match.http_uri or match.http_uri not in u)
+    headers = [(n, v) for n, v in (("Host", "www.example.net"), ("User-Agent", BROWSER), ("Accept", "text/html"))
+               if not match.http_header or n.lower() != match.http_header.lower()]
+    return f"a browser's {method} {uri}", [(True, http_request(method, uri, headers)), (False, HTTP_OK)]
+
+
+def _content_variants(match: Match) -> list[tuple[str, list[Message]]]:
+    """The items placed where a relative match must not take them: beyond `within` (each item `distance + within
+    + 8` bytes after the previous one), and right after one another where an item asks for a `distance`."""
+    items = match.contents
+    variants = []
+    if any(i.within is not None for i in items[1:]):
+        gaps = tuple((i.distance or 0) + (i.within + 8 if i.within is not None else 0) for i in items)
+        variants.append(("the items scattered beyond within", [(True, content_payload(items, gaps))]))
+    if any(i.distance for i in items[1:]):
+        variants.append(("the items without the distance between them",
+                         [(True, content_payload(items, (0,) * len(items)))]))
+    return variants
+
+
+def _http_variants(match: Match) -> list[tuple[str, list[Message]]]:
+    """The request of the match with one part changed: the method, the URI (without it; with it inside for
+    startswith; longer for equals), the header's value moved to another header or the header left out."""
+    method, uri, headers = match.http_method or "GET", _http_uri(match), _http_headers(match)
+    variants = []
+    if match.http_method:
+        other = _other(match.http_method, "GET", "POST")
+        variants.append((f"{other} instead of {match.http_method}", http_request(other, uri, headers)))
+    if match.http_uri:
+        other_uri = {"contains": "/index.html", "startswith": "/x" + match.http_uri,
+                     "equals": match.http_uri + "/x"}[match.http_uri_match]
+        variants.append((f"the URI {other_uri}", http_request(method, other_uri, headers)))
+    if match.http_header and match.http_header_value:  # the value after the header: one buffer of all headers
+        headers = [*_http_headers(match, named=False), (match.http_header, "ordinary-client/2.0"),
+                   ("X-Note", match.http_header_value)]
+        variants.append((f"{match.http_header} another value, the value in a later header",
+                         http_request(method, uri, headers)))
+    elif match.http_header:
+        variants.append((f"no {match.http_header} header", http_request(method, uri, _http_headers(match, False))))
+    return [(what, [(True, request), (False, HTTP_OK)]) for what, request in variants]
+
+
+def _ntp_variants(match: Match) -> list[tuple[str, list[Message]]]:
+    """NTP messages one field away from the match: another request of the same mode, and another mode whose
+    bytes 1-3 hold the match's request code (a mode 6 sequence number 42, a mode 7 sequence byte 2)."""
+    mode = match.ntp_mode
+    if match.ntp_request and mode == 7:
+        return [("a mode 7 peer list request (code 0)", [(True, ntp_message(7, 0))]),
+                ("a mode 6 request with sequence number 42", [(True, ntp_message(6, 1)[:2] + b"\x00\x2a"
+                                                               + ntp_message(6, 1)[4:])])]
+    if match.ntp_request and mode == 6:
+        return [("a mode 6 readstat request (opcode 1)", [(True, ntp_message(6, 1))]),
+                ("a mode 7 request whose byte 1 is 2", [(True, bytes([0x17, 2, 3, 0]) + bytes(44))])]
+    other = (mode + 1) % 8
+    return [(f"a mode {other} message", [(True, ntp_message(other, 1))])]
+
+
+def match_variants(pattern: Pattern) -> list[tuple[str, list[Message]]]:
+    """Look-alikes of a payload pattern beyond ordinary use, each a conversation of its own: the match one part
+    off (content placement, an http part, an NTP field)."""
+    match = pattern.match
+    found = {"content": _content_variants, "http": _http_variants, "ntp": _ntp_variants}.get(match.kind)
+    out = found(match) if found else []
+    if match.kind == "content" and pattern.flow == "to_client":
+        out = [(what, [(not c, m) for c, m in conversation]) for what, conversation in out]
+    return out
+
+
 def _ordinary_match(match: Match) -> tuple[str, Match | list[Message]]:
     """Ordinary use of the service the match is about: (what, another match or the messages themselves)."""
     kind = match.kind
@@ -582,6 +770,12 @@ def _ordinary_match(match: Match) -> tuple[str, Match | list[Message]]:
         return "a NetBIOS name query for WORKSTATION", [(True, bytes(query))]
     if kind == "smtp":
         return "a local delivery and a 550 5.1.1 for an unknown local user", _smtp_ordinary()
+    if kind == "http":
+        return _http_ordinary(match)
+    if kind == "ntp":
+        if match.ntp_mode in (3, 4):
+            return "a symmetric peer exchange (modes 1 and 2)", [(True, ntp_message(1)), (False, ntp_message(2))]
+        return "an NTP sync (a mode 3 request, a mode 4 answer)", [(True, ntp_message(3)), (False, ntp_message(4))]
     if kind == "shell":
         return "a server banner and a session without the shell's answer", [
             (False, b"220 service ready\r\n"), (True, b"HELP\r\n"), (False, b"214 HELP QUIT\r\n"),
@@ -613,6 +807,12 @@ def quiet(pattern: Pattern, kb: KnowledgeBase) -> tuple[Wire, list[str]]:
         what, conversation = ordinary_use(pattern.match, pattern.transport, pattern.flow)
         _converse(wire, pattern, client, server, conversation)
         shown.append(f"ordinary use: {what} ({client} -> {server})")
+        quiet_samples = [(f"quiet sample {n + 1}", _sample(pattern, data))
+                         for n, data in enumerate(pattern.samples.quiet)]
+        for index, (what, conversation) in enumerate(match_variants(pattern) + quiet_samples):
+            port = client_port(pattern, index + 1)
+            _converse(wire, pattern, client, server, conversation, sport=port)
+            shown.append(f"{what} ({client}:{port} -> {server})")
     return wire, shown
 
 

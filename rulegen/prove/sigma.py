@@ -52,7 +52,7 @@ from typing import Any
 import yaml
 
 from rulegen.model import LOOPBACK, Home, KnowledgeBase, Net, Pattern, PortRange
-from rulegen.prove import Proof
+from rulegen.prove import Proof, captures
 
 TARGET = "sigma"
 NORMAL = "normal-traffic"
@@ -98,6 +98,11 @@ class Flow:
     dhcp_assigned: str | None = None
     smtp_rcpt: tuple[str, ...] = ()  # SMTP: RCPT TO addresses, and the last reply of the transaction
     smtp_last_reply: str | None = None
+    http_method: str | None = None  # HTTP: one request, as Zeek's http.log records it
+    http_uri: str | None = None
+    http_host: str | None = None
+    http_user_agent: str | None = None
+    http_referrer: str | None = None
     seconds: float = 0.0  # offset from START
 
 
@@ -175,6 +180,14 @@ def _zeek_smtp(flow: Flow) -> dict[str, Any] | None:
             "rcptto": list(flow.smtp_rcpt), "last_reply": flow.smtp_last_reply, "tls": False}
 
 
+def _zeek_http(flow: Flow) -> dict[str, Any] | None:
+    if flow.http_method is None:
+        return None
+    return {**_zeek_id(flow), "trans_depth": 1, "method": flow.http_method, "host": flow.http_host,
+            "uri": flow.http_uri, "referrer": flow.http_referrer, "version": "1.1", "user_agent": flow.http_user_agent,
+            "request_body_len": 0, "response_body_len": 2, "status_code": 200, "status_msg": "OK"}
+
+
 # (product, category, service) -> record of a flow, or None when that log source does not record the flow
 LOG_SOURCES = {
     ("", "firewall", ""): _firewall,
@@ -185,6 +198,7 @@ LOG_SOURCES = {
     ("zeek", "", "snmp"): _zeek_snmp,
     ("zeek", "", "dhcp"): _zeek_dhcp,
     ("zeek", "", "smtp"): _zeek_smtp,
+    ("zeek", "", "http"): _zeek_http,
 }
 
 
@@ -292,7 +306,33 @@ def app_facts(pattern: Pattern, kb: KnowledgeBase) -> dict[str, Any]:
     if m.kind == "smtp":  # a % path, accepted by an open relay
         return {"service": "smtp", "smtp_rcpt": ("victim%example.org@mail.example.net",),
                 "smtp_last_reply": "250 2.0.0 Ok: queued as 3Fq2Lx0Yz1"}
+    if m.kind == "http":  # the request the Suricata capture sends, as http.log records it
+        return http_facts(captures.http_match_request(m)) or {}
     return {}
+
+
+def http_facts(request: bytes) -> dict[str, Any] | None:
+    """An HTTP request's http.log fields (method, uri, and the Host, User-Agent and Referer headers), or None when
+    the bytes are no HTTP/1 request."""
+    head = request.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    parts = head[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        return None
+    headers = {}
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        headers.setdefault(name.strip().lower(), value.strip())
+    return {"service": "http", "http_method": parts[0], "http_uri": parts[1], "http_host": headers.get("host"),
+            "http_user_agent": headers.get("user-agent"), "http_referrer": headers.get("referer")}
+
+
+def sample_facts(pattern: Pattern, side: str) -> list[dict[str, Any]]:
+    """The application facts of the pattern's samples (`fires` or `quiet`) where a log record shows them: an HTTP
+    request becomes its http.log fields. Other samples (a RESP command, an NTP datagram) are payload bytes that no
+    log source of the Sigma output records, so they have no event here; the Suricata proofs replay them."""
+    if pattern.match is None or pattern.match.kind != "http":
+        return []
+    return [facts for data in getattr(pattern.samples, side) if (facts := http_facts(data)) is not None]
 
 
 def pattern_flows(pattern: Pattern, kb: KnowledgeBase, host: int = 20) -> list[Flow]:
@@ -303,9 +343,9 @@ def pattern_flows(pattern: Pattern, kb: KnowledgeBase, host: int = 20) -> list[F
                                addresses(pattern.dst_net, "dst", kb, host + 1),
                                ports(pattern.src_ports, CLIENT_PORT),
                                ports(pattern.dst_ports, SERVER_PORT, pattern.dst_ports_except))
-    for src_ip, dst_ip, src_port, dst_port in combos:
-        flows.append(Flow(pattern.transport, src_ip, src_port, dst_ip, dst_port, action=action,
-                          **app_facts(pattern, kb)))
+    facts = [app_facts(pattern, kb), *sample_facts(pattern, "fires")]
+    for (src_ip, dst_ip, src_port, dst_port), fact in itertools.product(combos, facts):
+        flows.append(Flow(pattern.transport, src_ip, src_port, dst_ip, dst_port, action=action, **fact))
     return flows
 
 
@@ -315,8 +355,12 @@ def normal_flows(kb: KnowledgeBase) -> dict[str, Flow]:
     client, resolver, web, mail, ftp, nms, router = (home.format(n) for n in (10, 1, 80, 25, 21, 5, 2))
     flows = {
         "web-out-https": Flow("tcp", client, CLIENT_PORT, outside.format(80), 443, service="ssl"),
-        "web-out-http": Flow("tcp", client, CLIENT_PORT + 1, outside.format(80), 80, service="http"),
-        "web-in-http": Flow("tcp", outside.format(44), CLIENT_PORT + 2, web, 80, service="http"),
+        "web-out-http": Flow("tcp", client, CLIENT_PORT + 1, outside.format(80), 80, service="http",
+                             http_method="GET", http_uri="/", http_host="www.example.org",
+                             http_user_agent="curl/7.88.1"),
+        "web-in-http": Flow("tcp", outside.format(44), CLIENT_PORT + 2, web, 80, service="http", http_method="GET",
+                            http_uri="/index.html", http_host="www.example.net", http_user_agent=captures.BROWSER,
+                            http_referrer="https://www.example.net/"),
         "dns-a-lookup": Flow("udp", client, CLIENT_PORT + 3, resolver, 53, service="dns",
                              query="www.example.com", qtype="A"),
         "dns-aaaa-lookup": Flow("udp", client, CLIENT_PORT + 4, resolver, 53, service="dns",
@@ -384,6 +428,8 @@ def _payload_lookalikes(pattern: Pattern, kb: KnowledgeBase) -> dict[str, dict[s
     if m.kind == "smtp":
         return {"smtp-local-delivery": {"smtp_rcpt": ("bob@example.net",), "smtp_last_reply": SMTP_DELIVERED},
                 "smtp-unknown-user": {"smtp_rcpt": ("nobody@example.net",), "smtp_last_reply": SMTP_UNKNOWN_USER}}
+    if m.kind == "http":
+        return _http_lookalikes(pattern)
     if m.kind == "dhcp":
         cases: dict[str, dict[str, Any]] = {"dhcp-discover": {"dhcp_types": ("DISCOVER",)}}
         net = pattern.src_net
@@ -392,6 +438,17 @@ def _payload_lookalikes(pattern: Pattern, kb: KnowledgeBase) -> dict[str, dict[s
             cases["dhcp-from-listed-server"] = {"src_ip": server, "dhcp_server": server}
         return cases
     return {}
+
+
+def _http_lookalikes(pattern: Pattern) -> dict[str, dict[str, Any]]:
+    """The requests of the Suricata quiet capture (a browser's page request, the match one part off) and the quiet
+    samples, as http.log records them."""
+    _, ordinary = captures.ordinary_use(pattern.match, "tcp")
+    requests = [("http-ordinary", ordinary[0][1])]
+    requests += [(f"http-variant-{n + 1}", talk[0][1]) for n, (_, talk) in enumerate(captures.match_variants(pattern))]
+    cases = {case: facts for case, request in requests if (facts := http_facts(request)) is not None}
+    cases.update({f"http-quiet-sample-{n + 1}": facts for n, facts in enumerate(sample_facts(pattern, "quiet"))})
+    return cases
 
 
 def lookalikes(pattern: Pattern, kb: KnowledgeBase, logsource: tuple[str, str, str]) -> dict[str, dict[str, Any]]:

@@ -55,6 +55,8 @@ class Replay:
     error: str | None = None
     shows: tuple[str, ...] = ()  # what a quiet capture holds (captures.quiet)
     expect_dsts: tuple[str, ...] = ()  # destinations that must each raise the sid (the broadcast forms)
+    # (what, client port) of the flows that must each raise the sid: the derived message and every fires sample
+    expect_ports: tuple[tuple[str, int], ...] = ()
 
     def count(self, sid: int) -> int:
         return sum(1 for a in self.alerts if a.sid == sid)
@@ -137,12 +139,21 @@ def run(kb: KnowledgeBase, out_dir: Path, work_dir: Path, binary: str | None = N
         replay.shows = shows.get(replay.name, ())
         if replay.name in patterns and patterns[replay.name].dst_net.kind == "broadcast":
             replay.expect_dsts = tuple(dst for _, dst in captures.broadcast_forms(patterns[replay.name], kb))
+        elif replay.name in patterns:
+            replay.expect_ports = captures.fires_flows(patterns[replay.name])
     return {**failed, **{r.name: r for r in replays}}
 
 
 def _missing_dsts(replay: Replay, sid: int) -> list[str]:
     alerted = {a.dst.rsplit(":", 1)[0] for a in replay.alerts if a.sid == sid}
     return [dst for dst in replay.expect_dsts if dst not in alerted]
+
+
+def _missing_flows(replay: Replay, sid: int) -> list[str]:
+    """The expected flows (by client port) that did not raise the sid; an alert names the client port as its
+    source or, for an answer to the client, as its destination."""
+    ports = {end.rsplit(":", 1)[1] for a in replay.alerts if a.sid == sid for end in (a.src, a.dst)}
+    return [what for what, port in replay.expect_ports if str(port) not in ports]
 
 
 def _summary(alerts: list[Alert]) -> str:
@@ -155,15 +166,19 @@ def _fires(pid: str, sid: int, replay: Replay) -> Proof:
     """The sid alerted on the pattern's capture; for a broadcast pattern, on each broadcast form in it."""
     hits = replay.count(sid)
     missing = _missing_dsts(replay, sid)
+    silent = _missing_flows(replay, sid)
     if hits:
         detail = f"sid {sid} alerted {hits}x on {replay.pcap.name}"
         if replay.expect_dsts:
             forms = f"missed {', '.join(missing)}" if missing else "each"
             detail += f" (to {', '.join(replay.expect_dsts)}: {forms})"
+        if replay.expect_ports:
+            flows = f"missed {', '.join(silent)}" if silent else "each"
+            detail += f" (the derived message and {len(replay.expect_ports) - 1} fires sample(s): {flows})"
     else:
         detail = (f"sid {sid} did not alert on {replay.pcap.name}"
                   f"{'; ' + replay.error if replay.error else ''}; alerts: {_summary(replay.alerts)}")
-    return Proof(pid, TARGET, bool(hits) and not missing and not replay.error, detail)
+    return Proof(pid, TARGET, bool(hits) and not missing and not silent and not replay.error, detail)
 
 
 def _quiet(pid: str, sid: int, replay: Replay) -> Proof:

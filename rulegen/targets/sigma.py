@@ -23,6 +23,9 @@ _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9 _.,/()@+-]*[A-Za-z0-9_.)/]|[A-Za-z]")
 _RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "y", "n"}
 TITLE_MAX = 100  # sigmahq_title_length allows 110
 ZEEK_FIELDS = {"snmp": ("snmp", "community"), "ftp": ("ftp", "user")}
+# The request headers Zeek's http.log records (base/protocols/http/main.zeek), by lowercase header name.
+ZEEK_HTTP_HEADERS = {"user-agent": "user_agent", "host": "host", "referer": "referrer"}
+HTTP_URI_MODIFIERS = {"contains": "uri|contains", "startswith": "uri|startswith", "equals": "uri"}
 # SigmaHQ's conventions, as its validators (pySigma-validators-sigmahq) check them:
 # - titles in title case: every all-lowercase word capitalised except these short ones (sigmahq_title_case);
 TITLE_SMALL_WORDS = {"a", "an", "and", "as", "at", "by", "for", "from", "in", "new", "of", "on", "or", "over", "the",
@@ -93,6 +96,12 @@ def attack_tags(tactic: str, technique: str) -> list[str]:
     """The pattern's tactic first, then the technique's other tactics (kill chain order), then the technique."""
     others = [t for t in techniques()[technique].tactics if t != tactic]
     return [f"attack.{t}" for t in (tactic, *others)] + [f"attack.{technique.lower()}"]
+
+
+def sigma_literal(text: str) -> str:
+    """A value Sigma compares literally: `*` and `?` are wildcards and `\\` escapes them, so all three get a
+    backslash (a URI such as /index.php?id=1 must not match /index.phpXid=1)."""
+    return re.sub(r"([*?\\])", r"\\\1", text)
 
 
 def _field(key: str, values: list[Any]) -> dict[str, Any]:
@@ -226,6 +235,14 @@ def _logsource_and_detection(pattern: Pattern, kb: KnowledgeBase) -> tuple[str, 
     if match.kind == "smtp":
         selections, condition = _payload_detection(pattern, kb, "zeek", _zeek_smtp(match))
         return "zeek_smtp", {"product": "zeek", "service": "smtp"}, selections, condition
+    if match.kind == "http":
+        facts = _zeek_http(match)
+        if isinstance(facts, str):
+            return facts
+        selections, condition = _payload_detection(pattern, kb, "zeek", facts)
+        return "zeek_http", {"product": "zeek", "service": "http"}, selections, condition
+    if match.kind == "ntp":
+        return NTP_GAP
     return (f"a {match.kind} match needs payload bytes, which firewall, DNS and Zeek logs "
             "(the log sources the Sigma output uses) do not record")
 
@@ -238,6 +255,30 @@ def _zeek_smtp(match: Match) -> list[dict[str, Any]]:
     if match.smtp_reply == "relay-denied":
         return [_field("last_reply|startswith", ["55"]), _field("last_reply|contains", ["relay"])]
     return [_field("rcptto|contains", ["%", "!"])]
+
+
+# Zeek's base/protocols/ntp/main.zeek writes ntp.log only for `msg$mode <= 5`: mode 6 control and mode 7 private
+# requests (monlist, readvar) never reach a log; standard modes are in ntp.log, which no pipeline of rulegen maps.
+NTP_GAP = ("an NTP mode is in no log source the Sigma output uses: Zeek's ntp.log skips mode 6 and 7 messages "
+           "(it logs only modes 0-5), and rulegen's pipelines do not map ntp.log")
+
+
+def _zeek_http(match: Match) -> list[dict[str, Any]] | str:
+    """Zeek's http.log fields of an http match (one record per request): method, uri (the request target as sent,
+    query string included) and the request headers it logs; any other header is a gap."""
+    facts = []
+    if match.http_method:
+        facts.append(_field("method", [match.http_method]))
+    if match.http_uri:
+        facts.append(_field(HTTP_URI_MODIFIERS[match.http_uri_match], [sigma_literal(match.http_uri)]))
+    if match.http_header:
+        field = ZEEK_HTTP_HEADERS.get(match.http_header.lower())
+        if field is None:
+            return (f"Zeek's http.log records the request headers User-Agent, Host and Referer (user_agent, host, "
+                    f"referrer), not {match.http_header}")
+        value = match.http_header_value
+        facts.append(_field(f"{field}|contains", [sigma_literal(value)]) if value else _field(field, ["*"]))
+    return facts
 
 
 def _slug(pattern_id: str) -> str:

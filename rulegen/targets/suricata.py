@@ -10,7 +10,7 @@ from typing import Any
 
 from rulegen.archive import targz
 from rulegen.attack import et_name, tactics, techniques
-from rulegen.model import ContentMatch, Detect, Direction, KnowledgeBase, Match, Net, Pattern, PortRange
+from rulegen.model import NTP_REQUESTS, ContentMatch, Detect, Direction, KnowledgeBase, Match, Net, Pattern, PortRange
 from rulegen.severity import SEVERITY
 from rulegen.targets import Artifact, Plan, Stamp, gap, sanitize_line
 
@@ -160,21 +160,77 @@ def ports(ranges: tuple[PortRange, ...], negate: bool = False) -> str:
 # --------------------------------------------------------------------------- planning
 
 def _content_options(items: tuple[ContentMatch, ...]) -> list[str]:
+    """Each item in order: absolute (offset/depth), relative to the previous match (distance/within), or, for an
+    item that says neither, anywhere after it (distance:0). Suricata 7.0.10 counts `within` from the end of the
+    previous match plus `distance` (measured); the loader asks for within >= length + distance all the same."""
     opts: list[str] = []
     longest = max(range(len(items)), key=lambda i: len(items[i].data))
     for index, item in enumerate(items):
         opts.append(f"content:{content_string(item.data)}")
         if item.nocase:
             opts.append("nocase")
-        if index == 0:
-            if item.offset:
-                opts.append(f"offset:{item.offset}")
-            if item.depth:
-                opts.append(f"depth:{item.depth}")
-        else:
-            opts.append("distance:0")
+        absolute = item.offset is not None or item.depth is not None
+        if item.offset or (index and item.offset is not None):
+            opts.append(f"offset:{item.offset}")
+        if item.depth:
+            opts.append(f"depth:{item.depth}")
+        if index and not absolute:
+            opts.append(f"distance:{item.distance or 0}")
+            if item.within is not None:
+                opts.append(f"within:{item.within}")
         if len(items) > 1 and index == longest:
             opts.append("fast_pattern")
+    return opts
+
+
+def _http_options(match: Match) -> list[str]:
+    """The request's sticky buffers: http.method (whole), http.uri (normalized; contains, startswith or the whole
+    of it), and http.request_header, which holds one header at a time as `Name: value` (so the value is matched in
+    that header's line only, which http.header, all headers in one buffer, cannot promise). HTTP on any port:
+    the buffers make the rule wait for Suricata's HTTP parser, which protocol detection starts on any port."""
+    opts: list[str] = []
+    uri = match.http_uri.encode() if match.http_uri else None
+    if match.http_method:
+        method = match.http_method.encode()
+        opts += ["http.method", f"bsize:{len(method)}", f"content:{content_string(method)}"]
+        if uri is None and not match.http_header:
+            opts.append("fast_pattern")
+    if uri is not None:
+        opts.append("http.uri")
+        if match.http_uri_match == "equals":
+            opts.append(f"bsize:{len(uri)}")
+        opts += [f"content:{content_string(uri)}", "fast_pattern"]
+        if match.http_uri_match == "startswith":
+            opts.append("startswith")
+    if match.http_header:
+        name = match.http_header.encode() + b": "
+        opts += ["http.request_header", f"content:{content_string(name if match.http_header_value else name[:-1])}",
+                 "nocase", "startswith"]
+        if match.http_header_value:
+            opts += [f"content:{content_string(match.http_header_value.encode())}", "nocase", "distance:0"]
+            if uri is None:
+                opts.append("fast_pattern")
+    return opts
+
+
+def _ntp_options(match: Match) -> list[str]:
+    """The NTP header (RFC 5905; RFC 1305 appendix B for mode 6; ntpd's ntp_request.h for mode 7): the mode is the
+    low 3 bits of byte 0. A mode 7 request has its response bit (0x80 of byte 0) clear and its request code in
+    byte 3; a mode 6 request has its response bit (0x80 of byte 1) clear and its opcode in the low 5 bits of
+    byte 1. byte_test's bitmask keeps only those bits."""
+    mode = match.ntp_mode
+    if mode == 7:
+        opts = ["byte_test:1,=,7,0,bitmask 0x87"]
+        if match.ntp_request:
+            codes = "".join(f"\\x{c:02x}" for c in sorted(NTP_REQUESTS[match.ntp_request][1]))
+            opts.append(f'pcre:"/^.{{3}}[{codes}]/s"')
+        return opts
+    opts = [f"byte_test:1,=,{mode},0,bitmask 0x07"]
+    if mode == 6:
+        if match.ntp_request:
+            opts.append(f"byte_test:1,=,{NTP_REQUESTS[match.ntp_request][1][0]},1,bitmask 0x9f")
+        else:
+            opts.append("byte_test:1,=,0,1,bitmask 0x80")
     return opts
 
 
@@ -230,6 +286,10 @@ def _match_options(match: Match, transport: str) -> list[str]:
         return [f"content:{content_string(match.shell_response.encode())}"]
     if kind == "smtp":
         return _smtp_options(match)
+    if kind == "http":
+        return _http_options(match)
+    if kind == "ntp":
+        return _ntp_options(match)
     raise ValueError(f"unhandled match kind {kind}")
 
 
@@ -249,7 +309,8 @@ def _smtp_options(match: Match) -> list[str]:
 def _confidence(pattern: Pattern) -> str:
     if pattern.match is None:
         return "Low"
-    return "High" if pattern.match.kind in ("dns", "snmp", "ftp", "rpc", "netbios", "dhcp", "smtp") else "Medium"
+    return "High" if pattern.match.kind in ("dns", "snmp", "ftp", "rpc", "netbios", "dhcp", "smtp", "http",
+                                                            "ntp") else "Medium"
 
 
 # Why a sweep of many ports has no Suricata rule (DESIGN.md: a message says what it measures).
