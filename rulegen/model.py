@@ -189,6 +189,7 @@ class Entry:
     patterns: tuple[Pattern, ...]
     port_class: str
     location: Location
+    pack: str = "article"  # the pack the entry comes from: a shipped pack's id, or a site folder's name
 
 
 @dataclass(frozen=True)
