@@ -67,7 +67,7 @@ class Mark:
 class Tick:
     x: float
     label: str  # "" for a minor tick
-    length: float
+    y2: float  # where its line ends below the axis
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class PortMap:
     right: float
     top: float
     axis_y: float
+    tick_label_y: float
     grid: tuple[float, ...]  # x of the vertical lines at the labelled ticks
     rows: tuple[Row, ...]
     bands: tuple[Shape, ...]
@@ -233,9 +234,10 @@ def port_map(kb: KnowledgeBase) -> PortMap:
         y += height
     bands, band_labels = _bands(kb, y)
     return PortMap(
-        height=_n(y + 46), left=LEFT, right=RIGHT, top=TOP - 18, axis_y=_n(y),
+        height=_n(y + 46), left=LEFT, right=RIGHT, top=TOP - 18, axis_y=_n(y), tick_label_y=_n(y + 18),
         grid=tuple(_n(port_x(p)) for p in MAJOR), rows=tuple(rows), bands=bands, band_labels=band_labels,
-        ticks=tuple(Tick(_n(port_x(p)), str(p), 6) for p in MAJOR) + tuple(Tick(_n(port_x(p)), "", 3) for p in MINOR),
+        ticks=tuple(Tick(_n(port_x(p)), str(p), _n(y + 6)) for p in MAJOR)
+        + tuple(Tick(_n(port_x(p)), "", _n(y + 3)) for p in MINOR),
         marks=tuple(marks), legend=_severity_legend(),
         axis_label=Text((LEFT + RIGHT) / 2, _n(y + 40), "port (logarithmic scale of port + 10)"),
         description=_port_map_description(kb, [(p, r) for _, p, _, r in placed]))
