@@ -38,6 +38,7 @@ class Text:
     text: str
     title: str = ""
     href: str = ""
+    anchor: str = "start"  # text-anchor: start | middle | end
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ def port_map(kb: KnowledgeBase) -> PortMap:
                 f"{pattern.id}: {where}, {severity}, pack {pack}\n{pattern.title}",
                 _n((port_x(ranges[0].low) + port_x(ranges[0].high)) / 2), _n(mark_y)))
         label = Text(LEFT - 10, _n(y + height / 2 + 4), _fit(pack, LEFT - 14),
-                     f"pack {pack}: {len(mine)} patterns")
+                     f"pack {pack}: {len(mine)} patterns", anchor="end")
         rows.append(Row(pack, _n(y), _n(height), label))
         y += height
     bands, band_labels = _bands(kb, y)
@@ -239,20 +240,28 @@ def port_map(kb: KnowledgeBase) -> PortMap:
         ticks=tuple(Tick(_n(port_x(p)), str(p), _n(y + 6)) for p in MAJOR)
         + tuple(Tick(_n(port_x(p)), "", _n(y + 3)) for p in MINOR),
         marks=tuple(marks), legend=_severity_legend(),
-        axis_label=Text((LEFT + RIGHT) / 2, _n(y + 40), "port (logarithmic scale of port + 10)"),
+        axis_label=Text((LEFT + RIGHT) / 2, _n(y + 40), "port (logarithmic scale of port + 10)", anchor="middle"),
         description=_port_map_description(kb, [(p, r) for _, p, _, r in placed]))
 
 
 def _bands(kb: KnowledgeBase, bottom: float) -> tuple[tuple[Shape, ...], tuple[Text, ...]]:
-    """The knowledge's port classes as shaded bands behind the rows, labelled where the label fits."""
+    """The knowledge's port classes as shaded bands behind the rows. Each is labelled inside its band, or, too
+    narrow for that, just before it with an arrow where the text clears the label before it."""
     bands, labels = [], []
+    free = 0.0  # where the previous label ends
     for i, pc in enumerate(sorted(kb.port_classes, key=lambda c: c.ports)):
         x0, x1 = port_x(pc.ports.low), port_x(min(pc.ports.high + 1, 65535))
         tip = f"{pc.title}: ports {pc.ports}"
         bands.append(Shape(f"M{x0:.1f},{TOP - 18:.1f}H{x1:.1f}V{bottom:.1f}H{x0:.1f}Z", BAND_FILL[i % 2], tip))
-        label = next((t for t in (f"{pc.title} {pc.ports}", pc.title, pc.id) if len(t) * CHAR < x1 - x0 - 6), "")
-        if label:
-            labels.append(Text(_n(x0 + 4), TOP - 6, label, tip))
+        texts = (f"{pc.title} {pc.ports}", pc.title, pc.id)
+        inside = next((t for t in texts if len(t) * CHAR < x1 - x0 - 6), "")
+        outside = next((f"{t} →" for t in texts if x0 - 3 - (len(t) + 2) * CHAR > free + 12), "")
+        if inside:
+            labels.append(Text(_n(x0 + 4), TOP - 6, inside, tip))
+            free = x0 + 4 + len(inside) * CHAR
+        elif outside:
+            labels.append(Text(_n(x0 - 3), TOP - 6, outside, tip, anchor="end"))
+            free = x1
     return tuple(bands), tuple(labels)
 
 
@@ -330,7 +339,7 @@ def heat_map(kb: KnowledgeBase, views: list[EntryView], built: list[str]) -> Hea
             row_y = top + (i % rows) * PITCH
             labels.append(Text(_n(x0 + LABEL - 8), _n(row_y + CELL - 4), _fit(view.id, LABEL - 12),
                                f"{view.id}: {view.title} ({view.table} ports {view.ports}), pack {pack}",
-                               f"#entry-{view.id}"))
+                               f"#entry-{view.id}", "end"))
             for t, target in enumerate(TARGETS):
                 state, notes = entry_state(view, target, built)
                 cells.append(_cell(view.id, target, state, x0 + LABEL + t * PITCH, row_y,
