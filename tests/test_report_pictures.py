@@ -20,7 +20,7 @@ from test_report import Page, _assert_self_contained
 from rulegen.build import compile_rules
 from rulegen.charts import SEVERITY_COLOUR, STATE_COLOUR
 from rulegen.knowledge import load_knowledge
-from rulegen.model import KnowledgeBase
+from rulegen.model import KnowledgeBase, Pattern, PortRange
 from rulegen.render import default_templates_dir
 from rulegen.report import render_report
 from rulegen.targets import TARGETS
@@ -166,27 +166,36 @@ def test_the_report_opens_with_two_accessible_pictures_and_has_no_script(report)
     _assert_self_contained(html, {ref for e in report.kb.entries for ref in e.references})
 
 
+def _ports(kb: KnowledgeBase, pattern: Pattern) -> tuple[PortRange, ...]:
+    """The ports a pattern watches: destination, else source, else (any port) its entry's."""
+    return pattern.dst_ports or pattern.src_ports or kb.entry(pattern.entry_id).ports
+
+
 def test_every_pattern_is_one_mark_on_the_port_map(report, probed):
     marks = _picture(probed, "port-map")["marks"]
     assert Counter(m["pattern"] for m in marks) == Counter(p.id for p in report.kb.patterns)
-    entries = {p.id: e for e in report.kb.entries for p in e.patterns}
+    patterns = {p.id: p for p in report.kb.patterns}
     for mark in marks:
-        pattern, entry = next(p for p in report.kb.patterns if p.id == mark["pattern"]), entries[mark["pattern"]]
-        assert mark["severity"] == pattern.severity.value and mark["pack"] == entry.pack, mark
+        pattern = patterns[mark["pattern"]]
+        pack = report.kb.entry(pattern.entry_id).pack
+        assert mark["severity"] == pattern.severity.value and mark["pack"] == pack, mark
         assert mark["fill"] == _rgb(SEVERITY_COLOUR[pattern.severity.value]), mark
         assert mark["inside"] and mark["hit"], mark  # laid out in the picture, and not hidden under another mark
         title = mark["title"]
         assert title.startswith(f"{pattern.id}: ") and pattern.title in title
-        assert f", {pattern.severity.value}, pack {entry.pack}" in title
-        ports = pattern.dst_ports or pattern.src_ports or entry.ports
-        assert ",".join(str(r) for r in ports) in title, title
+        assert f", {pattern.severity.value}, pack {pack}" in title
+        assert ",".join(str(r) for r in _ports(report.kb, pattern)) in title, title
     assert {m["pack"] for m in marks} == {e.pack for e in report.kb.entries}
+    # a mark on one port has its severity's colour and shape, told apart from every other severity's
+    single = [m for m in marks if len(ports := _ports(report.kb, patterns[m["pattern"]])) == 1 and ports[0].is_single]
+    look = {m["severity"]: (m["fill"], *m["shape"]) for m in single}
+    assert all((m["fill"], *m["shape"]) == look[m["severity"]] for m in single)
+    assert len(set(look.values())) == len(look) > 1
 
 
 def test_the_port_map_keeps_port_order_and_spreads_the_well_known_ports(report, probed):
     picture = _picture(probed, "port-map")
-    first_port = {p.id: (p.dst_ports or p.src_ports or report.kb.entry(p.entry_id).ports)[0]
-                  for p in report.kb.patterns}
+    first_port = {p.id: _ports(report.kb, p)[0] for p in report.kb.patterns}
     # a mark's x: the middle of its first port range; on single ports, it grows with the port
     at = sorted((first_port[m["pattern"]].low, m["x"]) for m in picture["marks"] if first_port[m["pattern"]].is_single)
     assert len(at) > 1 and all(a[1] <= b[1] + 0.5 for a, b in zip(at, at[1:], strict=False))
@@ -210,6 +219,10 @@ def test_every_entry_and_target_is_one_cell_of_the_heat_map(report, probed):
     cells = _picture(probed, "heat-map")["cells"]
     assert Counter((c["entry"], c["target"]) for c in cells) == Counter(
         (e.id, t) for e in report.kb.entries for t in TARGETS)
+    # what a reader tells the states apart by: colour, a half in another colour, a glyph
+    look = {c["state"]: (c["fill"], c["half"], c["glyph"]) for c in cells}
+    assert all((c["fill"], c["half"], c["glyph"]) == look[c["state"]] for c in cells)  # one look per state...
+    assert len(set(look.values())) == len(look)  # ...and no two states alike
     for cell in cells:
         state = _expected_state(report.rows, cell["entry"], cell["target"], report.built)
         assert cell["state"] == state and cell["fill"] == _rgb(STATE_COLOUR[state]), cell

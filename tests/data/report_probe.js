@@ -19,8 +19,10 @@
       a.scrollIntoView({block: "center"});
       const path = a.querySelector("path");
       const anchor = new DOMPoint(Number(a.dataset.x), Number(a.dataset.y)).matrixTransform(svg.getScreenCTM());
+      const shape = path.getBBox();  // in the picture's own units: the same for each mark of a severity
       picture.marks.push({pattern: a.dataset.pattern, severity: a.dataset.severity, pack: a.dataset.pack,
         title: a.querySelector("title").textContent, fill: getComputedStyle(path).fill,
+        shape: [Math.round(shape.width * 10) / 10, Math.round(shape.height * 10) / 10],
         x: anchor.x - svg.getBoundingClientRect().left, ...seen(svg, a, path.getBoundingClientRect(), anchor)});
     }
     for (const g of svg.querySelectorAll("g.cell")) {
@@ -28,8 +30,10 @@
       const rect = g.querySelector("rect");
       const box = rect.getBoundingClientRect();
       // the upper left quarter: the cell's own colour, clear of a partial cell's half and a warning's glyph
+      const half = g.querySelector("path");
       picture.cells.push({entry: g.dataset.entry, target: g.dataset.target, state: g.dataset.state,
         title: g.querySelector("title").textContent, fill: getComputedStyle(rect).fill,
+        half: half ? getComputedStyle(half).fill : "", glyph: g.querySelector("text")?.textContent || "",
         ...seen(svg, g, box, {x: box.left + box.width / 4, y: box.top + box.height / 4})});
     }
     // the picture rasterized by Chromium, without its legend: which colours the marks and cells painted
