@@ -28,8 +28,16 @@ from rulegen.targets import TARGETS
 PROBE = REPO / "tests" / "data" / "report_probe.js"
 
 # A site folder "lab" with its own pattern on a high port, a port range, and a payload pattern the firewalls
-# cannot express although it asks them to drop (a warning cell).
-LAB = """entries:
+# cannot express although it asks them to drop (a warning cell). It switches off one of ingreslock's two
+# patterns and the only pattern of sql-1114 (an entry left with no pattern: a gap everywhere).
+LAB = """overrides:
+  - pattern: ingreslock-inbound-probe
+    disabled: true
+    reason: the lab's Ingres listens on 1524
+  - pattern: sql-1114-inbound-probe
+    disabled: true
+    reason: the lab's own SQL service
+entries:
   - id: lab-console
     table: destination
     ports: [47808]
@@ -206,17 +214,20 @@ def test_the_port_map_keeps_port_order_and_spreads_the_well_known_ports(report, 
 
 
 def _expected_state(rows: list[dict], entry: str, target: str, built: list[str]) -> str:
+    """From the coverage rows of the entry's patterns that are switched on."""
     cells = [r["coverage"][target] for r in rows if r["entry"] == entry]
     expressed = sum(c["expressed"] for c in cells)
     if target not in built:
         return "not built"
     if any(c.get("warning") for c in cells):
         return "warning"
-    return "expressed" if expressed == len(cells) else "gap" if expressed == 0 else "partial"
+    return "gap" if expressed == 0 else "expressed" if expressed == len(cells) else "partial"
 
 
 def test_every_entry_and_target_is_one_cell_of_the_heat_map(report, probed):
     cells = _picture(probed, "heat-map")["cells"]
+    switched_off = {p.id: p for p in report.kb.disabled}
+    rows = [r for r in report.rows if r["id"] not in switched_off]
     assert Counter((c["entry"], c["target"]) for c in cells) == Counter(
         (e.id, t) for e in report.kb.entries for t in TARGETS)
     # what a reader tells the states apart by: colour, a half in another colour, a glyph
@@ -224,21 +235,26 @@ def test_every_entry_and_target_is_one_cell_of_the_heat_map(report, probed):
     assert all((c["fill"], c["half"], c["glyph"]) == look[c["state"]] for c in cells)  # one look per state...
     assert len(set(look.values())) == len(look)  # ...and no two states alike
     for cell in cells:
-        state = _expected_state(report.rows, cell["entry"], cell["target"], report.built)
+        state = _expected_state(rows, cell["entry"], cell["target"], report.built)
         assert cell["state"] == state and cell["fill"] == _rgb(STATE_COLOUR[state]), cell
         assert cell["inside"] and cell["hit"], cell
         assert cell["title"].startswith(f"{cell['entry']} × {cell['target']}: {state}")
-        for row in report.rows:  # every gap of the entry's patterns, with its reason, is in the tooltip
+        for row in rows:  # every gap of the entry's patterns, with its reason, is in the tooltip
             coverage = row["coverage"][cell["target"]]
             if row["entry"] == cell["entry"] and not coverage["expressed"]:
                 said = f"WARNING: {coverage['warning']}" if coverage.get("warning") else f"gap: {coverage['reason']}"
                 assert f"{row['id']}: {said}" in cell["title"], cell
+        for pattern in switched_off.values():  # and every pattern an override switched off
+            if pattern.entry_id == cell["entry"]:
+                assert f"{pattern.id}: disabled by " in cell["title"] and pattern.override.reason in cell["title"]
 
 
 @pytest.mark.parametrize("report", ["two-packs"], indirect=True)
 def test_the_two_pack_knowledge_shows_every_state_and_two_packs(report, probed):
-    states = {c["state"] for c in _picture(probed, "heat-map")["cells"]}
-    assert states == {"expressed", "partial", "gap", "warning", "not built"}
+    cells = _picture(probed, "heat-map")["cells"]
+    assert {c["state"] for c in cells} == {"expressed", "partial", "gap", "warning", "not built"}
+    assert {c["state"] for c in cells if c["entry"] == "sql-1114"} == {"gap", "not built"}  # nothing left
+    assert {p.id for p in report.kb.disabled} == {"ingreslock-inbound-probe", "sql-1114-inbound-probe"}
     assert {m["pack"] for m in _picture(probed, "port-map")["marks"]} == {e.pack for e in report.kb.entries}
     assert "lab" in {e.pack for e in report.kb.entries} and len({e.pack for e in report.kb.entries}) >= 2
 
