@@ -20,7 +20,8 @@ WIDTH = 1040
 CHAR = 6.7  # width of one character of the pictures' 11px monospace text
 
 SEVERITIES = ("critical", "high", "medium", "low", "informational")  # legend order
-# The colours of the report's severity badges; each severity also has its own shape, for readers without colour.
+# The severities' colours, of the marks and of the report's badges; each severity also has its own shape on the
+# port map, for readers without colour.
 SEVERITY_COLOUR = {"critical": "#7a0010", "high": "#c62828", "medium": "#ef8f00", "low": "#3b7dd8",
                    "informational": "#8a94a6"}
 STATES = ("expressed", "partial", "gap", "warning", "not built")
