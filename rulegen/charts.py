@@ -296,9 +296,9 @@ BLOCKS = int((WIDTH + BLOCK_GAP) // (BLOCK + BLOCK_GAP))
 HEADER = 62.0  # room for the rotated target names
 
 
-def entry_state(view: EntryView, target: str, built: list[str], switched_off: list[str]) -> tuple[str, list[str]]:
-    """The state of one entry in one target, and the lines its tooltip lists: each gap and warning, and the
-    patterns an override switched off (not counted: they are in no target)."""
+def entry_state(view: EntryView, target: str, built: list[str]) -> tuple[str, list[str]]:
+    """The state of one entry in one target, and the lines its tooltip lists (each gap and warning). A pattern
+    an override switched off is in no output, this page included; an entry left with none is a gap."""
     cells = [(p.id, c) for p in view.patterns for c in p.cells if c.target == target]
     notes = [f"{pid}: {'WARNING: ' + c.warning if c.warning else 'gap: ' + str(c.reason)}"
              for pid, c in cells if not c.expressed]
@@ -311,7 +311,7 @@ def entry_state(view: EntryView, target: str, built: list[str], switched_off: li
         state = "gap"
     else:
         state = "expressed" if expressed == len(cells) else "partial"
-    return state, [f"{expressed} of {len(cells)} patterns expressed", *notes, *switched_off]
+    return state, [f"{expressed} of {len(cells)} patterns expressed" if cells else "no pattern switched on", *notes]
 
 
 def _cell(entry: str, target: str, state: str, x: float, y: float, title: str) -> Cell:
@@ -326,9 +326,6 @@ def heat_map(kb: KnowledgeBase, views: list[EntryView], built: list[str]) -> Hea
     """Per pack a heading, then its entries in up to BLOCKS side-by-side blocks (read down, then across), each
     row an entry's label and one cell per target."""
     pack_of = {e.id: e.pack for e in kb.entries}
-    switched_off: dict[str, list[str]] = {}
-    for pattern in kb.disabled:
-        switched_off.setdefault(pattern.entry_id, []).append(f"{pattern.id}: {pattern.override}")
     headings, columns, labels, cells = [], [], [], []
     y = 40.0
     for pack in packs_of(kb):
@@ -346,7 +343,7 @@ def heat_map(kb: KnowledgeBase, views: list[EntryView], built: list[str]) -> Hea
                                f"{view.id}: {view.title} ({view.table} ports {view.ports}), pack {pack}",
                                f"#entry-{view.id}", "end"))
             for t, target in enumerate(TARGETS):
-                state, notes = entry_state(view, target, built, switched_off.get(view.id, []))
+                state, notes = entry_state(view, target, built)
                 cells.append(_cell(view.id, target, state, x0 + LABEL + t * PITCH, row_y,
                                    "\n".join([f"{view.id} × {target}: {state}", *notes])))
         y = top + rows * PITCH + 12
