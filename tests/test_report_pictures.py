@@ -59,7 +59,7 @@ entries:
         severity: critical
         classtype: attempted-recon
         response: drop
-        false_positives: None known.
+        false_positives: Unlikely outside a lab.
       - id: lab-console-login
         title: Login banner request to the lab console
         category: EXPLOIT
@@ -73,7 +73,7 @@ entries:
         severity: high
         classtype: attempted-admin
         response: drop
-        false_positives: None known.
+        false_positives: Unlikely outside a lab.
   - id: lab-sensors
     table: destination
     ports: ["50000-50100"]
@@ -114,10 +114,6 @@ def _two_packs(root: Path) -> Report:
     site.mkdir()
     (site / "lab.yaml").write_text(LAB, encoding="utf-8")
     compiled = compile_rules([knowledge, site], default_templates_dir(), TWO_PACK_TARGETS)
-    # The site's entries carry the site's pack (its folder's name): said here until the loader does (issue 14).
-    compiled.kb = dataclasses.replace(compiled.kb, entries=tuple(
-        dataclasses.replace(e, pack=site.name) if Path(e.location.file).parent == site else e
-        for e in compiled.kb.entries))
     html = root / "REPORT.html"
     html.write_text(render_report(compiled, default_templates_dir()), encoding="utf-8")
     return Report(html, compiled.kb, compiled.rows, compiled.targets)
@@ -197,7 +193,10 @@ def test_every_pattern_is_one_mark_on_the_port_map(report, probed):
     # a mark on one port has its severity's colour and shape, told apart from every other severity's
     single = [m for m in marks if len(ports := _ports(report.kb, patterns[m["pattern"]])) == 1 and ports[0].is_single]
     look = {m["severity"]: (m["fill"], *m["shape"]) for m in single}
-    assert all((m["fill"], *m["shape"]) == look[m["severity"]] for m in single)
+    # the same look within a rounding step: getBBox of one path differs by 0.1 at some positions
+    assert all(m["fill"] == look[m["severity"]][0]
+               and all(abs(a - b) <= 0.25 for a, b in zip(m["shape"], look[m["severity"]][1:], strict=True))
+               for m in single)
     assert len(set(look.values())) == len(look) > 1
 
 
