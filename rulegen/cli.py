@@ -384,9 +384,11 @@ def selftest(knowledge: tuple[Path, ...], templates: Path | None, target: tuple[
 
     roots = _knowledge_roots(knowledge)
     try:
-        proofs = run_selftest(roots, templates or default_templates_dir(), _targets(target), policy)
+        proofs, warnings = run_selftest(roots, templates or default_templates_dir(), _targets(target), policy)
     except RulegenError as exc:
         _fail(exc)
+    for warning in warnings:  # a proof cannot tell what the author meant: the build's warnings say it
+        click.echo(f"warning: {warning}", err=True)
     failed = [p for p in proofs if not p.proven and not p.skipped]
     if as_json:
         click.echo(json.dumps([asdict(p) for p in proofs], indent=2))
@@ -403,6 +405,9 @@ def selftest(knowledge: tuple[Path, ...], templates: Path | None, target: tuple[
                      f"{summary[(name, side, 'skipped')]} skipped"
                      for side, label in (("fires", "fires:"), ("quiet", "stays quiet:"))]
             click.echo(f"{name}: {'; '.join(sides)}")
+        if warnings:
+            click.echo(f"{len(warnings)} warning(s) from the build (on stderr): what the proofs above prove may not "
+                       "be what the knowledge meant")
     sys.exit(1 if failed else 0)
 
 

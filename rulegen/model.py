@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 
+from rulegen.errors import Problem
+
 
 class Direction(StrEnum):
     INBOUND = "inbound"
@@ -235,6 +237,7 @@ class KnowledgeBase:
     entries: tuple[Entry, ...]
     disabled: tuple[Pattern, ...] = ()  # switched off by an override: out of every target, kept in the lock
     home: Home = Home()
+    warnings: tuple[Problem, ...] = ()  # found while loading (a text that looks escaped but is not): not errors
 
     @cached_property
     def patterns(self) -> tuple[Pattern, ...]:
