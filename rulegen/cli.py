@@ -501,5 +501,35 @@ def coverage_matrix(knowledge: tuple[Path, ...], templates: Path | None, as_json
         coverage_table(rows)
 
 
+@main.command(name="schema")
+@click.option("--out", "-o", "out_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the schema to this file (default: print it).")
+@click.option("--check", is_flag=True, help="Exit 1 if --out (default: the shipped schema) differs from the schema "
+                                            "the loader's tables give now.")
+def schema_command(out_file: Path | None, check: bool) -> None:
+    """The JSON Schema of knowledge files, written from the loader's own tables, for editor completion
+    (docs/knowledge.md says how). rulegen ships it as rulegen/data/knowledge.schema.json; after a change to
+    the loader, `rulegen schema -o rulegen/data/knowledge.schema.json` writes it anew."""
+    from rulegen import schema
+
+    text = schema.dumps()
+    if check:
+        path = out_file or schema.SCHEMA_FILE
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            click.echo(f"{path}: differs from the schema the loader's tables give; write it with "
+                       f"`rulegen schema -o {path}`", err=True)
+            sys.exit(1)
+        click.echo(f"{path}: up to date")
+    elif out_file:
+        try:
+            out_file.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            click.echo(f"error: {out_file}: cannot write: {exc.strerror}", err=True)
+            sys.exit(2)
+        click.echo(f"wrote {out_file}")
+    else:
+        click.echo(text, nl=False)
+
+
 if __name__ == "__main__":
     main()

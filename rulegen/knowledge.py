@@ -62,6 +62,20 @@ MATCH_KEYS = {
     "shell": (("response",), ("response",)), "smtp": (("reply", "rcpt"), ()),
 }
 CONTENT_KEYS = ("text", "hex", "offset", "depth", "nocase")
+# The keys of the smaller mappings: (allowed, required). The JSON Schema (rulegen/schema.py) is written from
+# these tables and the ones above and below, so a key added here is a key editors complete.
+OBJECT_KEYS = {
+    "home": (("title", "addresses"), ("addresses",)),
+    "port class": (("id", "ports", "title", "description"), ("id", "ports", "title", "description")),
+    "ip list": (("id", "title", "addresses"), ("id", "title", "addresses")),
+    "override": (("pattern", "severity", "response", "disabled", "reason"), ("pattern", "reason")),
+    "correction": (("seed", "fixed", "note"), ("seed", "fixed", "note")),
+    "sweep": (("distinct", "count", "seconds"), ("distinct", "count", "seconds")),
+    "attack": (("tactic", "technique"), ("tactic", "technique")),
+}
+TABLES = ("destination", "source")
+FLOWS = ("to_server", "to_client")
+SWEEP_DISTINCT = ("dst_port", "dst_ip")
 TFTP_OPCODES = ("read", "write")
 DHCP_MESSAGE_TYPES = ("discover", "offer", "request", "decline", "ack", "nak", "release", "inform")
 NETBIOS_QUERIES = ("nbstat",)
@@ -545,13 +559,12 @@ def _pattern_fields(f: _Fields, pid: str, entry_id: str, entry_protocols: tuple[
         raise _Invalid(f.line_of("detect"), "'match' is required when detect is payload, and only then")
     sweep = None
     if f.has("sweep"):
-        s = _Fields(f.data["sweep"], f.line_of("sweep"), "sweep", ("distinct", "count", "seconds"),
-                    ("distinct", "count", "seconds"))
-        sweep = Sweep(s.choice("distinct", ("dst_port", "dst_ip")), s.int_in("count", 2, 100000),
+        s = _Fields(f.data["sweep"], f.line_of("sweep"), "sweep", *OBJECT_KEYS["sweep"])
+        sweep = Sweep(s.choice("distinct", SWEEP_DISTINCT), s.int_in("count", 2, 100000),
                       s.int_in("seconds", 1, 86400))
     if (detect is Detect.SWEEP) != (sweep is not None):
         raise _Invalid(f.line_of("detect"), "'sweep' is required when detect is sweep, and only then")
-    flow = f.choice("flow", ("to_server", "to_client"), "to_server")
+    flow = f.choice("flow", FLOWS, "to_server")
     if match is not None and match.kind == "shell":
         flow = "to_client"
     if match is not None and match.kind == "smtp":
@@ -567,7 +580,7 @@ def _pattern_fields(f: _Fields, pid: str, entry_id: str, entry_protocols: tuple[
     classtype = f.choice("classtype", sorted(CLASSTYPES))
     attack = None
     if f.has("attack"):
-        a = _Fields(f.data["attack"], f.line_of("attack"), "attack", ("tactic", "technique"), ("tactic", "technique"))
+        a = _Fields(f.data["attack"], f.line_of("attack"), "attack", *OBJECT_KEYS["attack"])
         technique = a.text("technique")
         if not TECHNIQUE.match(technique):
             raise _Invalid(a.line_of("technique"), f"technique must look like T1046 or T1595.001, not {technique!r}")
@@ -762,7 +775,7 @@ def _home(raw: list[tuple[int, str, Any, int]], collector: _Collector) -> Home:
 
 
 def _home_set(value: Any, line: int, file: str) -> Home:
-    f = _Fields(value, line, "home", ("title", "addresses"), ("addresses",))
+    f = _Fields(value, line, "home", *OBJECT_KEYS["home"])
     if f.has("title"):
         f.text("title", max_len=200)
     addresses = _ip_list({"id": "home", "title": "home", "addresses": f.data["addresses"]}, f.line, file).addresses
@@ -776,8 +789,7 @@ def _home_set(value: Any, line: int, file: str) -> Home:
 
 
 def _override(value: Any, line: int, file: str) -> Override:
-    f = _Fields(value, line, "override", ("pattern", "severity", "response", "disabled", "reason"),
-                ("pattern", "reason"))
+    f = _Fields(value, line, "override", *OBJECT_KEYS["override"])
     severity = f.choice("severity", [s.value for s in Severity]) if f.has("severity") else None
     response = f.choice("response", [r.value for r in Response]) if f.has("response") else None
     disabled = f.get("disabled", bool, False)
@@ -829,15 +841,14 @@ def _unique_classes(collector: _Collector, classes: list[PortClass]) -> None:
 
 
 def _port_class(value: Any, line: int, file: str) -> PortClass:
-    f = _Fields(value, line, "port class", ("id", "ports", "title", "description"),
-                ("id", "ports", "title", "description"))
+    f = _Fields(value, line, "port class", *OBJECT_KEYS["port class"])
     en, zh = _bilingual(f, "description", file)
     ports = parse_port_spec(f.data["ports"], f.line_of("ports"))
     return PortClass(f.slug("id"), ports, f.text("title", max_len=200), en, zh, Location(file, f.line))
 
 
 def _ip_list(value: Any, line: int, file: str) -> IpList:
-    f = _Fields(value, line, "ip list", ("id", "title", "addresses"), ("id", "title", "addresses"))
+    f = _Fields(value, line, "ip list", *OBJECT_KEYS["ip list"])
     addresses = []
     for item, ln in f.items("addresses", required=True):
         try:
@@ -865,7 +876,7 @@ def _entry(value: Any, line: int, file: str, classes: list[PortClass], list_refs
     en, zh = _bilingual(f, "description", file)
     corrections = []
     for item, ln in f.items("corrections"):
-        c = _Fields(item, ln, "correction", ("seed", "fixed", "note"), ("seed", "fixed", "note"))
+        c = _Fields(item, ln, "correction", *OBJECT_KEYS["correction"])
         corrections.append(Correction(c.text("seed"), c.text("fixed"), c.text("note")))
     pattern_items = f.items("patterns", required=True)
     if not pattern_items:
@@ -885,7 +896,7 @@ def _entry(value: Any, line: int, file: str, classes: list[PortClass], list_refs
     if failed:
         return None
     return Entry(
-        id=entry_id, table=f.choice("table", ("destination", "source")), ports=ports,
+        id=entry_id, table=f.choice("table", TABLES), ports=ports,
         protocols=tuple(sorted(set(protocols))), service=f.text("service", max_len=100),
         title=f.text("title", max_len=200), description_en=en, description_zh=zh, references=references,
         corrections=tuple(corrections), tags=_strings(f, "tags", lambda v: bool(SLUG.match(v)), "tag slug"),
