@@ -501,6 +501,92 @@ def coverage_matrix(knowledge: tuple[Path, ...], templates: Path | None, as_json
         coverage_table(rows)
 
 
+@main.group()
+def new() -> None:
+    """Write a commented skeleton of a knowledge entry or pattern that builds as it is on top of the shipped
+    knowledge (`rulegen build -k @shipped -k site/`); edit it from there. An existing file is never overwritten."""
+
+
+DETECT_CHOICE = click.Choice(["probe", "traffic", "payload", "sweep"])
+
+
+def _slug(value: str | None, option: str) -> str | None:
+    from rulegen.knowledge import SLUG
+
+    if value is not None and not SLUG.match(value):
+        raise click.BadParameter(f"must be a slug (a-z, 0-9, '-'), not {value!r}", param_hint=option)
+    return value
+
+
+@new.command(name="entry")
+@click.argument("dest", required=False, type=click.Path(path_type=Path))
+@click.option("--id", "entry_id", default="my-service", show_default=True, help="The entry's id (a slug).")
+@click.option("--port", type=click.IntRange(0, 65535), default=47001, show_default=True, help="The entry's port.")
+@click.option("--transport", type=click.Choice(["tcp", "udp"]), default="tcp", show_default=True)
+@click.option("--detect", type=DETECT_CHOICE, default="probe", show_default=True,
+              help="The detect kind of its first pattern.")
+def new_entry(dest: Path | None, entry_id: str, port: int, transport: str, detect: str) -> None:
+    """Print an entry skeleton, or write it to DEST: a new .yaml file, or a folder (then DEST/ID.yaml)."""
+    from rulegen.skeleton import entry_text
+
+    _slug(entry_id, "--id")
+    if dest is not None and dest.is_dir():
+        dest = dest / f"{entry_id}.yaml"
+    folder = str(dest.parent) + "/" if dest is not None else "site/"
+    text = entry_text(entry_id, port, transport, detect, folder)
+    if dest is None:
+        click.echo(text, nl=False)
+        return
+    if dest.suffix not in (".yaml", ".yml"):
+        click.echo(f"error: {dest}: a knowledge file ends in .yaml (or give an existing folder)", err=True)
+        sys.exit(2)
+    try:
+        with dest.open("x", encoding="utf-8") as handle:  # "x": never overwrite
+            handle.write(text)
+    except FileExistsError:
+        click.echo(f"error: {dest}: already exists; rulegen new never overwrites (add a pattern to it with "
+                   f"`rulegen new pattern {dest}`)", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        click.echo(f"error: {dest}: cannot write: {exc.strerror}", err=True)
+        sys.exit(2)
+    click.echo(f"wrote {dest}: build it with `rulegen build -k @shipped -k {dest.parent}`")
+
+
+@new.command(name="pattern")
+@click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--entry", "entry_id", default=None,
+              help="The entry the pattern belongs to (default: the file's only entry; my-service when printing).")
+@click.option("--id", "pattern_id", default=None, help="The pattern's id (default: ENTRY-DETECT).")
+@click.option("--detect", type=DETECT_CHOICE, default="probe", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=47001, show_default=True,
+              help="The pattern's port when printing (in a FILE: the entry's first port).")
+@click.option("--transport", type=click.Choice(["tcp", "udp"]), default="tcp", show_default=True,
+              help="When printing (in a FILE: the entry's first protocol).")
+def new_pattern(file: Path | None, entry_id: str | None, pattern_id: str | None, detect: str, port: int,
+                transport: str) -> None:
+    """Print a pattern skeleton (an item for an entry's `patterns:` list), or add it to the end of that list
+    in FILE, a knowledge file written by `rulegen new entry` or by hand. Nothing else in FILE changes."""
+    from rulegen.skeleton import add_pattern, pattern_text
+
+    _slug(entry_id, "--entry")
+    _slug(pattern_id, "--id")
+    if file is None:
+        entry = entry_id or "my-service"
+        click.echo(pattern_text(entry, pattern_id or f"{entry}-{detect}", detect, port, transport), nl=False)
+        return
+    try:
+        text, added = add_pattern(file, entry_id, pattern_id, detect)
+    except RulegenError as exc:
+        _fail(exc)
+    from rulegen.output import write_file_atomic
+
+    mode = file.stat().st_mode & 0o777
+    write_file_atomic(file, text)
+    file.chmod(mode)  # the file keeps its permissions (the atomic write's temporary file is private)
+    click.echo(f"added pattern {added} to {file}")
+
+
 @main.command(name="schema")
 @click.option("--out", "-o", "out_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the schema to this file (default: print it).")
