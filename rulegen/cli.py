@@ -377,7 +377,8 @@ def selftest(knowledge: tuple[Path, ...], templates: Path | None, target: tuple[
     the service). Suricata on generated captures, Sigma on log events in SQLite, iptables and nftables in
     network namespaces it creates (needs root and the engines; it says what it skips and why).
 
-    The build goes to a temporary folder; neither out/ nor the lock file is touched.
+    The build goes to a temporary folder; neither out/ nor the lock file is touched. The build's warnings (a
+    text that looks escaped but is not: its proof proves the literal text) are printed on stderr.
     Exit 0 when both sides of every expressed pattern are proven, 1 otherwise, 2 on bad input.
     """
     from rulegen.prove.runner import run_selftest
