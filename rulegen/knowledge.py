@@ -46,8 +46,8 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
 CVE = re.compile(r"^CVE-\d{4}-\d{4,}$")
 URL = re.compile(r"^https?://[^\s\"'<>]+$")
-ATTACK_URL = re.compile(r"^https?://attack\.mitre\.org/(?:versions/[^/]+/)?(?P<kind>[a-z-]+)(?:/(?P<id>[A-Za-z]+\d+))?"
-                        r"(?:/(?P<sub>\d{3}))?", re.IGNORECASE)
+ATTACK_URL = re.compile(r"^https?://attack\.mitre\.org(?:/versions/[^/]+)?(?:/(?P<kind>[a-z-]+))?"
+                        r"(?:/(?P<id>[A-Za-z]+\d+))?(?:/(?P<sub>\d{3}))?", re.IGNORECASE)
 # A backslash and a letter or x.. that a double-quoted YAML string would have made a control character.
 LITERAL_ESCAPE = re.compile(r"\\(?:[abefnrtv0]|x[0-9a-fA-F]{2})")
 FILE_KEYS = ("home", "port_classes", "ip_lists", "entries", "overrides")
@@ -352,11 +352,7 @@ def _strings(fields: _Fields, key: str, check: Callable[[str], bool] | None = No
     for value, line in fields.items(key):
         if not isinstance(value, str) or not value.strip():
             raise _Invalid(line, f"each item of {key!r} must be a non-empty string, not {value!r}")
-        try:
-            valid = check is None or check(value)
-        except _BadReference as exc:
-            raise _Invalid(line, f"{key!r}: {exc}") from None
-        if not valid:
+        if check and not check(value):
             raise _Invalid(line, f"{value!r} in {key!r} is not a valid {what}")
         out.append(value.strip())
     return tuple(out)
@@ -376,13 +372,14 @@ def _bilingual(fields: _Fields, key: str, file: str) -> tuple[str, str]:
     return en, inner.text("zh", max_len=8000) if zh_required or inner.has("zh") else ""
 
 
-def _reference(value: str) -> bool:
-    """A reference URL; an ATT&CK page is refused with what to write instead (the Sigma and Suricata ATT&CK
-    tags come from a pattern's `attack`, and a tag-like link among the references fails SigmaHQ's checks)."""
+def _attack_link(value: str) -> str | None:
+    """Why an ATT&CK page cannot be a reference, and what to write instead; None for any other URL. (The Sigma
+    and Suricata ATT&CK tags come from a pattern's `attack`; a link among the references fails SigmaHQ's tag
+    checks far from the knowledge.)"""
     m = ATTACK_URL.match(value)
     if not m:
-        return bool(URL.match(value))
-    kind, ident, sub = m.group("kind").lower(), (m.group("id") or "").upper(), m.group("sub")
+        return None
+    kind, ident, sub = (m.group("kind") or "").lower(), (m.group("id") or "").upper(), m.group("sub")
     if kind == "techniques" and ident.startswith("T"):
         technique = f"{ident}.{sub}" if sub else ident
         known = techniques().get(technique)
@@ -392,12 +389,8 @@ def _reference(value: str) -> bool:
                    else "" if known else f" ({technique} is not in the shipped ATT&CK Enterprise data)"))
     else:
         hint = "name the ATT&CK technique under the pattern's `attack: {tactic, technique}`"
-    raise _BadReference(f"{value} is a MITRE ATT&CK page, not a reference: {hint}, and leave the URL out of "
-                        "'references' (the Sigma tags and Suricata metadata are written from `attack`)")
-
-
-class _BadReference(ValueError):
-    """A reference that is refused with its own message (not the generic 'not a valid http(s) URL')."""
+    return (f"{value} is a MITRE ATT&CK page, not a reference: {hint}, and leave the URL out of 'references' "
+            "(the Sigma tags and Suricata metadata are written from `attack`)")
 
 
 # --------------------------------------------------------------------------- objects
@@ -407,7 +400,8 @@ def _net(value: str, line: int, deferred: list) -> Net:
         return Net(value)
     m = re.fullmatch(r"(not-)?list:([a-z0-9][a-z0-9-]*)", value)
     if not m:
-        raise _Invalid(line, f"network must be home, external, any, broadcast, list:ID or not-list:ID, not {value!r}")
+        raise _Invalid(line, f"network must be home, external, any, broadcast, list:ID or not-list:ID, not {value!r}"
+                             f"{did_you_mean(value, ('home', 'external', 'any', 'broadcast'))}")
     deferred.append((m.group(2), line))
     return Net("list", m.group(2), negated=bool(m.group(1)))
 
@@ -882,7 +876,11 @@ def _entry(value: Any, line: int, file: str, classes: list[PortClass], list_refs
     if not pattern_items:
         raise _Invalid(f.line_of("patterns"), "an entry needs at least one pattern")
     ports = _ports(f, "ports", required=True)
-    references = _strings(f, "references", _reference, "http(s) URL")
+    for value, ln in f.items("references"):
+        refused = _attack_link(value) if isinstance(value, str) else None
+        if refused:
+            raise _Invalid(ln, f"'references': {refused}")
+    references = _strings(f, "references", lambda v: bool(URL.match(v)), "http(s) URL")
     if not references:
         raise _Invalid(f.line_of("references"), "'references' needs at least one URL")
     patterns = []

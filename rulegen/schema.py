@@ -36,7 +36,7 @@ def _list(item: dict, min_items: int = 0) -> dict:
 
 # The loader's patterns where Python and ECMAScript (editors) read them alike; the rest are written out here.
 URL = r"""^https?://[^\s"'<>]+$"""
-ATTACK_URL = r"^https?://attack\.mitre\.org/"
+ATTACK_URL = r"^https?://attack\.mitre\.org(/|$)"
 TEXT = {"type": "string", "minLength": 1, "pattern": r"\S"}
 FLAG = {"type": "boolean"}
 HEX = {"type": "string", "pattern": r"^\s*([0-9a-fA-F]{2}\s*)+$", "description": "pairs of hex digits: \"0d 0a\""}

@@ -118,6 +118,7 @@ def test_a_blank_chinese_description_is_refused_in_the_shipped_knowledge_only(sh
     ("https://attack.mitre.org/techniques/T1046", "attack: {tactic: discovery, technique: T1046}"),
     ("http://attack.mitre.org/versions/v14/techniques/T1595/002/", "technique: T1595.002}"),
     ("https://attack.mitre.org/tactics/TA0043/", "attack: {tactic, technique}"),
+    ("https://attack.mitre.org/", "attack: {tactic, technique}"),
 ])
 def test_an_attack_url_among_the_references_is_refused_with_what_to_write(tmp_path, url, expected):
     folder = site(tmp_path, entry(reference=f'"https://intranet.example/wiki/my-app", "{url}"'))
@@ -139,6 +140,7 @@ def test_an_attack_url_among_the_references_is_refused_with_what_to_write(tmp_pa
     (("response: drop", "response: rejct"), "did you mean 'reject'?"),
     (("    service:", "    servise:"), "unknown key 'servise' in entry: did you mean 'service'?"),
     (("classtype: policy-violation", "classtype: policy-violaton"), "did you mean 'policy-violation'?"),
+    (("detect: probe", "detect: probe\n        src_net: externel"), "not 'externel': did you mean 'external'?"),
     (("entries:", "entrys:"), "unknown key 'entrys' in knowledge file: did you mean 'entries'?"),
 ])
 def test_a_misspelt_key_or_value_gets_a_did_you_mean(tmp_path, change, message):
