@@ -51,8 +51,12 @@ TYPES: dict[str, dict[str, dict]] = {
         "entries": _list(_ref("entry")), "overrides": _list(_ref("override")),
         "pack": _ref("pack"),
     },
-    "pack": {"id": _ref("slug"), "title": TEXT, "author": TEXT, "msg_prefix": TEXT,
-             "sids": {"type": "string", "pattern": r"^\d+-\d+$", "description": "low-high"}},
+    # pack.yaml (SPEC14 §1), the one file of a pack folder that holds only `pack:`
+    "pack": {"id": _ref("slug"), "title": TEXT, "author": {**TEXT, "description": "the Sigma rules' author"},
+             "msg_prefix": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                            "description": "the first word of the Suricata msg (default RULEGEN)"},
+             "sids": {"type": "string", "pattern": r"^\s*\d+\s*-\s*\d+\s*$",
+                      "description": "the pack's SID range, \"low-high\""}},
     "home": {"title": TEXT, "addresses": _list(_ref("address"), 1)},
     "port class": {"id": _ref("slug"), "ports": _ref("port"), "title": TEXT, "description": _ref("description")},
     "ip list": {"id": _ref("slug"), "title": TEXT, "addresses": _list(_ref("address"))},
@@ -146,7 +150,7 @@ def generate() -> dict:
             "en": {**TEXT, "minLength": 20, "description": "English, a sentence at least"},
             "zh": {**TEXT, "description": "Chinese; required in rulegen's shipped knowledge, optional at a site"}}},
         **{names.get(name, name): schema for name, schema in objects.items()},
-        "pack": {"type": "object", "properties": TYPES["pack"], "additionalProperties": False},
+        "pack": _object(tuple(TYPES["pack"]), ("id", "title", "author", "sids"), TYPES["pack"]),
         "entry": _object(k.ENTRY_KEYS, k.ENTRY_REQUIRED, TYPES["entry"]),
         "pattern": pattern,
         "content_item": _object(k.CONTENT_KEYS, (), TYPES["content item"], ONE_OF["content item"]),
@@ -156,7 +160,7 @@ def generate() -> dict:
     }
     definitions["not_expressed"]["properties"] = {t: {**TEXT, "description": f"why {t} must not express it"}
                                                   for t in (*k.TARGET_NAMES, "firewall")}
-    file_keys = k.FILE_KEYS
+    file_keys = (*k.FILE_KEYS, "pack")
     return {
         "$schema": DRAFT,
         "title": "rulegen knowledge file",
