@@ -22,6 +22,7 @@ HINTS = (
      "check the indentation; inside single quotes write a quote as '' ('it''s'), or use double quotes"),
     ("expected <block end>",
      "check the indentation; inside single quotes write a quote as '' ('it''s'), or use double quotes"),
+    ("duplicate key", "a mapping names each key once: merge the two or rename one"),
     ("did not find expected '-' indicator", "the items of a list all start with '-' at the same indentation"),
     ("expected ','", "a flow list [a, b] or mapping {a: b} is not closed, or lacks a comma"),
 )

@@ -356,7 +356,7 @@ def test_nft_reload_is_idempotent(built, netns):
 
 def test_non_editable_install_builds_from_any_directory(tmp_path):
     """pip install . (a wheel, not editable), then `rulegen build` elsewhere finds knowledge and templates; the
-    wheel carries every pipeline (SIEM and hunt) too."""
+    wheel carries every pipeline (SIEM and hunt) and the knowledge schema too."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
     install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(REPO)],
@@ -379,6 +379,9 @@ def test_non_editable_install_builds_from_any_directory(tmp_path):
     in_repo = sorted(p.name for p in (REPO / "rulegen" / "data" / "pipelines").glob("*.yml"))
     assert "hunt_suricata_eve.yml" in in_repo and "ecs_network.yml" in in_repo
     assert shipped.strip() == f"{in_repo} True", shipped
+    schema = subprocess.run([str(venv / "bin" / "rulegen"), "schema", "--check"], cwd=work, capture_output=True,
+                            text=True, timeout=60, env=env)  # the wheel ships the knowledge schema, up to date
+    assert schema.returncode == 0 and str(venv) in schema.stdout, schema.stdout + schema.stderr
 
 
 def test_help_lists_the_options():
