@@ -301,7 +301,8 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
     swap_in(staging, out_dir)
     reports = [_relocate(r, staging, out_dir) for r in reports]
     return BuildResult(compiled.kb, compiled.targets, artifacts, compiled.plans, changes, lock.sid_changes(),
-                       lock.paths, written, reports, conversions, warnings(compiled.plans, compiled.targets))
+                       lock.paths, written, reports, conversions,
+                       [*compiled.kb.warnings, *warnings(compiled.plans, compiled.targets)])
 
 
 def _relocate(report: FileReport, staging: Path, out_dir: Path) -> FileReport:

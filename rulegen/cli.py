@@ -399,16 +399,19 @@ def selftest(knowledge: tuple[Path, ...], templates: Path | None, target: tuple[
     the service). Suricata on generated captures, Sigma on log events in SQLite, iptables and nftables in
     network namespaces it creates (needs root and the engines; it says what it skips and why).
 
-    The build goes to a temporary folder; neither out/ nor the lock file is touched.
+    The build goes to a temporary folder; neither out/ nor the lock file is touched. The build's warnings (a
+    text that looks escaped but is not: its proof proves the literal text) are printed on stderr.
     Exit 0 when both sides of every expressed pattern are proven, 1 otherwise, 2 on bad input.
     """
     from rulegen.prove.runner import run_selftest
 
     roots = _knowledge_roots(knowledge)
     try:
-        proofs = run_selftest(roots, templates or default_templates_dir(), _targets(target), policy)
+        proofs, warnings = run_selftest(roots, templates or default_templates_dir(), _targets(target), policy)
     except RulegenError as exc:
         _fail(exc)
+    for warning in warnings:  # a proof cannot tell what the author meant: the build's warnings say it
+        click.echo(f"warning: {warning}", err=True)
     failed = [p for p in proofs if not p.proven and not p.skipped]
     if as_json:
         click.echo(json.dumps([asdict(p) for p in proofs], indent=2))
@@ -425,6 +428,9 @@ def selftest(knowledge: tuple[Path, ...], templates: Path | None, target: tuple[
                      f"{summary[(name, side, 'skipped')]} skipped"
                      for side, label in (("fires", "fires:"), ("quiet", "stays quiet:"))]
             click.echo(f"{name}: {'; '.join(sides)}")
+        if warnings:
+            click.echo(f"{len(warnings)} warning(s) from the build (on stderr): what the proofs above prove may not "
+                       "be what the knowledge meant")
     sys.exit(1 if failed else 0)
 
 
@@ -522,6 +528,122 @@ def coverage_matrix(knowledge: tuple[Path, ...], templates: Path | None, as_json
         print_json(rows)
     else:
         coverage_table(rows)
+
+
+@main.group()
+def new() -> None:
+    """Write a commented skeleton of a knowledge entry or pattern that builds as it is on top of the shipped
+    knowledge (`rulegen build -k @shipped -k site/`); edit it from there. An existing file is never overwritten."""
+
+
+DETECT_CHOICE = click.Choice(["probe", "traffic", "payload", "sweep"])
+
+
+def _slug(value: str | None, option: str) -> str | None:
+    from rulegen.knowledge import SLUG
+
+    if value is not None and not SLUG.match(value):
+        raise click.BadParameter(f"must be a slug (a-z, 0-9, '-'), not {value!r}", param_hint=option)
+    return value
+
+
+@new.command(name="entry")
+@click.argument("dest", required=False, type=click.Path(path_type=Path))
+@click.option("--id", "entry_id", default="my-service", show_default=True, help="The entry's id (a slug).")
+@click.option("--port", type=click.IntRange(0, 65535), default=47001, show_default=True, help="The entry's port.")
+@click.option("--transport", type=click.Choice(["tcp", "udp"]), default="tcp", show_default=True)
+@click.option("--detect", type=DETECT_CHOICE, default="probe", show_default=True,
+              help="The detect kind of its first pattern.")
+def new_entry(dest: Path | None, entry_id: str, port: int, transport: str, detect: str) -> None:
+    """Print an entry skeleton, or write it to DEST: a new .yaml file, or a folder (then DEST/ID.yaml)."""
+    from rulegen.skeleton import entry_text
+
+    _slug(entry_id, "--id")
+    if dest is not None and dest.is_dir():
+        dest = dest / f"{entry_id}.yaml"
+    folder = str(dest.parent) + "/" if dest is not None else "site/"
+    text = entry_text(entry_id, port, transport, detect, folder)
+    if dest is None:
+        click.echo(text, nl=False)
+        return
+    if dest.suffix not in (".yaml", ".yml"):
+        click.echo(f"error: {dest}: a knowledge file ends in .yaml (or give an existing folder)", err=True)
+        sys.exit(2)
+    try:
+        with dest.open("x", encoding="utf-8") as handle:  # "x": never overwrite
+            handle.write(text)
+    except FileExistsError:
+        click.echo(f"error: {dest}: already exists; rulegen new never overwrites (add a pattern to it with "
+                   f"`rulegen new pattern {dest}`)", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        click.echo(f"error: {dest}: cannot write: {exc.strerror}", err=True)
+        sys.exit(2)
+    click.echo(f"wrote {dest}: build it with `rulegen build -k @shipped -k {dest.parent}`")
+
+
+@new.command(name="pattern")
+@click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--entry", "entry_id", default=None,
+              help="The entry the pattern belongs to (default: the file's only entry; my-service when printing).")
+@click.option("--id", "pattern_id", default=None, help="The pattern's id (default: ENTRY-DETECT).")
+@click.option("--detect", type=DETECT_CHOICE, default="probe", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=47001, show_default=True,
+              help="The pattern's port when printing (in a FILE: the entry's first port).")
+@click.option("--transport", type=click.Choice(["tcp", "udp"]), default="tcp", show_default=True,
+              help="When printing (in a FILE: the entry's first protocol).")
+def new_pattern(file: Path | None, entry_id: str | None, pattern_id: str | None, detect: str, port: int,
+                transport: str) -> None:
+    """Print a pattern skeleton (an item for an entry's `patterns:` list), or add it to the end of that list
+    in FILE, a knowledge file written by `rulegen new entry` or by hand. Nothing else in FILE changes."""
+    from rulegen.skeleton import add_pattern, pattern_text
+
+    _slug(entry_id, "--entry")
+    _slug(pattern_id, "--id")
+    if file is None:
+        entry = entry_id or "my-service"
+        click.echo(pattern_text(entry, pattern_id or f"{entry}-{detect}", detect, port, transport), nl=False)
+        return
+    try:
+        text, added = add_pattern(file, entry_id, pattern_id, detect)
+    except RulegenError as exc:
+        _fail(exc)
+    from rulegen.output import write_file_atomic
+
+    mode = file.stat().st_mode & 0o777
+    write_file_atomic(file, text)
+    file.chmod(mode)  # the file keeps its permissions (the atomic write's temporary file is private)
+    click.echo(f"added pattern {added} to {file}")
+
+
+@main.command(name="schema")
+@click.option("--out", "-o", "out_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the schema to this file (default: print it).")
+@click.option("--check", is_flag=True, help="Exit 1 if --out (default: the shipped schema) differs from the schema "
+                                            "the loader's tables give now.")
+def schema_command(out_file: Path | None, check: bool) -> None:
+    """The JSON Schema of knowledge files, written from the loader's own tables, for editor completion
+    (docs/knowledge.md says how). rulegen ships it as rulegen/data/knowledge.schema.json; after a change to
+    the loader, `rulegen schema -o rulegen/data/knowledge.schema.json` writes it anew."""
+    from rulegen import schema
+
+    text = schema.dumps()
+    if check:
+        path = out_file or schema.SCHEMA_FILE
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            click.echo(f"{path}: differs from the schema the loader's tables give; write it with "
+                       f"`rulegen schema -o {path}`", err=True)
+            sys.exit(1)
+        click.echo(f"{path}: up to date")
+    elif out_file:
+        try:
+            out_file.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            click.echo(f"error: {out_file}: cannot write: {exc.strerror}", err=True)
+            sys.exit(2)
+        click.echo(f"wrote {out_file}")
+    else:
+        click.echo(text, nl=False)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
@@ -42,16 +43,48 @@ from rulegen.model import (
 )
 from rulegen.targets import sanitize_line
 from rulegen.targets.suricata import CLASSTYPES, SID_RANGE
-from rulegen.yamlguard import excessive_nesting
+from rulegen.yamlguard import excessive_nesting, explain
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 TECHNIQUE = re.compile(r"^T\d{4}(\.\d{3})?$")
 CVE = re.compile(r"^CVE-\d{4}-\d{4,}$")
 URL = re.compile(r"^https?://[^\s\"'<>]+$")
+ATTACK_URL = re.compile(r"^https?://attack\.mitre\.org(?:/versions/[^/]+)?(?:/(?P<kind>[a-z-]+))?"
+                        r"(?:/(?P<id>[A-Za-z]+\d+))?(?:/(?P<sub>\d{3}))?", re.IGNORECASE)
+# A backslash and a letter or x.. that a double-quoted YAML string would have made a control character.
+LITERAL_ESCAPE = re.compile(r"\\(?:[abefnrtv0]|x[0-9a-fA-F]{2})")
+FILE_KEYS = ("home", "port_classes", "ip_lists", "entries", "overrides")
 DNS_QTYPES = ("AXFR", "IXFR", "ANY")
 MATCH_KINDS = ("content", "dns", "snmp", "ftp", "tftp", "dhcp", "login", "rpc", "netbios", "shell", "smtp", "http",
                "ntp")
+# The keys of each match kind but content (a list of CONTENT_KEYS items): (allowed, required).
+MATCH_KEYS = {
+    "dns": (("query", "qtype"), ()), "snmp": (("community",), ("community",)),
+    "ftp": (("user",), ("user",)), "tftp": (("opcode", "filename"), ("opcode",)),
+    "dhcp": (("message_type",), ("message_type",)), "login": (("users",), ("users",)),
+    "rpc": (("program",), ("program",)), "netbios": (("query",), ("query",)),
+    "shell": (("response",), ("response",)), "smtp": (("reply", "rcpt"), ()),
+    "http": (("method", "uri", "uri_match", "header"), ()), "ntp": (("mode", "request"), ("mode",)),
+}
+CONTENT_KEYS = ("text", "hex", "offset", "depth", "nocase", "distance", "within")
+# The keys of the smaller mappings: (allowed, required). The JSON Schema (rulegen/schema.py) is written from
+# these tables and the ones above and below, so a key added here is a key editors complete.
+OBJECT_KEYS = {
+    "home": (("title", "addresses"), ("addresses",)),
+    "port class": (("id", "ports", "title", "description"), ("id", "ports", "title", "description")),
+    "ip list": (("id", "title", "addresses"), ("id", "title", "addresses")),
+    "override": (("pattern", "severity", "response", "disabled", "reason"), ("pattern", "reason")),
+    "correction": (("seed", "fixed", "note"), ("seed", "fixed", "note")),
+    "sweep": (("distinct", "count", "seconds"), ("distinct", "count", "seconds")),
+    "attack": (("tactic", "technique"), ("tactic", "technique")),
+}
+TABLES = ("destination", "source")
+FLOWS = ("to_server", "to_client")
+SWEEP_DISTINCT = ("dst_port", "dst_ip")
+TFTP_OPCODES = ("read", "write")
+DHCP_MESSAGE_TYPES = ("discover", "offer", "request", "decline", "ack", "nak", "release", "inform")
+NETBIOS_QUERIES = ("nbstat",)
 # Transport each match kind can use: the knowledge may not ask for what the protocol cannot carry.
 MATCH_TRANSPORTS = {
     "content": TRANSPORTS, "dns": TRANSPORTS, "snmp": ("udp",), "ftp": ("tcp",), "tftp": ("udp",),
@@ -208,9 +241,8 @@ def _read_yaml(path: Path) -> Any:
     try:
         return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise _Invalid(line, f"YAML syntax error: {exc.problem or exc.context}") from None
+        line, _, message = explain(exc)
+        raise _Invalid(line, message) from None
     except yaml.YAMLError as exc:
         raise _Invalid(1, f"YAML error: {exc}") from None
     except RecursionError:
@@ -231,7 +263,8 @@ class _Fields:
         allowed = tuple(allowed)
         for key in data:
             if key not in allowed:
-                raise _Invalid(self.line_of(key), f"unknown key {key!r} in {what} (allowed: {', '.join(allowed)})")
+                raise _Invalid(self.line_of(key), f"unknown key {key!r} in {what}{did_you_mean(key, allowed)} "
+                                                  f"(allowed: {', '.join(allowed)})")
         for key in required:
             if key not in data:
                 raise _Invalid(self.line, f"{what} is missing the required key {key!r}")
@@ -274,7 +307,8 @@ class _Fields:
         choices = tuple(choices)
         value = self.get(key, str, default)
         if value not in choices:
-            raise _Invalid(self.line_of(key), f"{key!r} must be one of {', '.join(choices)}, not {value!r}")
+            raise _Invalid(self.line_of(key), f"{key!r} must be one of {', '.join(choices)}, not {value!r}"
+                                              f"{did_you_mean(value, choices)}")
         return value
 
     def items(self, key: str, required: bool = False) -> list[tuple[Any, int]]:
@@ -291,6 +325,15 @@ class _Fields:
         if value is not None and not low <= value <= high:
             raise _Invalid(self.line_of(key), f"{key!r} must be between {low} and {high}, not {value}")
         return value
+
+
+def did_you_mean(value: Any, choices: Iterable[str]) -> str:
+    """`: did you mean 'x'?` for the choice closest to a misspelt value (case aside), else nothing."""
+    if not isinstance(value, str):
+        return ""
+    by_case = {c.casefold(): c for c in choices}
+    close = difflib.get_close_matches(value.casefold(), list(by_case), n=1, cutoff=0.6)
+    return f": did you mean {by_case[close[0]]!r}?" if close else ""
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
@@ -349,10 +392,39 @@ def _strings(fields: _Fields, key: str, check: Callable[[str], bool] | None = No
     return tuple(out)
 
 
-def _bilingual(fields: _Fields, key: str) -> tuple[str, str]:
-    inner = _Fields(fields.data.get(key), fields.line_of(key), key, ("en", "zh"), ("en", "zh"))
+def is_shipped(file: str) -> bool:
+    """Whether a knowledge file is one of rulegen's own (under default_knowledge_dir()), not a site's."""
+    return Path(file).resolve().is_relative_to(default_knowledge_dir().resolve())
+
+
+def _bilingual(fields: _Fields, key: str, file: str) -> tuple[str, str]:
+    """English and Chinese; the Chinese only required of the shipped knowledge (a site writes for itself)."""
+    zh_required = is_shipped(file)
+    inner = _Fields(fields.data.get(key), fields.line_of(key), key, ("en", "zh"), ("en", "zh")[:1 + zh_required])
     # an English sentence at least: the Sigma description is built from it (SigmaHQ refuses brief ones)
-    return inner.text("en", max_len=8000, min_len=20), inner.text("zh", max_len=8000)
+    en = inner.text("en", max_len=8000, min_len=20)
+    return en, inner.text("zh", max_len=8000) if zh_required or inner.has("zh") else ""
+
+
+def _attack_link(value: str) -> str | None:
+    """Why an ATT&CK page cannot be a reference, and what to write instead; None for any other URL. (The Sigma
+    and Suricata ATT&CK tags come from a pattern's `attack`; a link among the references fails SigmaHQ's tag
+    checks far from the knowledge.)"""
+    m = ATTACK_URL.match(value)
+    if not m:
+        return None
+    kind, ident, sub = (m.group("kind") or "").lower(), (m.group("id") or "").upper(), m.group("sub")
+    if kind == "techniques" and ident.startswith("T"):
+        technique = f"{ident}.{sub}" if sub else ident
+        known = techniques().get(technique)
+        tactic = known.tactics[0] if known else "TACTIC"
+        hint = (f"put the technique under the pattern's `attack: {{tactic: {tactic}, technique: {technique}}}`"
+                + (f" (or another of its tactics: {', '.join(known.tactics[1:])})" if known and known.tactics[1:]
+                   else "" if known else f" ({technique} is not in the shipped ATT&CK Enterprise data)"))
+    else:
+        hint = "name the ATT&CK technique under the pattern's `attack: {tactic, technique}`"
+    return (f"{value} is a MITRE ATT&CK page, not a reference: {hint}, and leave the URL out of 'references' "
+            "(the Sigma tags and Suricata metadata are written from `attack`)")
 
 
 # --------------------------------------------------------------------------- objects
@@ -362,7 +434,8 @@ def _net(value: str, line: int, deferred: list) -> Net:
         return Net(value)
     m = re.fullmatch(r"(not-)?list:([a-z0-9][a-z0-9-]*)", value)
     if not m:
-        raise _Invalid(line, f"network must be home, external, any, broadcast, list:ID or not-list:ID, not {value!r}")
+        raise _Invalid(line, f"network must be home, external, any, broadcast, list:ID or not-list:ID, not {value!r}"
+                             f"{did_you_mean(value, ('home', 'external', 'any', 'broadcast'))}")
     deferred.append((m.group(2), line))
     return Net("list", m.group(2), negated=bool(m.group(1)))
 
@@ -393,7 +466,7 @@ def _bytes(f: _Fields, what: str) -> bytes:
 
 
 def _content(item: Any, line: int, first: bool) -> ContentMatch:
-    f = _Fields(item, line, "content item", ("text", "hex", "offset", "depth", "nocase", "distance", "within"), ())
+    f = _Fields(item, line, "content item", CONTENT_KEYS, ())
     data = _bytes(f, "content item")
     absolute = [k for k in ("offset", "depth") if f.has(k)]
     relative = [k for k in ("distance", "within") if f.has(k)]
@@ -421,8 +494,8 @@ def _match(value: Any, line: int, transport: str) -> Match:
         raise _Invalid(getattr(value, "line", line), f"'match' must hold exactly one of: {', '.join(MATCH_KINDS)}")
     kind = next(iter(value))
     if kind not in MATCH_KINDS:
-        raise _Invalid(value.key_lines.get(kind, line),
-                       f"unknown match kind {kind!r} (allowed: {', '.join(MATCH_KINDS)})")
+        raise _Invalid(value.key_lines.get(kind, line), f"unknown match kind {kind!r}{did_you_mean(kind, MATCH_KINDS)} "
+                                                        f"(allowed: {', '.join(MATCH_KINDS)})")
     body_line = value.key_lines.get(kind, line)
     if transport not in MATCH_TRANSPORTS[kind]:
         raise _Invalid(body_line, f"a {kind} match cannot use transport {transport} "
@@ -434,15 +507,7 @@ def _match(value: Any, line: int, transport: str) -> Match:
         lines = getattr(body, "item_lines", [body_line] * len(body))
         return Match("content", contents=tuple(_content(i, ln, n == 0)
                                                for n, (i, ln) in enumerate(zip(body, lines, strict=True))))
-    specs = {
-        "dns": (("query", "qtype"), ()), "snmp": (("community",), ("community",)),
-        "ftp": (("user",), ("user",)), "tftp": (("opcode", "filename"), ("opcode",)),
-        "dhcp": (("message_type",), ("message_type",)), "login": (("users",), ("users",)),
-        "rpc": (("program",), ("program",)), "netbios": (("query",), ("query",)),
-        "shell": (("response",), ("response",)), "smtp": (("reply", "rcpt"), ()),
-        "http": (("method", "uri", "uri_match", "header"), ()), "ntp": (("mode", "request"), ("mode",)),
-    }
-    allowed, required = specs[kind]
+    allowed, required = MATCH_KEYS[kind]
     f = _Fields(body, body_line, f"{kind} match", allowed, required)
     if kind == "dns":
         if f.has("query") == f.has("qtype"):
@@ -462,10 +527,9 @@ def _match(value: Any, line: int, transport: str) -> Match:
         return Match("ftp", ftp_user=_token(f, "user"))
     if kind == "tftp":
         filename = f.text("filename", max_len=255) if f.has("filename") else None
-        return Match("tftp", tftp_opcode=f.choice("opcode", ("read", "write")), tftp_filename=filename)
+        return Match("tftp", tftp_opcode=f.choice("opcode", TFTP_OPCODES), tftp_filename=filename)
     if kind == "dhcp":
-        return Match("dhcp", dhcp_message_type=f.choice(
-            "message_type", ("discover", "offer", "request", "decline", "ack", "nak", "release", "inform")))
+        return Match("dhcp", dhcp_message_type=f.choice("message_type", DHCP_MESSAGE_TYPES))
     if kind == "login":
         users = [(u, ln) for u, ln in f.items("users", required=True)]
         if not users:
@@ -477,7 +541,7 @@ def _match(value: Any, line: int, transport: str) -> Match:
     if kind == "rpc":
         return Match("rpc", rpc_program=f.int_in("program", 0, 2**32 - 1))
     if kind == "netbios":
-        return Match("netbios", netbios_query=f.choice("query", ("nbstat",)))
+        return Match("netbios", netbios_query=f.choice("query", NETBIOS_QUERIES))
     if kind == "smtp":
         return _smtp(f)
     if kind == "http":
@@ -618,13 +682,12 @@ def _pattern_fields(f: _Fields, pid: str, entry_id: str, entry_protocols: tuple[
         raise _Invalid(f.line_of("detect"), "'match' is required when detect is payload, and only then")
     sweep = None
     if f.has("sweep"):
-        s = _Fields(f.data["sweep"], f.line_of("sweep"), "sweep", ("distinct", "count", "seconds"),
-                    ("distinct", "count", "seconds"))
-        sweep = Sweep(s.choice("distinct", ("dst_port", "dst_ip")), s.int_in("count", 2, 100000),
+        s = _Fields(f.data["sweep"], f.line_of("sweep"), "sweep", *OBJECT_KEYS["sweep"])
+        sweep = Sweep(s.choice("distinct", SWEEP_DISTINCT), s.int_in("count", 2, 100000),
                       s.int_in("seconds", 1, 86400))
     if (detect is Detect.SWEEP) != (sweep is not None):
         raise _Invalid(f.line_of("detect"), "'sweep' is required when detect is sweep, and only then")
-    flow = f.choice("flow", ("to_server", "to_client"), "to_server")
+    flow = f.choice("flow", FLOWS, "to_server")
     if match is not None and match.kind == "shell":
         flow = "to_client"
     if match is not None and match.kind == "smtp":
@@ -640,7 +703,7 @@ def _pattern_fields(f: _Fields, pid: str, entry_id: str, entry_protocols: tuple[
     classtype = f.choice("classtype", sorted(CLASSTYPES))
     attack = None
     if f.has("attack"):
-        a = _Fields(f.data["attack"], f.line_of("attack"), "attack", ("tactic", "technique"), ("tactic", "technique"))
+        a = _Fields(f.data["attack"], f.line_of("attack"), "attack", *OBJECT_KEYS["attack"])
         technique = a.text("technique")
         if not TECHNIQUE.match(technique):
             raise _Invalid(a.line_of("technique"), f"technique must look like T1046 or T1595.001, not {technique!r}")
@@ -855,7 +918,7 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
             continue
 
         def top(d=data) -> _Fields:
-            return _Fields(d, 1, "knowledge file", ("home", "port_classes", "ip_lists", "entries", "overrides"), ())
+            return _Fields(d, 1, "knowledge file", FILE_KEYS, ())
 
         fields = collector.run(name, None, 1, top)
         if fields is None:
@@ -936,8 +999,31 @@ def load_knowledge(roots: Iterable[Path]) -> KnowledgeBase:
         raise KnowledgeError(collector.problems)
     entries, disabled = _apply_overrides(entries, overrides)
     ordered = tuple(sorted(entries.values(), key=lambda e: (e.table != "destination", e.ports[0], e.id)))
+    warnings = tuple(w for file, value, _ in raw_entries for w in _escape_warnings(file, value))
     return KnowledgeBase(tuple(sorted(classes, key=lambda c: c.ports)), dict(sorted(ip_lists.items())), ordered,
-                         disabled, home, pack_list)
+                         disabled, home, pack_list, warnings)
+
+
+def _escape_warnings(file: str, value: Any, owner: str | None = None) -> list[Problem]:
+    """A warning for every `text` (content item, sample, any text item) holding a backslash sequence that looks
+    like an escape: in single quotes or a plain scalar YAML keeps `\\r` as two characters, so the rule would
+    look for a backslash and an `r` and its proof would send the same, proving nothing about a real CR."""
+    found: list[Problem] = []
+    if isinstance(value, dict):
+        owner = value["id"] if isinstance(value.get("id"), str) else owner
+        text = value.get("text")
+        if isinstance(text, str) and LITERAL_ESCAPE.search(text):
+            sequences = ", ".join(dict.fromkeys(LITERAL_ESCAPE.findall(text)))
+            found.append(Problem(file, getattr(value, "key_lines", {}).get("text", getattr(value, "line", 0)), owner,
+                                 f"text {text!r} holds a literal backslash sequence ({sequences}), not a control "
+                                 'character: YAML turns escapes into characters only inside double quotes; write '
+                                 '"..." with double quotes (for example "QUIT\\r\\n"), or give the bytes as hex'))
+        for item in value.values():
+            found += _escape_warnings(file, item, owner)
+    elif isinstance(value, list):
+        for item in value:
+            found += _escape_warnings(file, item, owner)
+    return found
 
 
 def _home(raw: list[tuple[int, str, Any, int]], collector: _Collector) -> Home:
@@ -959,7 +1045,7 @@ def _home(raw: list[tuple[int, str, Any, int]], collector: _Collector) -> Home:
 
 
 def _home_set(value: Any, line: int, file: str) -> Home:
-    f = _Fields(value, line, "home", ("title", "addresses"), ("addresses",))
+    f = _Fields(value, line, "home", *OBJECT_KEYS["home"])
     if f.has("title"):
         f.text("title", max_len=200)
     addresses = _ip_list({"id": "home", "title": "home", "addresses": f.data["addresses"]}, f.line, file).addresses
@@ -973,8 +1059,7 @@ def _home_set(value: Any, line: int, file: str) -> Home:
 
 
 def _override(value: Any, line: int, file: str) -> Override:
-    f = _Fields(value, line, "override", ("pattern", "severity", "response", "disabled", "reason"),
-                ("pattern", "reason"))
+    f = _Fields(value, line, "override", *OBJECT_KEYS["override"])
     severity = f.choice("severity", [s.value for s in Severity]) if f.has("severity") else None
     response = f.choice("response", [r.value for r in Response]) if f.has("response") else None
     disabled = f.get("disabled", bool, False)
@@ -1026,15 +1111,14 @@ def _unique_classes(collector: _Collector, classes: list[PortClass]) -> None:
 
 
 def _port_class(value: Any, line: int, file: str) -> PortClass:
-    f = _Fields(value, line, "port class", ("id", "ports", "title", "description"),
-                ("id", "ports", "title", "description"))
-    en, zh = _bilingual(f, "description")
+    f = _Fields(value, line, "port class", *OBJECT_KEYS["port class"])
+    en, zh = _bilingual(f, "description", file)
     ports = parse_port_spec(f.data["ports"], f.line_of("ports"))
     return PortClass(f.slug("id"), ports, f.text("title", max_len=200), en, zh, Location(file, f.line))
 
 
 def _ip_list(value: Any, line: int, file: str) -> IpList:
-    f = _Fields(value, line, "ip list", ("id", "title", "addresses"), ("id", "title", "addresses"))
+    f = _Fields(value, line, "ip list", *OBJECT_KEYS["ip list"])
     addresses = []
     for item, ln in f.items("addresses", required=True):
         try:
@@ -1059,15 +1143,19 @@ def _entry(value: Any, line: int, file: str, classes: list[PortClass], list_refs
     protocols = _strings(f, "protocols", lambda v: v in TRANSPORTS, "protocol (tcp or udp)")
     if not protocols:
         raise _Invalid(f.line_of("protocols"), "'protocols' must list tcp and/or udp")
-    en, zh = _bilingual(f, "description")
+    en, zh = _bilingual(f, "description", file)
     corrections = []
     for item, ln in f.items("corrections"):
-        c = _Fields(item, ln, "correction", ("seed", "fixed", "note"), ("seed", "fixed", "note"))
+        c = _Fields(item, ln, "correction", *OBJECT_KEYS["correction"])
         corrections.append(Correction(c.text("seed"), c.text("fixed"), c.text("note")))
     pattern_items = f.items("patterns", required=True)
     if not pattern_items:
         raise _Invalid(f.line_of("patterns"), "an entry needs at least one pattern")
     ports = _ports(f, "ports", required=True)
+    for value, ln in f.items("references"):
+        refused = _attack_link(value) if isinstance(value, str) else None
+        if refused:
+            raise _Invalid(ln, f"'references': {refused}")
     references = _strings(f, "references", lambda v: bool(URL.match(v)), "http(s) URL")
     if not references:
         raise _Invalid(f.line_of("references"), "'references' needs at least one URL")
@@ -1082,7 +1170,7 @@ def _entry(value: Any, line: int, file: str, classes: list[PortClass], list_refs
     if failed:
         return None
     return Entry(
-        id=entry_id, table=f.choice("table", ("destination", "source")), ports=ports,
+        id=entry_id, table=f.choice("table", TABLES), ports=ports,
         protocols=tuple(sorted(set(protocols))), service=f.text("service", max_len=100),
         title=f.text("title", max_len=200), description_en=en, description_zh=zh, references=references,
         corrections=tuple(corrections), tags=_strings(f, "tags", lambda v: bool(SLUG.match(v)), "tag slug"),

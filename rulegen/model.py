@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 
+from rulegen.errors import Problem
+
 
 class Direction(StrEnum):
     INBOUND = "inbound"
@@ -304,6 +306,7 @@ class KnowledgeBase:
 
     def pack_of(self, pattern: Pattern) -> Pack:
         return self.pack(self.entry(pattern.entry_id).pack)
+    warnings: tuple[Problem, ...] = ()  # found while loading (a text that looks escaped but is not): not errors
 
     @cached_property
     def patterns(self) -> tuple[Pattern, ...]:

@@ -100,7 +100,7 @@ def show(entries: list[EntryView], only_pattern: str | None, lang: str) -> None:
         out.field("tags", ", ".join(entry.tags))
         out.field("references", " ".join(entry.references))
         out.blank()
-        out.text(entry.description[lang])
+        out.text(entry.description[lang] or entry.description["en"])  # a site's entry may have no zh
         for pattern in _patterns(entry, only_pattern):
             out.blank()
             _show_pattern(out, pattern)

@@ -356,7 +356,8 @@ def test_nft_reload_is_idempotent(built, netns):
 
 def test_non_editable_install_builds_from_any_directory(tmp_path):
     """pip install . (a wheel, not editable), then `rulegen build` elsewhere finds knowledge and templates; the
-    wheel carries every pack of the knowledge (with its pack.yaml and lock) and every pipeline (SIEM and hunt)."""
+    wheel carries every pack of the knowledge (with its pack.yaml and lock), every pipeline (SIEM and hunt) and the
+    knowledge schema."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
     install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(REPO)],
@@ -386,6 +387,9 @@ def test_non_editable_install_builds_from_any_directory(tmp_path):
     in_repo = sorted(str(p.relative_to(REPO / "knowledge")) for p in (REPO / "knowledge").rglob("*") if p.is_file())
     assert {"common.yaml", "article/pack.yaml", "article/rulegen.lock", "current/pack.yaml"} <= set(in_repo)
     assert knowledge.strip() == str(in_repo), knowledge
+    schema = subprocess.run([str(venv / "bin" / "rulegen"), "schema", "--check"], cwd=work, capture_output=True,
+                            text=True, timeout=60, env=env)  # the wheel ships the knowledge schema, up to date
+    assert schema.returncode == 0 and str(venv) in schema.stdout, schema.stdout + schema.stderr
 
 
 def test_help_lists_the_options():

@@ -8,17 +8,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rulegen.build import build
+from rulegen.errors import Problem
 from rulegen.prove import Proof
 
 
 def run_selftest(knowledge: Sequence[Path], templates: Path, targets: Sequence[str],
-                 policy: str | None = None) -> list[Proof]:
-    """Proofs for the selected targets, on a build of the knowledge whose lock is not saved; the firewall
-    proofs expect the responses `policy` gives (as `rulegen build --policy` does)."""
+                 policy: str | None = None) -> tuple[list[Proof], list[Problem]]:
+    """Proofs for the selected targets, on a build of the knowledge whose lock is not saved, and the build's
+    warnings (a proof of a text that only looks escaped proves the literal text: the warning says so); the
+    firewall proofs expect the responses `policy` gives (as `rulegen build --policy` does)."""
     work = Path(tempfile.mkdtemp(prefix="rulegen-selftest-"))
     try:
         out = work / "out"
-        kb = build(knowledge, templates, out, targets, save_lock=False, policy=policy).kb
+        result = build(knowledge, templates, out, targets, save_lock=False, policy=policy)
+        kb = result.kb
         proofs: list[Proof] = []
         if "suricata" in targets:
             from rulegen.prove import suricata
@@ -34,6 +37,6 @@ def run_selftest(knowledge: Sequence[Path], templates: Path, targets: Sequence[s
             from rulegen.targets.firewall import with_policy
 
             proofs += firewall.prove(with_policy(kb, policy), out, work / "firewall", firewalls)
-        return proofs
+        return proofs, result.warnings
     finally:
         shutil.rmtree(work, ignore_errors=True)
