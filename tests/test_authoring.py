@@ -102,11 +102,11 @@ def with_zh(text: str, zh: str) -> str:
 
 
 def test_a_blank_chinese_description_is_refused_in_the_shipped_knowledge_only(shipped_copy, tmp_path):
-    (shipped_copy / "zz-extra.yaml").write_text(with_zh(entry(), " "))
+    (shipped_copy / "article" / "zz-extra.yaml").write_text(with_zh(entry(), " "))
     with pytest.raises(KnowledgeError) as caught:
         load_knowledge([shipped_copy])
     assert any("'zh' must not be empty" in p.message for p in caught.value.problems)
-    (shipped_copy / "zz-extra.yaml").unlink()
+    (shipped_copy / "article" / "zz-extra.yaml").unlink()
     other = site(tmp_path, with_zh(entry(), "我们自己的应用服务器端口。"))
     assert load_knowledge([shipped_copy, other]).entry("my-app").description_zh == "我们自己的应用服务器端口。"
 

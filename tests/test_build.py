@@ -60,15 +60,19 @@ def test_sids_are_local_unique_and_match_the_lock(built, manifest):
     sids = [int(s) for s in re.findall(r"\bsid:(\d+);", rules)]
     assert len(sids) == len(set(sids)) and all(1000000 <= s <= 1999999 for s in sids)
     by_pattern = {m.group(2): int(m.group(1)) for m in re.finditer(r"\bsid:(\d+);.*rulegen_pattern ([\w-]+)", rules)}
-    lock = json.loads((built.parent / "knowledge" / "article" / "rulegen.lock").read_text())
+    locks = {pack: json.loads((built.parent / "knowledge" / pack / "rulegen.lock").read_text())["patterns"]
+             for pack in ("article", "current")}
+    ranges = {"article": (1000000, 1099999), "current": (1100000, 1199999)}  # each pack's SIDs in its own range
     assert len(by_pattern) == len(sids)
     for row in manifest["patterns"]:
-        assert lock["patterns"][row["id"]]["sid"] == row["sid"]
+        assert locks[row["pack"]][row["id"]]["sid"] == row["sid"]
+        assert ranges[row["pack"]][0] <= row["sid"] <= ranges[row["pack"]][1], row
         if row["coverage"]["suricata"]["expressed"]:
             assert by_pattern[row["id"]] == row["sid"]
 
 
 def test_suricata_rules_follow_et_conventions(built):
+    kb = load_knowledge([built.parent / "knowledge"])
     for line in (built / "suricata" / "rulegen.rules").read_text().splitlines():
         if not line.startswith("alert "):
             continue
@@ -77,7 +81,8 @@ def test_suricata_rules_follow_et_conventions(built):
         for key in ("created_at", "updated_at", "signature_severity", "attack_target", "deployment",
                     "performance_impact", "confidence", "rulegen_pattern"):
             assert f" {key} " in line or f":{key} " in line, (key, line)
-        assert "reference:url,www.robertgraham.com/pubs/firewall-seen.html;" in line
+        entry = kb.entry(re.search(r"rulegen_entry ([\w-]+)", line).group(1))
+        assert f"reference:url,{entry.references[0].split('://', 1)[1]};" in line  # the entry's first source
         options = re.findall(r"(\w[\w.]*)(?::|;)", line.split("(", 1)[1])
         assert options.index("msg") < options.index("flow") < options.index("classtype") < options.index("sid")
         if " priority:4;" in line:
@@ -424,10 +429,11 @@ def test_rev_follows_the_rendered_rule_text_not_the_files_around_it(tmp_path, te
                          "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     revised = set(json.loads(result.stdout)["lock"]["revised"])
-    lock = json.loads((knowledge / "article" / "rulegen.lock").read_text())
+    lock = {pid: locked for pack in ("article", "current")
+            for pid, locked in json.loads((knowledge / pack / "rulegen.lock").read_text())["patterns"].items()}
     suricata_rules = (tmp_path / "out" / "suricata" / "rulegen.rules").read_text()
     expressed = set(re.findall(r"rulegen_pattern ([\w-]+)", suricata_rules))
-    assert revised == expressed and all(lock["patterns"][p]["rev"] >= 2 for p in revised)
+    assert revised == expressed and all(lock[p]["rev"] >= 2 for p in revised)
 
 
 MIXED_LIST = '''ip_lists:

@@ -278,7 +278,7 @@ def test_wrong_samples_fail_the_suricata_proofs(tmp_path):
     start = text.index("        samples:\n", text.index("id: kinds-redis-config-set-dir"))
     end = text.index("        severity:", start)
     path.write_text(text[:start] + WRONG_SAMPLES + text[end:])
-    proofs = run_selftest([knowledge], default_templates_dir(), ["suricata"])
+    proofs, _ = run_selftest([knowledge], default_templates_dir(), ["suricata"])
     fires, quiet = (next(p for p in proofs if p.pattern == "kinds-redis-config-set-dir" and p.side == side)
                     for side in ("fires", "quiet"))
     assert not fires.proven and "missed fires sample 1" in fires.detail
@@ -293,7 +293,7 @@ def test_wrong_http_sample_fails_the_sigma_proof(tmp_path):
     quiet = '            - text: "GET /v1.41/containers/json HTTP/1.1'
     assert quiet in text
     path.write_text(text.replace(quiet, '            - text: "POST /containers/create HTTP/1.1'))
-    proofs = run_selftest([knowledge], default_templates_dir(), ["sigma"])
+    proofs, _ = run_selftest([knowledge], default_templates_dir(), ["sigma"])
     proof = next(p for p in proofs if p.pattern == "kinds-docker-create" and p.side == "quiet")
     assert not proof.proven and "http-quiet-sample-1" in proof.detail
 
