@@ -84,6 +84,7 @@ SURICATA = {
     "kinds-docker-ping-exact": 'http.uri; bsize:6; content:"/_ping"; fast_pattern;',
     "kinds-docker-registry-auth": 'http.uri; content:"/images/create"; fast_pattern; http.request_header; '
                                   'content:"X-Registry-Auth:"; nocase; startswith;',
+    "kinds-web-encoded-traversal": 'http.uri.raw; content:"/.%2e/"; fast_pattern;',
     "kinds-ntp-monlist": 'flow:to_server; byte_test:1,=,7,0,bitmask 0x87; pcre:"/^.{3}[\\x14\\x2a]/s";',
     "kinds-ntp-readvar": "byte_test:1,=,6,0,bitmask 0x07; byte_test:1,=,2,1,bitmask 0x9f;",
     "kinds-ntp-control": "byte_test:1,=,6,0,bitmask 0x07; byte_test:1,=,0,1,bitmask 0x80;",
@@ -146,7 +147,7 @@ def test_firewalls_say_why_not(pattern_id):
     """A packet filter expresses no payload match: with a drop response (past the alert-only reason) each kind
     says what a packet filter lacks."""
     plan = firewall.plan(dataclasses.replace(PATTERNS[pattern_id], response=Response.DROP), KB)
-    expected = {"content": "reassembled TCP stream", "http": "HTTP request parsed", "ntp": "@th payload",
+    expected = {"content": "reassembled TCP stream", "http": "HTTP request parsed", "ntp": "@th expressions",
                 "dns": "a dns match"}[PATTERNS[pattern_id].match.kind]
     assert not plan.expressed and expected in plan.reason, plan.reason
 
@@ -260,6 +261,22 @@ def test_quiet_proof_fails_a_sloppy_rule(out, replays, sids, work, pattern_id, c
     assert not quiet.proven and f"sid {sid} alerted" in quiet.detail
 
 
+def test_a_traversal_uri_needs_the_raw_buffer(out, replays, sids, work):
+    """The normalized http.uri decodes %2e and resolves dot segments: a rule on it misses the attack the raw buffer
+    sees, so the fires proof would fail."""
+    sid = sids["kinds-web-encoded-traversal"]
+    rule = _rule(out, sid)
+    assert "http.uri.raw;" in rule
+    folder = work / "normalized"
+    folder.mkdir()
+    (folder / "normalized.rules").write_text(rule.replace("http.uri.raw;", "http.uri;") + "\n")
+    config = prove_suricata.write_config(folder, KB)
+    replay = prove_suricata.replay_one(need("suricata"), config, folder / "normalized.rules",
+                                       replays["kinds-web-encoded-traversal"].pcap, folder / "logs")
+    assert replay.error is None and replay.count(sid) == 0
+    assert replays["kinds-web-encoded-traversal"].count(sid) >= 2  # the raw rule: derived request and sample
+
+
 # --- samples that do not do what they say fail the proofs ---------------------------------------------------------
 
 WRONG_SAMPLES = """        samples:
@@ -302,8 +319,8 @@ def test_wrong_http_sample_fails_the_sigma_proof(tmp_path):
 
 # (text in the test knowledge, its replacement, the error's words); the error names the replaced line
 BAD = [
-    ('{text: "SET", nocase: true, distance: 1, within: 12}', '{text: "SET", nocase: true, distance: 1, within: 3}',
-     "within 3 is shorter than the content (3 bytes) plus distance 1"),
+    ('{text: "SET", nocase: true, distance: 1, within: 12}', '{text: "SET", nocase: true, distance: 1, within: 2}',
+     "within 2 is shorter than the content (3 bytes)"),
     ('- {text: "CONFIG", nocase: true}', '- {text: "CONFIG", nocase: true, distance: 2}',
      "the first content item has none"),
     ('{text: "dir", nocase: true, distance: 1, within: 12}', '{text: "dir", nocase: true, offset: 4, within: 12}',
@@ -417,3 +434,24 @@ def test_capture_layout_of_relative_contents():
     items = PATTERNS["kinds-redis-config-set-dir"].match.contents
     assert captures.content_payload(items) == b"CONFIG SET dir\r\n"
     assert captures.content_payload(items, (0, 0, 0)) == b"CONFIGSETdir\r\n"
+
+
+def test_within_counts_from_distance_past_the_previous_match(tmp_path):
+    """The window the docs describe, in the engine: with distance 1 and within 5 a 3-byte item may start 1 to 3
+    bytes after the previous match (it ends at most distance + within bytes after it), not 4."""
+    from rulegen.model import ContentMatch
+    from rulegen.targets.suricata import _content_options
+
+    options = _content_options((ContentMatch(b"CONFIG"), ContentMatch(b"SET", distance=1, within=5)))
+    assert options == ['content:"CONFIG"', "fast_pattern", 'content:"SET"', "distance:1", "within:5"]
+    rule = f'alert tcp any any -> any 6379 (msg:"window"; flow:established,to_server; {"; ".join(options)}; sid:7;)'
+    (tmp_path / "w.rules").write_text(rule + "\n")
+    wire = captures.Wire()
+    for port, gap in ((50001, 1), (50003, 3), (50004, 4)):
+        message = b"CONFIG" + b" " * gap + b"SET x\r\n"
+        wire.tcp("203.0.113.5", "192.168.1.10", port, 6379).conversation([(True, message)])
+    pcap = wire.write(tmp_path / "w.pcap")
+    config = prove_suricata.write_config(tmp_path, KB)
+    replay = prove_suricata.replay_one(need("suricata"), config, tmp_path / "w.rules", pcap, tmp_path / "logs")
+    assert replay.error is None
+    assert {a.src.rsplit(":", 1)[1] for a in replay.alerts} == {"50001", "50003"}

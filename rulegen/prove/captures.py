@@ -396,11 +396,11 @@ HTTP_AGENT = "curl/7.88.1"
 
 
 def _http_uri(match: Match) -> str:
-    """A request target the match's uri fits: inside a longer path (contains), followed by a query (startswith),
-    or exactly (equals)."""
+    """A request target the match's uri fits: inside a longer path or in a query (contains), followed by a query
+    (startswith), or exactly (equals)."""
     uri = match.http_uri or "/"
-    if match.http_uri_match == "contains" and match.http_uri:
-        return "/v1.41" + uri if uri.startswith("/") else "/" + uri
+    if match.http_uri_match == "contains" and match.http_uri:  # inside a longer path, or a query
+        return "/v1.41" + uri if uri.startswith("/") else "/app?" + uri
     if match.http_uri_match == "startswith" and match.http_uri:
         return uri + ("&" if "?" in uri else "?") + "all=1"
     return uri
