@@ -191,9 +191,10 @@ RAW_URI = re.compile(r"/\.\.?(/|$)|//|%|\\")
 
 def _http_options(match: Match) -> list[str]:
     """The request's sticky buffers: http.method (whole), http.uri (normalized; contains, startswith or the whole
-    of it; http.uri.raw for a value about the request as sent, RAW_URI), and http.request_header, which holds one header at a time as `Name: value` (so the value is matched in
-    that header's line only, which http.header, all headers in one buffer, cannot promise). HTTP on any port:
-    the buffers make the rule wait for Suricata's HTTP parser, which protocol detection starts on any port."""
+    of it; http.uri.raw for a value about the request as sent, RAW_URI), and http.request_header, which holds
+    one header at a time as `Name: value` (so the value is matched in that header's line only, which http.header,
+    all headers in one buffer, cannot promise). HTTP on any port: the buffers make the rule wait for Suricata's
+    HTTP parser, which protocol detection starts on any port."""
     opts: list[str] = []
     uri = match.http_uri.encode() if match.http_uri else None
     if match.http_method:
