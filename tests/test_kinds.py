@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -455,3 +456,33 @@ def test_within_counts_from_distance_past_the_previous_match(tmp_path):
     replay = prove_suricata.replay_one(need("suricata"), config, tmp_path / "w.rules", pcap, tmp_path / "logs")
     assert replay.error is None
     assert {a.src.rsplit(":", 1)[1] for a in replay.alerts} == {"50001", "50003"}
+
+
+# --- the worked examples of docs/knowledge.md -------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "knowledge.md"
+DOCS_SECTION = "## Relative content, http, ntp, dns ANY and samples"
+
+
+def _docs_examples() -> list[str]:
+    text = DOCS.read_text(encoding="utf-8")
+    start = text.index(DOCS_SECTION)
+    end = text.index("\n## ", start + len(DOCS_SECTION))
+    return re.findall(r"```yaml\n(.*?)```", text[start:end], flags=re.S)
+
+
+def test_docs_examples_build_and_prove(tmp_path):
+    """Every YAML block of the section is a knowledge file that builds, and whose patterns selftest proves."""
+    need("suricata")
+    examples = _docs_examples()
+    assert len(examples) >= 3
+    knowledge = tmp_path / "knowledge"
+    knowledge.mkdir()
+    for n, example in enumerate(examples):
+        (knowledge / f"example-{n}.yaml").write_text(example)
+    result = run_rulegen("build", "-k", str(knowledge), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    proofs = run_selftest([knowledge], default_templates_dir(), ["suricata", "sigma"])
+    kb = load_knowledge([knowledge])
+    assert {p.pattern for p in proofs} >= {p.id for p in kb.patterns}
+    assert all(p.proven for p in proofs), [(p.pattern, p.target, p.side, p.detail) for p in proofs if not p.proven]
