@@ -117,7 +117,7 @@ def home_services() -> Capture:
                  b"USN: uuid:4d696e69-444c-164e-9d41-001132aabbcc::urn:schemas-upnp-org:device:MediaServer:1\r\n\r\n")
     now = START + 2_208_988_800
     for sport in (123, 38011):  # ntpd keeps port 123; chrony and systemd-timesyncd send from an ephemeral port
-        cap.datagram(LAPTOP, TIME_SERVER, sport, 123, bytes(NTP(version=4, mode=3, sent=now)))
+        cap.datagram(LAPTOP, TIME_SERVER, sport, 123, bytes(NTP(version=4, mode=3, ref=0, orig=0, recv=0, sent=now)))
         cap.datagram(TIME_SERVER, LAPTOP, 123, sport, bytes(NTP(version=4, mode=4, stratum=2, ref=now - 30, orig=now,
                                                                  recv=now + 0.011, sent=now + 0.012)))
     return cap

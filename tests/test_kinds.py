@@ -486,3 +486,16 @@ def test_docs_examples_build_and_prove(tmp_path):
     kb = load_knowledge([knowledge])
     assert {p.pattern for p in proofs} >= {p.id for p in kb.patterns}
     assert all(p.proven for p in proofs), [(p.pattern, p.target, p.side, p.detail) for p in proofs if not p.proven]
+
+
+def test_captures_are_deterministic(replays, tmp_path):
+    """The same bytes on every run (no clock in an NTP timestamp, no random id)."""
+    for name, replay in replays.items():
+        if name == prove_suricata.NORMAL:
+            continue
+        pattern = PATTERNS[name.removesuffix(prove_suricata.QUIET)]
+        if name.endswith(prove_suricata.QUIET):
+            again, _ = captures.write_quiet(pattern, KB, tmp_path / replay.pcap.name)
+        else:
+            again = captures.write(pattern, KB, tmp_path / replay.pcap.name)
+        assert again.read_bytes() == replay.pcap.read_bytes(), name

@@ -438,7 +438,8 @@ def ntp_message(mode: int, code: int | None = None, version: int | None = None) 
         return bytes([(version or 2) << 3 | 6, code or 1]) + struct.pack("!HHHHH", 1, 0, 0, 0, 0)
     s = _scapy()
     sent = BASE_TIME + 2_208_988_800  # NTP era: seconds since 1900
-    return bytes(s.NTP(version=version or 4, mode=mode, stratum=0 if mode == 3 else 2, sent=sent))
+    return bytes(s.NTP(version=version or 4, mode=mode, stratum=0 if mode == 3 else 2, ref=0, orig=0, recv=0,
+                       sent=sent))  # every timestamp given: scapy fills a missing one with the clock
 
 
 def _ntp(match: Match, transport: str) -> list[Message]:
@@ -967,6 +968,6 @@ def _home_services(wire: Wire) -> None:
              b"LOCATION: http://192.168.1.40:49152/description.xml\r\nST: upnp:rootdevice\r\n"
              b"USN: uuid:4d696e69-444c-164e-9d41-b827eb000001::upnp:rootdevice\r\n\r\n")
     sent = BASE_TIME + 2_208_988_800 + 60
-    wire.udp(app, "198.51.100.123", 41234, 123, bytes(s.NTP(version=4, mode=3, sent=sent)))
+    wire.udp(app, "198.51.100.123", 41234, 123, bytes(s.NTP(version=4, mode=3, ref=0, orig=0, recv=0, sent=sent)))
     wire.udp("198.51.100.123", app, 123, 41234, bytes(s.NTP(version=4, mode=4, stratum=2, ref=sent - 64, orig=sent,
                                                               recv=sent + 0.02, sent=sent + 0.021)))
