@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import need, run_rulegen
 
 from rulegen.build import build
@@ -499,3 +500,28 @@ def test_captures_are_deterministic(replays, tmp_path):
         else:
             again = captures.write(pattern, KB, tmp_path / replay.pcap.name)
         assert again.read_bytes() == replay.pcap.read_bytes(), name
+
+
+def test_hunt_over_the_eve_of_each_capture(out, replays, work):
+    """The Sigma rules through `rulegen hunt` over Suricata's EVE (http and dns records) of each pattern's own
+    capture: each rule alerts on its fires capture and stays silent on its quiet capture."""
+    from rulegen.hunt.session import Hunt
+
+    binary = need("suricata")
+    folder = work / "eve"
+    folder.mkdir()
+    config = folder / "suricata.yaml"
+    config.write_text(minimal_config(KB.home.addresses) + "outputs:\n  - eve-log:\n      enabled: yes\n      "
+                      "filetype: regular\n      filename: eve.json\n      types:\n        - dns\n        - http:\n"
+                      "            extended: yes\n")  # http_method is an extended field
+    rules = {pid: next((out / "sigma").glob(f"*_{pid.replace('-', '_')}.yml")) for pid in SIGMA_PATTERNS}
+    session = Hunt([out / "sigma"], "informational")
+    for pid, rule in rules.items():
+        rule_id = yaml.safe_load(rule.read_text())["id"]
+        for name, wanted in ((pid, True), (pid + prove_suricata.QUIET, False)):
+            logs = folder / name
+            replay = prove_suricata.replay_one(binary, config, out / "suricata" / "rulegen.rules", replays[name].pcap,
+                                               logs)
+            assert replay.error is None
+            alerted = {a.rule.id for a in session.run([logs / "eve.json"])}
+            assert (rule_id in alerted) == wanted, (name, alerted)
