@@ -83,7 +83,7 @@ SURICATA = {
     "kinds-docker-mozi-agent": 'http.method; bsize:3; content:"GET"; http.uri; content:"/version"; fast_pattern; '
                                'startswith; http.request_header; content:"User-Agent: "; nocase; startswith; '
                                'content:"Mozi"; nocase; distance:0;',
-    "kinds-docker-ping-exact": 'http.uri; bsize:6; content:"/_ping"; fast_pattern;',
+    "kinds-docker-ping-exact": 'urilen:6; http.uri; content:"/_ping"; fast_pattern;',
     "kinds-docker-registry-auth": 'http.uri; content:"/images/create"; fast_pattern; http.request_header; '
                                   'content:"X-Registry-Auth:"; nocase; startswith;',
     "kinds-web-encoded-traversal": 'http.uri.raw; content:"/.%2e/"; fast_pattern;',
@@ -229,7 +229,7 @@ SLOPPY = [
     ("kinds-docker-create", 'http.method; bsize:4; content:"POST"; '),  # any method
     ("kinds-docker-mozi-agent", ('http.request_header; content:"User-Agent: "; nocase; startswith;',
                                  'http.header; content:"User-Agent: "; nocase;')),  # the value in any header
-    ("kinds-docker-ping-exact", "bsize:6; "),  # a URI that only contains /_ping
+    ("kinds-docker-ping-exact", "urilen:6; "),  # a URI that only contains /_ping
     ("kinds-docker-registry-auth", 'http.request_header; content:"X-Registry-Auth:"; nocase; startswith; '),
     ("kinds-ntp-monlist", "byte_test:1,=,7,0,bitmask 0x87; "),  # byte 3 of any mode
     ("kinds-ntp-readvar", "byte_test:1,=,6,0,bitmask 0x07; "),  # byte 1 of any mode

@@ -191,10 +191,10 @@ RAW_URI = re.compile(r"/\.\.?(/|$)|//|%|\\")
 
 def _http_options(match: Match) -> list[str]:
     """The request's sticky buffers: http.method (whole), http.uri (normalized; contains, startswith or the whole
-    of it; http.uri.raw for a value about the request as sent, RAW_URI), and http.request_header, which holds
-    one header at a time as `Name: value` (so the value is matched in that header's line only, which http.header,
-    all headers in one buffer, cannot promise). HTTP on any port: the buffers make the rule wait for Suricata's
-    HTTP parser, which protocol detection starts on any port."""
+    of it, with urilen; http.uri.raw for a value about the request as sent, RAW_URI), and http.request_header,
+    which holds one header at a time as `Name: value` (so the value is matched in that header's line only, which
+    http.header, all headers in one buffer, cannot promise). HTTP on any port: the buffers make the rule wait
+    for Suricata's HTTP parser, which protocol detection starts on any port."""
     opts: list[str] = []
     uri = match.http_uri.encode() if match.http_uri else None
     if match.http_method:
@@ -203,10 +203,10 @@ def _http_options(match: Match) -> list[str]:
         if uri is None and not match.http_header:
             opts.append("fast_pattern")
     if uri is not None:
-        opts.append("http.uri.raw" if RAW_URI.search(match.http_uri) else "http.uri")
-        if match.http_uri_match == "equals":
-            opts.append(f"bsize:{len(uri)}")
-        opts += [f"content:{content_string(uri)}", "fast_pattern"]
+        raw = bool(RAW_URI.search(match.http_uri))
+        if match.http_uri_match == "equals":  # urilen, not bsize on the URI buffer (slow, says suricata-check S902)
+            opts.append(f"urilen:{len(uri)}{',raw' if raw else ''}")
+        opts += ["http.uri.raw" if raw else "http.uri", f"content:{content_string(uri)}", "fast_pattern"]
         if match.http_uri_match == "startswith":
             opts.append("startswith")
     if match.http_header:
