@@ -178,8 +178,9 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
     if pattern.response.value == "alert":
         return gap(pattern, "response is alert: the knowledge asks for detection only, nothing to block or log")
     if pattern.match is not None:
-        return gap(pattern, MATCH_GAPS.get(pattern.match.kind, f"needs application data (a {pattern.match.kind} "
-                                                               "match) that a packet filter does not inspect"))
+        why = MATCH_GAPS.get(pattern.match.kind)
+        return gap(pattern, f"needs application data (a {pattern.match.kind} match) that a packet filter does not "
+                            f"inspect{': ' + why if why else ''}")
     if pattern.sweep is not None:
         return gap(pattern, "a sweep counts many ports or hosts per source; the snippet acts on single packets")
     src, dst = addresses(pattern.src_net, kb, pattern.dst_net), addresses(pattern.dst_net, kb, pattern.src_net)
