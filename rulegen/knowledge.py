@@ -481,10 +481,11 @@ def _content(item: Any, line: int, first: bool) -> ContentMatch:
         raise _Invalid(f.line_of("depth"), f"depth {depth} is shorter than the content ({len(data)} bytes)")
     distance = f.int_in("distance", 0, 65535)
     within = f.int_in("within", 1, 65535)
-    if within is not None and within < len(data) + (distance or 0):
-        needed = f"the content ({len(data)} bytes)" + (f" plus distance {distance}" if distance else "")
-        raise _Invalid(f.line_of("within"), f"within {within} is shorter than {needed}: it could never match "
-                                            f"(use at least {len(data) + (distance or 0)})")
+    # Suricata counts `within` from `distance` bytes past the previous match (measured on 7.0.10), so the window
+    # must hold the item itself, as the engine requires ("within argument less than the content length")
+    if within is not None and within < len(data):
+        raise _Invalid(f.line_of("within"), f"within {within} is shorter than the content ({len(data)} bytes): it "
+                                            f"could never match (use at least {len(data)})")
     return ContentMatch(data, f.int_in("offset", 0, 65535), depth, bool(f.get("nocase", bool, False)),
                         distance, within)
 

@@ -1,7 +1,7 @@
 """`rulegen hunt` over the EVE JSON of the real Suricata: every capture that proves a Suricata rule (and the capture
-of each Sigma-only pattern) is replayed with EVE flow, netflow, dns, dhcp, ftp, smtp, snmp and tftp records on; each
-Sigma pattern whose log source an EVE record carries must alert on its own capture, and the normal traffic must
-raise nothing above informational."""
+of each Sigma-only pattern) is replayed with EVE flow, netflow, dns, dhcp, ftp, smtp, snmp, tftp and http records
+on; each Sigma pattern whose log source an EVE record carries must alert on its own capture, and the normal traffic
+must raise nothing above informational."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ from rulegen.validate import engines
 from rulegen.validate.suricata import minimal_config
 from tests.conftest import run_rulegen
 
-EVE_TYPES = ("flow", "netflow", "dns", "dhcp", "ftp", "smtp", "snmp", "tftp")
+EVE_TYPES = ("flow", "netflow", "dns", "dhcp", "ftp", "smtp", "snmp", "tftp", "http")
 EVE_CONFIG = ("outputs:\n  - eve-log:\n      enabled: yes\n      filetype: regular\n      filename: eve.json\n"
-              "      types:\n" + "".join(f"        - {t}\n" for t in EVE_TYPES if t != "dhcp")
-              + "        - dhcp:\n            extended: yes\n")  # dhcp_type (offer, ack...) is an extended field
+              "      types:\n" + "".join(f"        - {t}\n" for t in EVE_TYPES if t not in ("dhcp", "http"))
+              + "        - dhcp:\n            extended: yes\n"  # dhcp_type (offer, ack...) is an extended field
+              + "        - http:\n            extended: yes\n")  # and so is http_method
 
 
 def _manifest(out: Path) -> dict:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import need, run_rulegen
 
 from rulegen.build import build
@@ -81,9 +83,10 @@ SURICATA = {
     "kinds-docker-mozi-agent": 'http.method; bsize:3; content:"GET"; http.uri; content:"/version"; fast_pattern; '
                                'startswith; http.request_header; content:"User-Agent: "; nocase; startswith; '
                                'content:"Mozi"; nocase; distance:0;',
-    "kinds-docker-ping-exact": 'http.uri; bsize:6; content:"/_ping"; fast_pattern;',
+    "kinds-docker-ping-exact": 'urilen:6; http.uri; content:"/_ping"; fast_pattern;',
     "kinds-docker-registry-auth": 'http.uri; content:"/images/create"; fast_pattern; http.request_header; '
                                   'content:"X-Registry-Auth:"; nocase; startswith;',
+    "kinds-web-encoded-traversal": 'http.uri.raw; content:"/.%2e/"; fast_pattern;',
     "kinds-ntp-monlist": 'flow:to_server; byte_test:1,=,7,0,bitmask 0x87; pcre:"/^.{3}[\\x14\\x2a]/s";',
     "kinds-ntp-readvar": "byte_test:1,=,6,0,bitmask 0x07; byte_test:1,=,2,1,bitmask 0x9f;",
     "kinds-ntp-control": "byte_test:1,=,6,0,bitmask 0x07; byte_test:1,=,0,1,bitmask 0x80;",
@@ -146,7 +149,7 @@ def test_firewalls_say_why_not(pattern_id):
     """A packet filter expresses no payload match: with a drop response (past the alert-only reason) each kind
     says what a packet filter lacks."""
     plan = firewall.plan(dataclasses.replace(PATTERNS[pattern_id], response=Response.DROP), KB)
-    expected = {"content": "reassembled TCP stream", "http": "HTTP request parsed", "ntp": "@th payload",
+    expected = {"content": "reassembled TCP stream", "http": "HTTP request parsed", "ntp": "@th expressions",
                 "dns": "a dns match"}[PATTERNS[pattern_id].match.kind]
     assert not plan.expressed and expected in plan.reason, plan.reason
 
@@ -226,7 +229,7 @@ SLOPPY = [
     ("kinds-docker-create", 'http.method; bsize:4; content:"POST"; '),  # any method
     ("kinds-docker-mozi-agent", ('http.request_header; content:"User-Agent: "; nocase; startswith;',
                                  'http.header; content:"User-Agent: "; nocase;')),  # the value in any header
-    ("kinds-docker-ping-exact", "bsize:6; "),  # a URI that only contains /_ping
+    ("kinds-docker-ping-exact", "urilen:6; "),  # a URI that only contains /_ping
     ("kinds-docker-registry-auth", 'http.request_header; content:"X-Registry-Auth:"; nocase; startswith; '),
     ("kinds-ntp-monlist", "byte_test:1,=,7,0,bitmask 0x87; "),  # byte 3 of any mode
     ("kinds-ntp-readvar", "byte_test:1,=,6,0,bitmask 0x07; "),  # byte 1 of any mode
@@ -258,6 +261,22 @@ def test_quiet_proof_fails_a_sloppy_rule(out, replays, sids, work, pattern_id, c
                                   out)
     quiet = next(p for p in proofs if p.pattern == pattern_id and p.side == "quiet")
     assert not quiet.proven and f"sid {sid} alerted" in quiet.detail
+
+
+def test_a_traversal_uri_needs_the_raw_buffer(out, replays, sids, work):
+    """The normalized http.uri decodes %2e and resolves dot segments: a rule on it misses the attack the raw buffer
+    sees, so the fires proof would fail."""
+    sid = sids["kinds-web-encoded-traversal"]
+    rule = _rule(out, sid)
+    assert "http.uri.raw;" in rule
+    folder = work / "normalized"
+    folder.mkdir()
+    (folder / "normalized.rules").write_text(rule.replace("http.uri.raw;", "http.uri;") + "\n")
+    config = prove_suricata.write_config(folder, KB)
+    replay = prove_suricata.replay_one(need("suricata"), config, folder / "normalized.rules",
+                                       replays["kinds-web-encoded-traversal"].pcap, folder / "logs")
+    assert replay.error is None and replay.count(sid) == 0
+    assert replays["kinds-web-encoded-traversal"].count(sid) >= 2  # the raw rule: derived request and sample
 
 
 # --- samples that do not do what they say fail the proofs ---------------------------------------------------------
@@ -302,8 +321,8 @@ def test_wrong_http_sample_fails_the_sigma_proof(tmp_path):
 
 # (text in the test knowledge, its replacement, the error's words); the error names the replaced line
 BAD = [
-    ('{text: "SET", nocase: true, distance: 1, within: 12}', '{text: "SET", nocase: true, distance: 1, within: 3}',
-     "within 3 is shorter than the content (3 bytes) plus distance 1"),
+    ('{text: "SET", nocase: true, distance: 1, within: 12}', '{text: "SET", nocase: true, distance: 1, within: 2}',
+     "within 2 is shorter than the content (3 bytes)"),
     ('- {text: "CONFIG", nocase: true}', '- {text: "CONFIG", nocase: true, distance: 2}',
      "the first content item has none"),
     ('{text: "dir", nocase: true, distance: 1, within: 12}', '{text: "dir", nocase: true, offset: 4, within: 12}',
@@ -417,3 +436,92 @@ def test_capture_layout_of_relative_contents():
     items = PATTERNS["kinds-redis-config-set-dir"].match.contents
     assert captures.content_payload(items) == b"CONFIG SET dir\r\n"
     assert captures.content_payload(items, (0, 0, 0)) == b"CONFIGSETdir\r\n"
+
+
+def test_within_counts_from_distance_past_the_previous_match(tmp_path):
+    """The window the docs describe, in the engine: with distance 1 and within 5 a 3-byte item may start 1 to 3
+    bytes after the previous match (it ends at most distance + within bytes after it), not 4."""
+    from rulegen.model import ContentMatch
+    from rulegen.targets.suricata import _content_options
+
+    options = _content_options((ContentMatch(b"CONFIG"), ContentMatch(b"SET", distance=1, within=5)))
+    assert options == ['content:"CONFIG"', "fast_pattern", 'content:"SET"', "distance:1", "within:5"]
+    rule = f'alert tcp any any -> any 6379 (msg:"window"; flow:established,to_server; {"; ".join(options)}; sid:7;)'
+    (tmp_path / "w.rules").write_text(rule + "\n")
+    wire = captures.Wire()
+    for port, gap in ((50001, 1), (50003, 3), (50004, 4)):
+        message = b"CONFIG" + b" " * gap + b"SET x\r\n"
+        wire.tcp("203.0.113.5", "192.168.1.10", port, 6379).conversation([(True, message)])
+    pcap = wire.write(tmp_path / "w.pcap")
+    config = prove_suricata.write_config(tmp_path, KB)
+    replay = prove_suricata.replay_one(need("suricata"), config, tmp_path / "w.rules", pcap, tmp_path / "logs")
+    assert replay.error is None
+    assert {a.src.rsplit(":", 1)[1] for a in replay.alerts} == {"50001", "50003"}
+
+
+# --- the worked examples of docs/knowledge.md -------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "knowledge.md"
+DOCS_SECTION = "## Relative content, http, ntp, dns ANY and samples"
+
+
+def _docs_examples() -> list[str]:
+    text = DOCS.read_text(encoding="utf-8")
+    start = text.index(DOCS_SECTION)
+    end = text.index("\n## ", start + len(DOCS_SECTION))
+    return re.findall(r"```yaml\n(.*?)```", text[start:end], flags=re.S)
+
+
+def test_docs_examples_build_and_prove(tmp_path):
+    """Every YAML block of the section is a knowledge file that builds, and whose patterns selftest proves."""
+    need("suricata")
+    examples = _docs_examples()
+    assert len(examples) >= 3
+    knowledge = tmp_path / "knowledge"
+    knowledge.mkdir()
+    for n, example in enumerate(examples):
+        (knowledge / f"example-{n}.yaml").write_text(example)
+    result = run_rulegen("build", "-k", str(knowledge), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    proofs = run_selftest([knowledge], default_templates_dir(), ["suricata", "sigma"])
+    kb = load_knowledge([knowledge])
+    assert {p.pattern for p in proofs} >= {p.id for p in kb.patterns}
+    assert all(p.proven for p in proofs), [(p.pattern, p.target, p.side, p.detail) for p in proofs if not p.proven]
+
+
+def test_captures_are_deterministic(replays, tmp_path):
+    """The same bytes on every run (no clock in an NTP timestamp, no random id)."""
+    for name, replay in replays.items():
+        if name == prove_suricata.NORMAL:
+            continue
+        pattern = PATTERNS[name.removesuffix(prove_suricata.QUIET)]
+        if name.endswith(prove_suricata.QUIET):
+            again, _ = captures.write_quiet(pattern, KB, tmp_path / replay.pcap.name)
+        else:
+            again = captures.write(pattern, KB, tmp_path / replay.pcap.name)
+        assert again.read_bytes() == replay.pcap.read_bytes(), name
+
+
+def test_hunt_over_the_eve_of_each_capture(out, replays, work):
+    """The Sigma rules through `rulegen hunt` over Suricata's EVE (http and dns records) of each pattern's own
+    capture: each rule alerts on its fires capture and stays silent on its quiet capture."""
+    from rulegen.hunt.session import Hunt
+
+    binary = need("suricata")
+    folder = work / "eve"
+    folder.mkdir()
+    config = folder / "suricata.yaml"
+    config.write_text(minimal_config(KB.home.addresses) + "outputs:\n  - eve-log:\n      enabled: yes\n      "
+                      "filetype: regular\n      filename: eve.json\n      types:\n        - dns\n        - http:\n"
+                      "            extended: yes\n")  # http_method is an extended field
+    rules = {pid: next((out / "sigma").glob(f"*_{pid.replace('-', '_')}.yml")) for pid in SIGMA_PATTERNS}
+    session = Hunt([out / "sigma"], "informational")
+    for pid, rule in rules.items():
+        rule_id = yaml.safe_load(rule.read_text())["id"]
+        for name, wanted in ((pid, True), (pid + prove_suricata.QUIET, False)):
+            logs = folder / name
+            replay = prove_suricata.replay_one(binary, config, out / "suricata" / "rulegen.rules", replays[name].pcap,
+                                               logs)
+            assert replay.error is None
+            alerted = {a.rule.id for a in session.run([logs / "eve.json"])}
+            assert (rule_id in alerted) == wanted, (name, alerted)

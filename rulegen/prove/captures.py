@@ -396,11 +396,11 @@ HTTP_AGENT = "curl/7.88.1"
 
 
 def _http_uri(match: Match) -> str:
-    """A request target the match's uri fits: inside a longer path (contains), followed by a query (startswith),
-    or exactly (equals)."""
+    """A request target the match's uri fits: inside a longer path or in a query (contains), followed by a query
+    (startswith), or exactly (equals)."""
     uri = match.http_uri or "/"
-    if match.http_uri_match == "contains" and match.http_uri:
-        return "/v1.41" + uri if uri.startswith("/") else "/" + uri
+    if match.http_uri_match == "contains" and match.http_uri:  # inside a longer path, or a query
+        return "/v1.41" + uri if uri.startswith("/") else "/app?" + uri
     if match.http_uri_match == "startswith" and match.http_uri:
         return uri + ("&" if "?" in uri else "?") + "all=1"
     return uri
@@ -438,7 +438,8 @@ def ntp_message(mode: int, code: int | None = None, version: int | None = None) 
         return bytes([(version or 2) << 3 | 6, code or 1]) + struct.pack("!HHHHH", 1, 0, 0, 0, 0)
     s = _scapy()
     sent = BASE_TIME + 2_208_988_800  # NTP era: seconds since 1900
-    return bytes(s.NTP(version=version or 4, mode=mode, stratum=0 if mode == 3 else 2, sent=sent))
+    return bytes(s.NTP(version=version or 4, mode=mode, stratum=0 if mode == 3 else 2, ref=0, orig=0, recv=0,
+                       sent=sent))  # every timestamp given: scapy fills a missing one with the clock
 
 
 def _ntp(match: Match, transport: str) -> list[Message]:
@@ -858,7 +859,8 @@ def _server_hello() -> bytes:
 
 
 def normal_traffic() -> Wire:
-    """Ordinary traffic of a small site with a web and a mail server: it should raise nothing."""
+    """Ordinary traffic of a small site with a web and a mail server, and its home services used from inside: it
+    should raise nothing above informational."""
     s = _scapy()
     wire = Wire()
     web, mail, resolver = "198.51.100.80", "198.51.100.25", "198.51.100.53"
@@ -919,4 +921,53 @@ def normal_traffic() -> Wire:
         (False, b"550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient "
                 b"table\r\n"),
         (True, b"QUIT\r\n"), (False, b"221 2.0.0 Bye\r\n")])
+    _home_services(wire)
     return wire
+
+
+def _resp(*words: bytes) -> bytes:
+    """A Redis command as clients send it: a RESP array of bulk strings."""
+    return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
+
+
+SSDP_GROUP = "239.255.255.250"
+
+
+def _home_services(wire: Wire) -> None:
+    """Services of a home network used as they are meant to be, from inside (issue 14): an application and its own
+    Redis, memcached get/set, an admin's `docker ps` to the Docker API of a home host, SSDP announcements and a
+    search on the LAN, and a chrony-style NTP sync from an ephemeral port with an outside server."""
+    s = _scapy()
+    app, store = HOME_CLIENT, HOME_SERVER
+    info = b"# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\ntcp_port:6379\r\n"
+    wire.tcp(app, store, 53000, 6379).conversation([
+        (True, _resp(b"INFO", b"server")), (False, b"$%d\r\n%s\r\n" % (len(info), info)),
+        (True, _resp(b"SET", b"session:42a", b"{\"user\":\"bob\"}", b"EX", b"3600")), (False, b"+OK\r\n"),
+        (True, _resp(b"GET", b"session:42a")), (False, b"$14\r\n{\"user\":\"bob\"}\r\n"),
+        (True, _resp(b"CONFIG", b"GET", b"maxmemory")), (False, b"*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n")])
+    wire.tcp(app, store, 53001, 11211).conversation([
+        (True, b"set page:/index 0 300 5\r\nhello\r\n"), (False, b"STORED\r\n"),
+        (True, b"get page:/index\r\n"), (False, b"VALUE page:/index 0 5\r\nhello\r\nEND\r\n"),
+        (True, b"version\r\n"), (False, b"VERSION 1.6.21\r\n")])
+    containers = b'[{"Id":"8dfafdbc3a40","Names":["/web"],"Image":"nginx:1.25","State":"running"}]'
+    wire.tcp(app, store, 53002, 2375).conversation([
+        (True, b"GET /v1.43/containers/json HTTP/1.1\r\nHost: 192.168.1.40:2375\r\n"
+               b"User-Agent: Docker-Client/24.0.7 (linux)\r\n\r\n"),
+        (False, b"HTTP/1.1 200 OK\r\nApi-Version: 1.43\r\nContent-Type: application/json\r\n"
+                b"Server: Docker/24.0.7 (linux)\r\nContent-Length: %d\r\n\r\n%s" % (len(containers), containers))])
+    wire.udp(store, SSDP_GROUP, 1900, 1900,
+             b"NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nCACHE-CONTROL: max-age=1800\r\n"
+             b"LOCATION: http://192.168.1.40:49152/description.xml\r\nNT: upnp:rootdevice\r\nNTS: ssdp:alive\r\n"
+             b"SERVER: Linux/5.15 UPnP/1.0 MiniDLNA/1.3.3\r\nUSN: uuid:4d696e69-444c-164e-9d41-b827eb000001::"
+             b"upnp:rootdevice\r\n\r\n")
+    wire.udp(app, SSDP_GROUP, 50100, 1900,
+             b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 2\r\n"
+             b"ST: ssdp:all\r\n\r\n")
+    wire.udp(store, app, 1900, 50100,
+             b"HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=1800\r\nEXT:\r\n"
+             b"LOCATION: http://192.168.1.40:49152/description.xml\r\nST: upnp:rootdevice\r\n"
+             b"USN: uuid:4d696e69-444c-164e-9d41-b827eb000001::upnp:rootdevice\r\n\r\n")
+    sent = BASE_TIME + 2_208_988_800 + 60
+    wire.udp(app, "198.51.100.123", 41234, 123, bytes(s.NTP(version=4, mode=3, ref=0, orig=0, recv=0, sent=sent)))
+    wire.udp("198.51.100.123", app, 123, 41234, bytes(s.NTP(version=4, mode=4, stratum=2, ref=sent - 64, orig=sent,
+                                                              recv=sent + 0.02, sent=sent + 0.021)))

@@ -11,7 +11,8 @@ How it works (no engine beyond pySigma is needed, so nothing is ever skipped):
   or qtype, the SNMP community, the FTP user, the DHCP message type, the SMTP reply or recipient. A new pattern
   therefore needs no new code here.
 - Normal events (`NORMAL`: web in and out, DNS A/AAAA lookups, NTP, SSH out, SMTP delivery in and an unknown
-  local user, FTP and SNMP with site credentials, DHCP from a listed server) are rendered into every log source
+  local user, FTP and SNMP with site credentials, DHCP from a listed server, a home application's Redis and
+  memcached, a home admin's `docker ps`, SSDP on the LAN) are rendered into every log source
   they belong to. They are connection records as a stateful firewall or Zeek logs them: one record per
   connection, in the direction of the side that opened it; a reply is not a record of its own.
 - The generated rules are converted with pySigma-backend-sqlite: one backend instance per rule collection
@@ -352,7 +353,8 @@ def pattern_flows(pattern: Pattern, kb: KnowledgeBase, host: int = 20) -> list[F
 def normal_flows(kb: KnowledgeBase) -> dict[str, Flow]:
     """Ordinary traffic of a small site: none of it may raise a Sigma rule."""
     home, outside = addressing(kb).home, addressing(kb).outside
-    client, resolver, web, mail, ftp, nms, router = (home.format(n) for n in (10, 1, 80, 25, 21, 5, 2))
+    client, resolver, web, mail, ftp, nms, router, app, store = (home.format(n) for n in (10, 1, 80, 25, 21, 5, 2,
+                                                                                         30, 40))
     flows = {
         "web-out-https": Flow("tcp", client, CLIENT_PORT, outside.format(80), 443, service="ssl"),
         "web-out-http": Flow("tcp", client, CLIENT_PORT + 1, outside.format(80), 80, service="http",
@@ -377,6 +379,16 @@ def normal_flows(kb: KnowledgeBase) -> dict[str, Flow]:
                                ftp_command=("STOR", f"ftp://{ftp}/home/alice/report.pdf")),
         "snmp-monitoring": Flow("udp", nms, CLIENT_PORT + 10, router, 161, service="snmp",
                                 community="n0c-monitor"),
+        # home services used from inside (issue 14): an application and its Redis and memcached, an admin's
+        # `docker ps`, SSDP on the LAN (the multicast group is no home address), a sync from an ephemeral port
+        "redis-home-app": Flow("tcp", app, CLIENT_PORT + 12, store, 6379, service="redis"),
+        "memcached-home-app": Flow("tcp", app, CLIENT_PORT + 13, store, 11211),
+        "docker-ps-home-admin": Flow("tcp", app, CLIENT_PORT + 14, store, 2375, service="http", http_method="GET",
+                                     http_uri="/v1.43/containers/json", http_host=f"{store}:2375",
+                                     http_user_agent="Docker-Client/24.0.7 (linux)"),
+        "ssdp-notify-lan": Flow("udp", store, 1900, "239.255.255.250", 1900, service="ssdp"),
+        "ssdp-m-search-lan": Flow("udp", app, CLIENT_PORT + 15, "239.255.255.250", 1900, service="ssdp"),
+        "ntp-client-ephemeral": Flow("udp", app, CLIENT_PORT + 16, outside.format(123), 123, service="ntp"),
     }
     listed = kb.ip_lists.get("dhcp-servers")
     if listed and listed.addresses:  # "from a listed server": only when the site lists its servers

@@ -165,15 +165,12 @@ def merged_ports(plans: list[Plan]) -> list[list[int]]:
 # Why a payload match has no packet-filter form. The filters see one packet at a time, without the stream
 # reassembly or protocol parsing the match kinds need.
 MATCH_GAPS = {
-    "content": "a content match reads the reassembled TCP stream (or a UDP payload) with items placed relative to "
-               "each other; a packet filter sees one packet at a time (iptables -m string searches a single "
-               "packet, nftables payload expressions read fixed offsets), so a message split across segments "
-               "would pass",
-    "http": "an http match needs the HTTP request parsed (method, normalized URI, one header's line) across the "
-            "segments of a TCP session; a packet filter sees one packet at a time and parses no HTTP",
-    "ntp": "an NTP mode or request is bits of the UDP payload's first bytes, which iptables -m u32 and nftables "
-           "@th payload expressions could read, but rulegen's packet-filter targets match addresses and ports "
-           "only and generate no payload expressions",
+    "content": "a content match reads the reassembled TCP stream or a whole UDP payload; a packet filter sees one "
+               "packet at a time, so a message split across segments would pass",
+    "http": "an http match needs the HTTP request parsed across the segments of a TCP session; a packet filter "
+            "parses no HTTP",
+    "ntp": "the NTP mode and request are bits of the UDP payload that iptables -m u32 or nftables @th expressions "
+           "could read, but rulegen's packet-filter targets generate no payload expressions",
 }
 
 
@@ -181,8 +178,9 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
     if pattern.response.value == "alert":
         return gap(pattern, "response is alert: the knowledge asks for detection only, nothing to block or log")
     if pattern.match is not None:
-        return gap(pattern, MATCH_GAPS.get(pattern.match.kind, f"needs application data (a {pattern.match.kind} "
-                                                               "match) that a packet filter does not inspect"))
+        why = MATCH_GAPS.get(pattern.match.kind)
+        return gap(pattern, f"needs application data (a {pattern.match.kind} match) that a packet filter does not "
+                            f"inspect{': ' + why if why else ''}")
     if pattern.sweep is not None:
         return gap(pattern, "a sweep counts many ports or hosts per source; the snippet acts on single packets")
     src, dst = addresses(pattern.src_net, kb, pattern.dst_net), addresses(pattern.dst_net, kb, pattern.src_net)

@@ -161,8 +161,9 @@ def ports(ranges: tuple[PortRange, ...], negate: bool = False) -> str:
 
 def _content_options(items: tuple[ContentMatch, ...]) -> list[str]:
     """Each item in order: absolute (offset/depth), relative to the previous match (distance/within), or, for an
-    item that says neither, anywhere after it (distance:0). Suricata 7.0.10 counts `within` from the end of the
-    previous match plus `distance` (measured); the loader asks for within >= length + distance all the same."""
+    item that says neither, anywhere after it (distance:0). Suricata 7.0.10 counts `within` from `distance` bytes
+    past the end of the previous match (measured): the item starts at least `distance` bytes after it and ends at
+    most `distance + within` bytes after it."""
     opts: list[str] = []
     longest = max(range(len(items)), key=lambda i: len(items[i].data))
     for index, item in enumerate(items):
@@ -183,11 +184,17 @@ def _content_options(items: tuple[ContentMatch, ...]) -> list[str]:
     return opts
 
 
+# A URI value with dot segments, doubled slashes, %-escapes or backslashes is about the request as sent (a path
+# traversal): libhtp's normalized http.uri resolves or decodes those, so such a value is matched in http.uri.raw.
+RAW_URI = re.compile(r"/\.\.?(/|$)|//|%|\\")
+
+
 def _http_options(match: Match) -> list[str]:
     """The request's sticky buffers: http.method (whole), http.uri (normalized; contains, startswith or the whole
-    of it), and http.request_header, which holds one header at a time as `Name: value` (so the value is matched in
-    that header's line only, which http.header, all headers in one buffer, cannot promise). HTTP on any port:
-    the buffers make the rule wait for Suricata's HTTP parser, which protocol detection starts on any port."""
+    of it, with urilen; http.uri.raw for a value about the request as sent, RAW_URI), and http.request_header,
+    which holds one header at a time as `Name: value` (so the value is matched in that header's line only, which
+    http.header, all headers in one buffer, cannot promise). HTTP on any port: the buffers make the rule wait
+    for Suricata's HTTP parser, which protocol detection starts on any port."""
     opts: list[str] = []
     uri = match.http_uri.encode() if match.http_uri else None
     if match.http_method:
@@ -196,10 +203,10 @@ def _http_options(match: Match) -> list[str]:
         if uri is None and not match.http_header:
             opts.append("fast_pattern")
     if uri is not None:
-        opts.append("http.uri")
-        if match.http_uri_match == "equals":
-            opts.append(f"bsize:{len(uri)}")
-        opts += [f"content:{content_string(uri)}", "fast_pattern"]
+        raw = bool(RAW_URI.search(match.http_uri))
+        if match.http_uri_match == "equals":  # urilen, not bsize on the URI buffer (slow, says suricata-check S902)
+            opts.append(f"urilen:{len(uri)}{',raw' if raw else ''}")
+        opts += ["http.uri.raw" if raw else "http.uri", f"content:{content_string(uri)}", "fast_pattern"]
         if match.http_uri_match == "startswith":
             opts.append("startswith")
     if match.http_header:
