@@ -483,7 +483,7 @@ def test_docs_examples_build_and_prove(tmp_path):
         (knowledge / f"example-{n}.yaml").write_text(example)
     result = run_rulegen("build", "-k", str(knowledge), "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
-    proofs = run_selftest([knowledge], default_templates_dir(), ["suricata", "sigma"])
+    proofs, _ = run_selftest([knowledge], default_templates_dir(), ["suricata", "sigma"])
     kb = load_knowledge([knowledge])
     assert {p.pattern for p in proofs} >= {p.id for p in kb.patterns}
     assert all(p.proven for p in proofs), [(p.pattern, p.target, p.side, p.detail) for p in proofs if not p.proven]
