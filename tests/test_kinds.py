@@ -137,11 +137,68 @@ def test_sigma_http_rule(out):
     assert "        method: GET\n        uri|startswith: '/version'\n        user_agent|contains: Mozi\n" in text
 
 
-def test_sigma_values_are_literal():
-    """A `?` or `*` in a URI is no Sigma wildcard."""
-    from rulegen.targets.sigma import sigma_literal
+WILDCARD_SITE = """
+entries:
+  - id: lab-wildcards
+    table: destination
+    ports: [8443]
+    protocols: [tcp, udp]
+    service: lab
+    title: Lab appliance whose URI and SNMP community hold Sigma wildcard characters
+    description:
+      en: A lab appliance with a query-string URI and a starred SNMP community, for literal Sigma values.
+    references: [https://wiki.example.com/lab/appliance]
+    patterns:
+      - id: lab-wildcards-uri
+        title: Language file request with a query string from outside
+        category: EXPLOIT
+        direction: inbound
+        transport: tcp
+        dst_ports: [8443]
+        detect: payload
+        match:
+          http: {uri: "/remote/fgt_lang?lang=", uri_match: contains}
+        severity: high
+        classtype: web-application-attack
+        response: alert
+        false_positives: Unlikely from outside.
+      - id: lab-wildcards-community
+        title: SNMP request with the starred lab community from outside
+        category: POLICY
+        direction: inbound
+        transport: udp
+        dst_ports: [8443]
+        detect: payload
+        match:
+          snmp: {community: "lab*1?"}
+        severity: medium
+        classtype: policy-violation
+        response: alert
+        false_positives: Unlikely from outside.
+"""
 
-    assert sigma_literal("/index.php?id=*") == "/index.php\\?id=\\*"
+
+def test_sigma_values_are_literal_and_pass_sigmahq(tmp_path):
+    """A `?` or `*` in a URI or an SNMP community is no Sigma wildcard: the rule (an anchored `|re`, so SigmaHQ's
+    escaped_wildcard check has nothing to flag) builds validated clean and, in `rulegen hunt`, matches the value
+    as written and not a URI with another character where the `?` stands."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "lab.yaml").write_text(WILDCARD_SITE)
+    out = tmp_path / "out"
+    result = run_rulegen("build", "-k", "@shipped", "-k", str(site), "-t", "sigma", "-o", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    rule = (out / "sigma" / "zeek_http_lab_wildcards_uri.yml").read_text()
+    assert "uri|re: '/remote/fgt_lang\\?lang='" in rule, rule
+    base = {"ts": 1700000000.0, "id.orig_h": "198.51.100.7", "id.orig_p": 40000, "id.resp_h": "192.168.1.10",
+            "id.resp_p": 8443, "trans_depth": 1, "method": "GET", "version": "1.1", "status_code": 200}
+    rows = [{**base, "uid": "CLit", "uri": "/remote/fgt_lang?lang=/../../../dev/cmdb/sslvpn_websession"},
+            {**base, "uid": "CNot", "uri": "/remote/fgt_langXlang=/../../../dev/cmdb/sslvpn_websession"}]
+    (tmp_path / "http.log").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    hunt = run_rulegen("hunt", "--rules", str(out / "sigma"), "--json", str(tmp_path / "http.log"))
+    alerts = [json.loads(line) for line in hunt.stdout.splitlines() if line.strip()]
+    hits = [a for a in alerts if "Language File" in a["rule"]["title"]]
+    assert len(hits) == 1 and "CLit" in json.dumps(hits[0]), hunt.stdout + hunt.stderr
 
 
 @pytest.mark.parametrize("pattern_id", sorted(PATTERNS))

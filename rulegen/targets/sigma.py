@@ -24,7 +24,6 @@ TITLE_MAX = 100  # sigmahq_title_length allows 110
 ZEEK_FIELDS = {"snmp": ("snmp", "community"), "ftp": ("ftp", "user")}
 # The request headers Zeek's http.log records (base/protocols/http/main.zeek), by lowercase header name.
 ZEEK_HTTP_HEADERS = {"user-agent": "user_agent", "host": "host", "referer": "referrer"}
-HTTP_URI_MODIFIERS = {"contains": "uri|contains", "startswith": "uri|startswith", "equals": "uri"}
 # SigmaHQ's conventions, as its validators (pySigma-validators-sigmahq) check them:
 # - titles in title case: every all-lowercase word capitalised except these short ones (sigmahq_title_case);
 TITLE_SMALL_WORDS = {"a", "an", "and", "as", "at", "by", "for", "from", "in", "new", "of", "on", "or", "over", "the",
@@ -89,10 +88,14 @@ def attack_tags(tactic: str, technique: str) -> list[str]:
     return [f"attack.{t}" for t in (tactic, *others)] + [f"attack.{technique.lower()}"]
 
 
-def sigma_literal(text: str) -> str:
-    """A value Sigma compares literally: `*` and `?` are wildcards and `\\` escapes them, so all three get a
-    backslash (a URI such as /index.php?id=1 must not match /index.phpXid=1)."""
-    return re.sub(r"([*?\\])", r"\\\1", text)
+def literal_field(key: str, value: str, how: str = "equals") -> dict[str, Any]:
+    """A field matching `value` exactly as written (`how`: equals, contains, startswith). Sigma reads `*` and `?`
+    as wildcards; escaped (`\\*`) they trip SigmaHQ's escaped_wildcard check, so a value holding one (or a
+    backslash) is written as an anchored regular expression instead (`|re`, which every backend converts)."""
+    if not re.search(r"[*?\\]", value):
+        return _field(key + {"equals": "", "contains": "|contains", "startswith": "|startswith"}[how], [value])
+    body = re.escape(value)
+    return _field(f"{key}|re", [{"equals": f"^{body}$", "contains": body, "startswith": f"^{body}"}[how]])
 
 
 def _field(key: str, values: list[Any]) -> dict[str, Any]:
@@ -221,7 +224,7 @@ def _logsource_and_detection(pattern: Pattern, kb: KnowledgeBase) -> tuple[str, 
     if match.kind in ZEEK_FIELDS:
         service, key = ZEEK_FIELDS[match.kind]
         value = {"snmp": match.snmp_community, "ftp": match.ftp_user}[match.kind]
-        selections, condition = _payload_detection(pattern, kb, "zeek", [_field(key, [value])])
+        selections, condition = _payload_detection(pattern, kb, "zeek", [literal_field(key, value)])
         return f"zeek_{service}", {"product": "zeek", "service": service}, selections, condition
     if match.kind == "smtp":
         selections, condition = _payload_detection(pattern, kb, "zeek", _zeek_smtp(match))
@@ -261,14 +264,14 @@ def _zeek_http(match: Match) -> list[dict[str, Any]] | str:
     if match.http_method:
         facts.append(_field("method", [match.http_method]))
     if match.http_uri:
-        facts.append(_field(HTTP_URI_MODIFIERS[match.http_uri_match], [sigma_literal(match.http_uri)]))
+        facts.append(literal_field("uri", match.http_uri, match.http_uri_match))
     if match.http_header:
         field = ZEEK_HTTP_HEADERS.get(match.http_header.lower())
         if field is None:
             return (f"Zeek's http.log records the request headers User-Agent, Host and Referer (user_agent, host, "
                     f"referrer), not {match.http_header}")
         value = match.http_header_value
-        facts.append(_field(f"{field}|contains", [sigma_literal(value)]) if value else _field(field, ["*"]))
+        facts.append(literal_field(field, value, "contains") if value else _field(field, ["*"]))
     return facts
 
 
