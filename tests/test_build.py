@@ -97,7 +97,7 @@ def test_informational_patterns_stay_quiet(built, manifest, kb):
         pattern = re.search(r"rulegen_pattern ([\w-]+)", line)
         if pattern and pattern.group(1) in informational:
             assert "priority:4;" in line
-    for path in (built / "sigma").glob("*.yml"):
+    for path in (built / "sigma").rglob("*.yml"):
         data = yaml.safe_load(path.read_text())
         if any(path.name.endswith(f"_{pid.replace('-', '_')}.yml") for pid in informational):
             assert data["level"] == "informational", path.name
@@ -298,7 +298,7 @@ def test_hostile_text_is_escaped_in_every_target(tmp_path):
     rules = (out / "suricata" / "rulegen.rules").read_text()
     assert len([ln for ln in rules.splitlines() if ln.startswith("alert")]) == 1
     assert "{{ config }}" in rules and "<Config" not in rules  # knowledge text is never rendered as a template
-    [sigma_file] = (out / "sigma").glob("*.yml")
+    [sigma_file] = (out / "sigma").rglob("*.yml")
     data = yaml.safe_load(sigma_file.read_text())
     assert data["title"].startswith('Probe " ; \\ ) ( {{ Config }}') and "-A INPUT" in data["title"]
     ipt = (out / "iptables" / "rulegen.rules").read_text()

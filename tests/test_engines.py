@@ -63,7 +63,7 @@ def test_nft_accepts(built):
 
 
 def _sigma_files(built: Path) -> list[Path]:
-    return sorted((built / "sigma").glob("*.yml"))
+    return sorted((built / "sigma").rglob("*.yml"))
 
 
 def test_every_sigma_rule_parses_and_converts(built):

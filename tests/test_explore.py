@@ -76,7 +76,7 @@ def test_list_filters_narrow_the_entries(kb, case):
 
 
 def test_port_filter_finds_ranges_and_source_ports():
-    assert [e["id"] for e in _json("list", "--port", "53")] == ["dns", "src-dns"]
+    assert [e["id"] for e in _json("list", "--port", "53")] == ["dns", "dns-any-amplification", "src-dns"]
     assert "realaudio" in {e["id"] for e in _json("list", "--port", "7000")}
 
 
@@ -135,7 +135,8 @@ def test_every_pattern_maps_to_exactly_its_lines_in_out(built, manifest):
             assert sorted(r.path for r in cell.rules) == rule_files
 
 
-@pytest.mark.parametrize("subject, entries", [("53", ["dns", "src-dns"]), ("7000", ["realaudio"]),
+@pytest.mark.parametrize("subject, entries", [("53", ["dns", "dns-any-amplification", "src-dns"]),
+                                              ("7000", ["realaudio"]),
                                               ("back-orifice", ["back-orifice"]),
                                               ("back-orifice-inbound-probe-tcp", ["back-orifice"])])
 def test_show_takes_a_port_an_entry_or_a_pattern(subject, entries):

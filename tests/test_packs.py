@@ -130,7 +130,7 @@ def test_a_site_with_pack_yaml_signs_its_rules_and_takes_its_range(tmp_path):
     [odd] = [line for line in alerts if re.search(r"rulegen_pattern odd-probe[,;]", line)]
     assert 'msg:"ACME SCAN Probe of the odd port"' in odd and "sid:1300000;" in odd
     assert all('(msg:"RULEGEN ' in line for line in alerts if line != odd)
-    authors = {yaml.safe_load(p.read_text())["author"] for p in (out / "sigma").glob("*.yml")}
+    authors = {yaml.safe_load(p.read_text())["author"] for p in (out / "sigma").rglob("*.yml")}
     odd_sigma = yaml.safe_load(next((out / "sigma").glob("*odd_probe*.yml")).read_text())
     assert odd_sigma["author"] == "ACME SOC team"
     assert odd_sigma["falsepositives"] == ["Scanners."]

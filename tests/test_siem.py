@@ -108,7 +108,8 @@ def _query_fields(backend: str, query: str) -> set[str]:
 
 def _queries(out: Path, backend: str) -> dict[str, str]:
     folder = out / "siem" / backend / "queries"
-    return {p.relative_to(folder).with_suffix(".yml").as_posix(): p.read_text() for p in sorted(folder.iterdir())}
+    return {p.relative_to(folder).with_suffix(".yml").as_posix(): p.read_text()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 # --- what the build writes -----------------------------------------------------------------------------------------
@@ -162,9 +163,9 @@ def test_queries_in_each_schema(siem_build):
     assert 'ends_with(destination.address, ".255")' in esql["net_firewall_chargen_udp_broadcast.yml"]
     assert esql["net_dns_dns_axfr.yml"].startswith('from logs-*,filebeat-* metadata _id, _index, _version '
                                                    '| where dns.question.type=="AXFR" and not (cidr_match(source.ip, ')
-    assert "| stats dc(dest_port) as value_count by _time src_ip" in spl["correlation_imap_port_sweep.yml"]
+    assert "| stats dc(dest_port) as value_count by _time src_ip" in spl["correlations/correlation_imap_port_sweep.yml"]
     assert ("stats value_count=count_distinct(destination.port) by timebucket, source.ip"
-            in esql["correlation_imap_port_sweep.yml"])
+            in esql["correlations/correlation_imap_port_sweep.yml"])
 
 
 @pytest.mark.parametrize("sigma_file", EXPECTED["lucene"])

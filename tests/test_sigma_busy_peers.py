@@ -56,7 +56,7 @@ def firewall_queries(built) -> list[tuple[str, str, str]]:
     from sigma.collection import SigmaCollection
     from sigma.correlations import SigmaCorrelationRule
 
-    paths = sorted((built / "sigma").glob("*.yml"))
+    paths = sorted((built / "sigma").rglob("*.yml"))
     docs = {p: yaml.safe_load(p.read_text()) for p in paths}
     firewall = {p for p, d in docs.items() if (d.get("logsource") or {}).get("category") == "firewall"}
     correlations = {p for p, d in docs.items() if "correlation" in d}

@@ -35,7 +35,7 @@ def broken_reports() -> dict:
 
 @pytest.fixture(scope="module")
 def generated(built) -> tuple[list[Path], list]:
-    files = sorted((built / "sigma").glob("*.yml"))
+    files = sorted((built / "sigma").rglob("*.yml"))
     return files, sigma.check(files, own=True)
 
 
@@ -71,7 +71,7 @@ def test_generated_sigma_rules_are_clean(generated):
 
 def test_correlation_rules_find_their_base_rules_in_other_files(generated, built):
     """A correlation file alone misses its base rule; with the folder it resolves (one collection)."""
-    correlation = sorted((built / "sigma").glob("correlation_*.yml"))[0]
+    correlation = sorted((built / "sigma").rglob("correlation_*.yml"))[0]
     alone = sigma.check([correlation])[0]
     assert any("SigmaRuleNotFoundError" in f.message for f in alone.findings), alone
     files, reports = generated
@@ -139,7 +139,7 @@ print(json.dumps({"blocked": blocked, "attempts": attempts[probe:],
 def test_validation_works_with_the_network_blocked(built, tmp_path):
     """A fresh process without network (sockets refused, proxies pointing nowhere, an empty HOME): the ATT&CK and
     SigmaHQ data still load, no connection is even attempted, and pySigma's own cache folder is not used."""
-    generated = sorted((built / "sigma").glob("*.yml"))
+    generated = sorted((built / "sigma").rglob("*.yml"))
     cases = [BROKEN / n for n in ("07-tag-not-in-attack.yml", "11-technique-without-its-tactics.yml",
                                   "10-field-not-in-taxonomy.yml", "13-unknown-logsource.yml")]
     env = {**os.environ, "HOME": str(tmp_path), "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",

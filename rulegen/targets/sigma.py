@@ -309,7 +309,7 @@ def plan(pattern: Pattern, kb: KnowledgeBase) -> Plan:
         rule_name = f"rulegen_{slug}"
         context["name"] = rule_name
         context["correlation"] = {
-            "file": f"{FOLDER}/correlation_{slug}.yml",
+            "file": f"{FOLDER}/correlations/correlation_{slug}.yml",
             "title": yaml_scalar(title_case(
                 f"{_short(pattern.title, 70)} (many {pattern.sweep.distinct} from one source)")),
             "description": yaml_scalar(
