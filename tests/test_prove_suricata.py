@@ -27,6 +27,7 @@ from rulegen.targets import suricata as target
 
 SHIPPED = load_knowledge([default_knowledge_dir()])
 HOSTS = captures.hosts(SHIPPED)
+BROADCASTS = (HOSTS.directed_broadcast, captures.BROADCAST)
 PLANS = {p.pattern.id: p for p in plan_all(SHIPPED)["suricata"]}
 EXPRESSED = [pid for pid, p in PLANS.items() if p.expressed]
 SWEEPS = [p for p in SHIPPED.patterns if p.detect is Detect.SWEEP]
@@ -219,11 +220,11 @@ def test_broadcast_rule_alerts_on_directed_and_limited_broadcasts_not_on_unicast
     """Issue 13: a neighbour's directed broadcast (192.168.1.255) alerts as the limited one does; the same
     datagrams to one host (the port's unicast use, in the quiet capture) do not."""
     packets = rdpcap(str(replays[pattern_id].pcap))
-    assert {p[IP].dst for p in packets} == set(HOSTS.broadcasts)
+    assert {p[IP].dst for p in packets} == set(BROADCASTS)
     assert {p.dst for p in packets} == {"ff:ff:ff:ff:ff:ff"}
     sid = sids[pattern_id]
     alerted = {a.dst.rsplit(":", 1)[0] for a in replays[pattern_id].alerts if a.sid == sid}
-    assert alerted == set(HOSTS.broadcasts)
+    assert alerted == set(BROADCASTS)
     quiet = replays[pattern_id + prove_suricata.QUIET]
     flows = {(p[IP].src, p[IP].dst) for p in rdpcap(str(quiet.pcap))}
     assert {(HOSTS.home, HOSTS.server), ("10.0.1.10", "10.0.1.254"),
@@ -242,7 +243,7 @@ def test_judge_fails_a_broadcast_rule_that_sees_only_the_limited_broadcast(repla
     config = prove_suricata.write_config(tmp_path, SHIPPED)
     replay = prove_suricata.replay_one(need("suricata"), config, tmp_path / "old.rules",
                                        replays["rwho-broadcast"].pcap, tmp_path / "logs")
-    replay.expect_dsts = HOSTS.broadcasts
+    replay.expect_dsts = BROADCASTS
     proofs = prove_suricata.judge({"rwho-broadcast": replay, prove_suricata.NORMAL: replays[prove_suricata.NORMAL]},
                                   built)
     [proof] = [p for p in proofs if p.pattern == "rwho-broadcast" and p.side == "fires"]

@@ -66,10 +66,6 @@ class Hosts:
     server6: str | None
     external6: str
 
-    @property
-    def broadcasts(self) -> tuple[str, str]:
-        return self.directed_broadcast, BROADCAST
-
 
 def hosts(kb: KnowledgeBase) -> Hosts:
     """Host numbers .10 (home), .20 (peer), .30 (client), .40 (server) and .5 (outside) of the picked networks."""
