@@ -57,7 +57,7 @@ def eve_logs(built, kb, tmp_path_factory) -> dict[str, Path]:
     shown = set(suricata.expressed(built)) | set(_sigma_rules(built))
     pcaps = [captures.write(patterns[pid], kb, work / "pcap" / f"{pid}.pcap") for pid in sorted(shown)
              if pid in patterns]
-    pcaps.append(captures.normal_traffic().write(work / "pcap" / "normal-traffic.pcap"))
+    pcaps.append(captures.normal_traffic(kb).write(work / "pcap" / "normal-traffic.pcap"))
     rules = built / "suricata" / "rulegen.rules"
     with ThreadPoolExecutor(max_workers=2) as pool:
         replays = list(pool.map(lambda p: suricata.replay_one(binary, config, rules, p, work / "logs" / p.stem), pcaps))

@@ -26,6 +26,8 @@ from rulegen.prove import suricata as prove_suricata
 from rulegen.targets import suricata as target
 
 SHIPPED = load_knowledge([default_knowledge_dir()])
+HOSTS = captures.hosts(SHIPPED)
+BROADCASTS = (HOSTS.directed_broadcast, captures.BROADCAST)
 PLANS = {p.pattern.id: p for p in plan_all(SHIPPED)["suricata"]}
 EXPRESSED = [pid for pid, p in PLANS.items() if p.expressed]
 SWEEPS = [p for p in SHIPPED.patterns if p.detect is Detect.SWEEP]
@@ -166,7 +168,7 @@ def test_captures_are_deterministic_with_correct_checksums(replays, tmp_path):
     for replay in replays.values():
         pid = replay.name.removesuffix(prove_suricata.QUIET)
         if replay.name == prove_suricata.NORMAL:
-            again = captures.normal_traffic().write(tmp_path / replay.pcap.name)
+            again = captures.normal_traffic(SHIPPED).write(tmp_path / replay.pcap.name)
         elif pid != replay.name:
             again = captures.write_quiet(next(p for p in SHIPPED.patterns if p.id == pid), SHIPPED,
                                          tmp_path / replay.pcap.name)[0]
@@ -204,11 +206,11 @@ def test_capture_carries_the_protocol_messages(replays):
 
 def test_captures_use_the_documented_addresses():
     by_id = {p.id: p for p in SHIPPED.patterns}
-    assert captures.endpoints(by_id["ssh-probe"], SHIPPED) == (captures.EXTERNAL, captures.HOME)
-    assert captures.endpoints(by_id["smtp-outbound-direct"], SHIPPED) == (captures.HOME, captures.EXTERNAL)
+    assert captures.endpoints(by_id["ssh-probe"], SHIPPED) == (HOSTS.external, HOSTS.home)
+    assert captures.endpoints(by_id["smtp-outbound-direct"], SHIPPED) == (HOSTS.home, HOSTS.external)
     assert captures.endpoints(by_id["echo-udp-broadcast"], SHIPPED)[1] == captures.BROADCAST
     conducent = str(ipaddress.ip_network(SHIPPED.ip_lists["conducent-adservers"].addresses[0]).network_address)
-    assert captures.endpoints(by_id["conducent-adserver-traffic"], SHIPPED) == (captures.HOME, conducent)
+    assert captures.endpoints(by_id["conducent-adserver-traffic"], SHIPPED) == (HOSTS.home, conducent)
     assert captures.server_port(by_id["dns-udp-source-port-bypass"]) != 53
     assert captures.server_port(by_id["squid-proxy-probe"]) == 3128
 
@@ -218,14 +220,14 @@ def test_broadcast_rule_alerts_on_directed_and_limited_broadcasts_not_on_unicast
     """Issue 13: a neighbour's directed broadcast (192.168.1.255) alerts as the limited one does; the same
     datagrams to one host (the port's unicast use, in the quiet capture) do not."""
     packets = rdpcap(str(replays[pattern_id].pcap))
-    assert {p[IP].dst for p in packets} == set(captures.BROADCASTS)
+    assert {p[IP].dst for p in packets} == set(BROADCASTS)
     assert {p.dst for p in packets} == {"ff:ff:ff:ff:ff:ff"}
     sid = sids[pattern_id]
     alerted = {a.dst.rsplit(":", 1)[0] for a in replays[pattern_id].alerts if a.sid == sid}
-    assert alerted == set(captures.BROADCASTS)
+    assert alerted == set(BROADCASTS)
     quiet = replays[pattern_id + prove_suricata.QUIET]
     flows = {(p[IP].src, p[IP].dst) for p in rdpcap(str(quiet.pcap))}
-    assert {(captures.HOME, captures.HOME_SERVER), captures.WIDE_UNICAST,
+    assert {(HOSTS.home, HOSTS.server), ("10.0.1.10", "10.0.1.254"),
             (captures.LOOPBACK4, captures.LOOPBACK_BROADCAST)} <= flows
     assert quiet.error is None and quiet.count(sid) == 0, quiet.alerts
 
@@ -241,7 +243,7 @@ def test_judge_fails_a_broadcast_rule_that_sees_only_the_limited_broadcast(repla
     config = prove_suricata.write_config(tmp_path, SHIPPED)
     replay = prove_suricata.replay_one(need("suricata"), config, tmp_path / "old.rules",
                                        replays["rwho-broadcast"].pcap, tmp_path / "logs")
-    replay.expect_dsts = captures.BROADCASTS
+    replay.expect_dsts = BROADCASTS
     proofs = prove_suricata.judge({"rwho-broadcast": replay, prove_suricata.NORMAL: replays[prove_suricata.NORMAL]},
                                   built)
     [proof] = [p for p in proofs if p.pattern == "rwho-broadcast" and p.side == "fires"]
@@ -250,7 +252,7 @@ def test_judge_fails_a_broadcast_rule_that_sees_only_the_limited_broadcast(repla
 
 
 def _smtp_session(wire, client: str, port: int, rcpt: bytes, answer: bytes) -> None:  # noqa: ANN001
-    wire.tcp(client, captures.HOME, port, 25).conversation([
+    wire.tcp(client, HOSTS.home, port, 25).conversation([
         (False, b"220 mx.example.net ESMTP\r\n"), (True, b"HELO client.example.com\r\n"),
         (False, b"250 mx.example.net\r\n"), (True, b"MAIL FROM:<someone@example.com>\r\n"),
         (False, b"250 OK\r\n"), (True, b"RCPT TO:" + rcpt + b"\r\n"), (False, answer),
@@ -307,17 +309,17 @@ def test_quiet_captures_carry_the_look_alikes(replays):
     def flows(name: str) -> set[tuple[str, str]]:
         return {(p[IP].src, p[IP].dst) for p in rdpcap(str(replays[name + prove_suricata.QUIET].pcap)) if IP in p}
 
-    assert {(captures.HOME_CLIENT, captures.HOME), (captures.LOOPBACK4, captures.LOOPBACK4)} <= flows("ssh-probe")
-    assert (captures.HOME, captures.HOME_SERVER) in flows("smtp-outbound-direct")
-    assert (captures.EXTERNAL, captures.HOME_PEER) in flows("pcanywhere-local-sweep")
+    assert {(HOSTS.client, HOSTS.home), (captures.LOOPBACK4, captures.LOOPBACK4)} <= flows("ssh-probe")
+    assert (HOSTS.home, HOSTS.server) in flows("smtp-outbound-direct")
+    assert (HOSTS.external, HOSTS.peer) in flows("pcanywhere-local-sweep")
     syns = [p for p in rdpcap(str(replays["smtp-relay-sweep" + prove_suricata.QUIET].pcap))
-            if TCP in p and p[IP].src == captures.EXTERNAL and p[TCP].flags == "S"]
-    assert len(syns) == 12 and {p[IP].dst for p in syns} == {captures.HOME}
+            if TCP in p and p[IP].src == HOSTS.external and p[TCP].flags == "S"]
+    assert len(syns) == 12 and {p[IP].dst for p in syns} == {HOSTS.home}
     assert len({p[TCP].sport for p in syns}) == 12 and syns[-1].time - syns[0].time < 60
 
     def payloads(name: str, layer) -> list[bytes]:  # noqa: ANN001
         return [bytes(p[layer].payload) for p in rdpcap(str(replays[name + prove_suricata.QUIET].pcap))
-                if layer in p and p[layer].payload and p[IP].src == captures.EXTERNAL]
+                if layer in p and p[layer].payload and p[IP].src == HOSTS.external]
 
     assert b"USER alice\r\n" in payloads("ftp-anonymous-login", TCP)
     assert any(p.startswith(b"\x00\x01pxelinux.0\x00") for p in payloads("tftp-passwd-read", UDP))

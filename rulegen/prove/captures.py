@@ -14,25 +14,16 @@ import ipaddress
 import itertools
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rulegen.model import NTP_REQUESTS, ContentMatch, Detect, Direction, KnowledgeBase, Match, Net, Pattern, PortRange
+from rulegen.prove.addresses import Addressing, addressing
 
-# Concrete addresses for the symbolic networks of the knowledge (documentation ranges outside home).
-HOME = "192.168.1.10"
-HOME_PEER = "192.168.1.20"  # the other home host of an internal flow
-EXTERNAL = "203.0.113.5"
+# Concrete addresses beside the home and outside hosts of `hosts(kb)`.
 BROADCAST = "255.255.255.255"
-DIRECTED_BROADCAST = "192.168.1.255"  # the broadcast of the home hosts' /24, as a neighbour on the segment sends it
-BROADCASTS = (DIRECTED_BROADCAST, BROADCAST)
-HOME6, EXTERNAL6 = "fd00:1::10", "2001:db8::5"
-# Look-alike traffic (quiet captures): a home host in the client's or the server's place, and loopback.
-HOME_CLIENT, HOME_CLIENT6 = "192.168.1.30", "fd00:1::30"
-HOME_SERVER, HOME_SERVER6 = "192.168.1.40", "fd00:1::40"
 LOOPBACK4, LOOPBACK6 = "127.0.0.1", "::1"
 LOOPBACK_BROADCAST = "127.255.255.255"  # ends in .255 like a directed broadcast, and is loopback
-WIDE_UNICAST = ("10.0.1.10", "10.0.1.254")  # a client and a unicast host of a home net wider than /24
 EPHEMERAL = 49152  # first client port of the IANA dynamic range
 FALLBACK_SERVER_PORT = 40000  # a server port for patterns that leave the destination port open
 BASE_TIME = 1_700_000_000.0  # 2023-11-14T22:13:20Z: fixed, so captures are byte-identical
@@ -54,6 +45,39 @@ def _scapy():  # noqa: ANN202 - imported lazily: scapy is slow to import and onl
 
 # --------------------------------------------------------------------------- addresses and ports
 
+@dataclass(frozen=True)
+class Hosts:
+    """The home and outside hosts of the captures, from the knowledge's home set (rulegen.prove.addresses), so that
+    the replays' HOME_NET (the same set) reads them as the pattern means. IPv6 twins (same host number) serve a flow
+    whose other end an IPv6 list gives; a home without IPv6 has no home twins (None)."""
+
+    nets: Addressing
+    home: str  # the home end of a flow
+    peer: str  # the other home host of an internal flow
+    client: str  # look-alikes (quiet captures): a home host in the client's place
+    server: str  # ... and in the server's place
+    external: str
+    directed_broadcast: str  # the broadcast of the home hosts' /24, as a neighbour on the segment sends it
+    wide: tuple[str, str]  # a client and a unicast host (.254) of a home net wider than /24
+    spare: tuple[str, ...]  # further outside hosts, for an address a negated list must not hold
+    home6: str | None
+    peer6: str | None
+    client6: str | None
+    server6: str | None
+    external6: str
+
+
+def hosts(kb: KnowledgeBase) -> Hosts:
+    """Host numbers .10 (home), .20 (peer), .30 (client), .40 (server) and .5 (outside) of the picked networks."""
+    nets = addressing(kb)
+    home, peer, client, server = (nets.home.format(n) for n in (10, 20, 30, 40))
+    home6, peer6, client6, server6 = (nets.home6.format(n) if nets.home6 else None for n in (10, 20, 30, 40))
+    return Hosts(nets, home, peer, client, server, external=nets.outside.format(5),
+                 directed_broadcast=nets.broadcasts[0], wide=(nets.wide.format(10), nets.wide.format(254)),
+                 spare=tuple(o.format(7) for o in nets.spare), home6=home6, peer6=peer6, client6=client6,
+                 server6=server6, external6=nets.outside6.format(5))
+
+
 def _list_address(addresses: tuple[str, ...]) -> str:
     """The list's first address (the first host of a CIDR block)."""
     net = ipaddress.ip_network(addresses[0], strict=False)
@@ -67,32 +91,43 @@ def _in_list(addr: str, addresses: tuple[str, ...]) -> bool:
     return any(ip in ipaddress.ip_network(a, strict=False) for a in addresses)
 
 
-def _side_default(pattern: Pattern, side: str) -> str:
+def _side_default(pattern: Pattern, side: str, h: Hosts) -> str:
     """What `any` (or an empty list) becomes on one side of the pattern's flow."""
     if side == "src":
-        return HOME if pattern.direction in (Direction.BROADCAST, Direction.INTERNAL,
-                                             Direction.OUTBOUND) else EXTERNAL
+        return h.home if pattern.direction in (Direction.BROADCAST, Direction.INTERNAL,
+                                               Direction.OUTBOUND) else h.external
     if pattern.direction is Direction.BROADCAST:
         return BROADCAST
-    return EXTERNAL if pattern.direction is Direction.OUTBOUND else HOME
+    return h.external if pattern.direction is Direction.OUTBOUND else h.home
 
 
 def resolve(net: Net, pattern: Pattern, kb: KnowledgeBase, side: str) -> str:
     """A concrete address for one side (`src` = the client, `dst` = the server) of a pattern."""
+    h = hosts(kb)
     if net.kind == "home":
-        return HOME_PEER if side == "dst" and pattern.src_net.kind == "home" else HOME
+        return h.peer if side == "dst" and pattern.src_net.kind == "home" else h.home
     if net.kind == "external":
-        return EXTERNAL
+        return h.external
     if net.kind == "broadcast":
         return BROADCAST
     if net.kind == "list":
         addresses = kb.ip_lists[net.list_id].addresses
         if addresses and not net.negated:
             return _list_address(addresses)
-        for candidate in (_side_default(pattern, side), HOME, EXTERNAL, "198.51.100.7"):
+        for candidate in (_side_default(pattern, side, h), h.home, h.external, *h.spare):
             if not addresses or not _in_list(candidate, addresses):
                 return candidate
-    return _side_default(pattern, side)
+    return _side_default(pattern, side, h)
+
+
+def _as_v6(address: str, net: Net, h: Hosts) -> str:
+    """The IPv6 twin of a home or outside host, for a flow whose other end is IPv6. Without a home twin (home holds
+    no IPv6), a home side cannot be shown (the replays' HOME_NET has no IPv6 address); any other side takes an
+    outside host, which its rule's address (any, a negated list) takes in as well."""
+    twin = {h.home: h.home6, h.peer: h.peer6, h.external: h.external6}.get(address, address)
+    if twin is None and net.kind == "home":
+        raise ValueError("the home set holds no IPv6 network, and the other end of the flow is an IPv6 list's")
+    return twin or h.external6
 
 
 def endpoints(pattern: Pattern, kb: KnowledgeBase) -> tuple[str, str]:
@@ -101,8 +136,8 @@ def endpoints(pattern: Pattern, kb: KnowledgeBase) -> tuple[str, str]:
     dst = resolve(pattern.dst_net, pattern, kb, "dst")
     v6 = [ipaddress.ip_address(a).version == 6 for a in (src, dst)]
     if any(v6) and not all(v6):
-        swap = {HOME: HOME6, HOME_PEER: HOME6.replace("10", "20"), EXTERNAL: EXTERNAL6}
-        src, dst = swap.get(src, src), swap.get(dst, dst)
+        h = hosts(kb)
+        src, dst = _as_v6(src, pattern.src_net, h), _as_v6(dst, pattern.dst_net, h)
     return src, dst
 
 
@@ -136,14 +171,15 @@ def client_port(pattern: Pattern, index: int = 0) -> int:
 class Wire:
     """Builds the packets of one capture: a clock, MAC addresses, UDP datagrams and TCP flows."""
 
-    def __init__(self, start: float = BASE_TIME) -> None:
+    def __init__(self, start: float = BASE_TIME, broadcasts: tuple[str, ...] = (BROADCAST,)) -> None:
         self.s = _scapy()
         self.clock = start
         self.packets: list = []
         self._macs: dict[str, str] = {}
+        self.broadcasts = broadcasts  # addresses sent to the Ethernet broadcast
 
     def _mac(self, addr: str) -> str:
-        if addr in BROADCASTS:
+        if addr in self.broadcasts:
             return "ff:ff:ff:ff:ff:ff"
         if addr not in self._macs:
             self._macs[addr] = f"02:00:5e:00:00:{len(self._macs) + 1:02x}"
@@ -496,12 +532,14 @@ def broadcast_forms(pattern: Pattern, kb: KnowledgeBase) -> list[tuple[str, str]
     """(source, destination) of each broadcast form: a neighbour's directed broadcast, another's limited one.
     Two sources, because Suricata's per-source alert limit would hide the second form behind the first."""
     client, _ = endpoints(pattern, kb)
-    other = HOME if client == HOME_PEER else HOME_PEER
-    return [(client, DIRECTED_BROADCAST), (other if pattern.src_net.kind in ("any", "home") else client, BROADCAST)]
+    h = hosts(kb)
+    other = h.home if client == h.peer else h.peer
+    return [(client, h.directed_broadcast),
+            (other if pattern.src_net.kind in ("any", "home") else client, BROADCAST)]
 
 
 def _broadcasts(pattern: Pattern, kb: KnowledgeBase, targets: list[tuple[str, str]]) -> Wire:
-    wire = Wire()
+    wire = Wire(broadcasts=tuple(target for _, target in targets))
     for index, (source, target) in enumerate(targets):
         for data in _datagrams(pattern):
             wire.udp(source, target, client_port(pattern, index), server_port(pattern), data)
@@ -591,21 +629,21 @@ def write(pattern: Pattern, kb: KnowledgeBase, path: Path) -> Path:
 
 # --------------------------------------------------------------------------- look-alike (quiet) captures
 
-def _elsewhere(pattern: Pattern, client: str, server: str) -> list[tuple[str, str, str]]:
+def _elsewhere(pattern: Pattern, client: str, server: str, kb: KnowledgeBase) -> list[tuple[str, str, str]]:
     """(what, client, server): the pattern's own traffic where its direction says it is not the threat:
-    from home for inbound, to home for outbound, from outside for internal, unicast for a broadcast;
-    and over loopback, which no pattern matches."""
-    v6 = ipaddress.ip_address(client).version == 6
+    from home for inbound, to home for outbound (IPv6: when home holds IPv6), from outside for internal, unicast
+    for a broadcast; and over loopback, which no pattern matches."""
+    v6, h = ipaddress.ip_address(client).version == 6, hosts(kb)
     direction, places = pattern.direction, []
-    if direction is Direction.INBOUND:
-        places.append(("from a home client", HOME_CLIENT6 if v6 else HOME_CLIENT, server))
-    elif direction is Direction.OUTBOUND:
-        places.append(("to a home server", client, HOME_SERVER6 if v6 else HOME_SERVER))
+    if direction is Direction.INBOUND and (h.client6 or not v6):
+        places.append(("from a home client", h.client6 if v6 else h.client, server))
+    elif direction is Direction.OUTBOUND and (h.server6 or not v6):
+        places.append(("to a home server", client, h.server6 if v6 else h.server))
     elif direction is Direction.INTERNAL:
-        places.append(("from an outside client", EXTERNAL6 if v6 else EXTERNAL, server))
+        places.append(("from an outside client", h.external6 if v6 else h.external, server))
     elif pattern.dst_net.kind == "broadcast":  # the port's unicast use (a broadcast is IPv4 only)
-        places.append(("unicast to one home host", client, HOME_SERVER))
-        places.append(("unicast to a .254 host of a wider home net", *WIDE_UNICAST))
+        places.append(("unicast to one home host", client, h.server))
+        places.append(("unicast to a .254 host of a wider home net", *h.wide))
     loopback = LOOPBACK6 if v6 else LOOPBACK4
     loopback_dst = LOOPBACK_BROADCAST if pattern.dst_net.kind == "broadcast" else loopback
     places.append(("over loopback", loopback, loopback_dst))
@@ -798,7 +836,7 @@ def quiet(pattern: Pattern, kb: KnowledgeBase) -> tuple[Wire, list[str]]:
     no flow, xbit or threshold of one part sees another's packets."""
     wire, shown = Wire(), []
     client, server = endpoints(pattern, kb)
-    for what, there_client, there_server in _elsewhere(pattern, client, server):
+    for what, there_client, there_server in _elsewhere(pattern, client, server, kb):
         _show(wire, pattern, there_client, there_server)
         hosts = f"{pattern.sweep.count + 2} targets from " if pattern.detect is Detect.SWEEP else ""
         shown.append(f"{what} ({there_client} -> {hosts}{there_server})")
@@ -858,31 +896,32 @@ def _server_hello() -> bytes:
             + b"\x14\x03\x03\x00\x01\x01" + b"\x17\x03\x03\x00\x20" + bytes(32))
 
 
-def normal_traffic() -> Wire:
+def normal_traffic(kb: KnowledgeBase) -> Wire:
     """Ordinary traffic of a small site with a web and a mail server, and its home services used from inside: it
     should raise nothing above informational."""
     s = _scapy()
     wire = Wire()
-    web, mail, resolver = "198.51.100.80", "198.51.100.25", "198.51.100.53"
+    h = hosts(kb)
+    web, mail, resolver, ntp, ssh, mail2 = (h.nets.outside.format(n) for n in (80, 25, 53, 123, 22, 26))
     # DNS A query and answer from an ephemeral port
     question = s.DNSQR(qname="www.example.org", qtype="A")
-    wire.udp(HOME, resolver, 53211, 53, bytes(s.DNS(id=0x1A2B, rd=1, qd=question)))
-    wire.udp(resolver, HOME, 53, 53211, bytes(s.DNS(id=0x1A2B, qr=1, rd=1, ra=1, qd=question,
-                                                     an=s.DNSRR(rrname="www.example.org", ttl=300, rdata=web))))
+    wire.udp(h.home, resolver, 53211, 53, bytes(s.DNS(id=0x1A2B, rd=1, qd=question)))
+    wire.udp(resolver, h.home, 53, 53211, bytes(s.DNS(id=0x1A2B, qr=1, rd=1, ra=1, qd=question,
+                                                       an=s.DNSRR(rrname="www.example.org", ttl=300, rdata=web))))
     # outbound HTTP GET and its response
     page = b"<!doctype html><html><head><title>Example</title></head><body>Hello</body></html>\n"
-    wire.tcp(HOME, web, 51000, 80).conversation([
+    wire.tcp(h.home, web, 51000, 80).conversation([
         (True, b"GET / HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n"),
         (False, b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=UTF-8\r\nContent-Length: "
          + str(len(page)).encode() + b"\r\n\r\n" + page)])
     # TLS ClientHello to 443
-    wire.tcp(HOME, web, 51001, 443).conversation([(True, _client_hello("www.example.org")),
-                                                  (False, _server_hello())])
+    wire.tcp(h.home, web, 51001, 443).conversation([(True, _client_hello("www.example.org")),
+                                                    (False, _server_hello())])
     # NTP client request and server reply
     sent = wire.clock + 2_208_988_800  # NTP era: seconds since 1900; fixed, not the clock of the build
-    wire.udp(HOME, "198.51.100.123", 123, 123, bytes(s.NTP(version=4, mode=3, orig=0, sent=sent)))
-    wire.udp("198.51.100.123", HOME, 123, 123, bytes(s.NTP(version=4, mode=4, stratum=2, ref=sent - 64,
-                                                             orig=sent, recv=sent + 0.02, sent=sent + 0.021)))
+    wire.udp(h.home, ntp, 123, 123, bytes(s.NTP(version=4, mode=3, orig=0, sent=sent)))
+    wire.udp(ntp, h.home, 123, 123, bytes(s.NTP(version=4, mode=4, stratum=2, ref=sent - 64,
+                                                orig=sent, recv=sent + 0.02, sent=sent + 0.021)))
     # outbound SSH session: banners, key exchange init, then encrypted data
     kexinit = (b"\x14" + bytes(16) + b"\x00\x00\x00\x1acurve25519-sha256,ext-info-c"
                + b"\x00\x00\x00\x0bssh-ed25519" + (b"\x00\x00\x00\x16chacha20-poly1305@openssh.com" * 2)
@@ -890,18 +929,18 @@ def normal_traffic() -> Wire:
                + bytes(4))
     padding = 8 - (len(kexinit) + 5) % 8 + 8
     kex_packet = struct.pack("!IB", len(kexinit) + padding + 1, padding) + kexinit + bytes(padding)
-    wire.tcp(HOME, "198.51.100.22", 51002, 22).conversation([
+    wire.tcp(h.home, ssh, 51002, 22).conversation([
         (True, b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"),
         (False, b"SSH-2.0-OpenSSH_8.9p1 Ubuntu-3ubuntu0.6\r\n"),
         (True, kex_packet), (False, kex_packet), (True, bytes(range(96))), (False, bytes(range(128)))])
     # inbound HTTP to the home web server
-    wire.tcp(EXTERNAL, HOME_PEER, 52000, 80).conversation([
+    wire.tcp(h.external, h.peer, 52000, 80).conversation([
         (True, b"GET /index.html HTTP/1.1\r\nHost: www.example.net\r\nUser-Agent: Mozilla/5.0\r\n"
                b"Accept: text/html\r\n\r\n"),
         (False, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: "
          + str(len(page)).encode() + b"\r\n\r\n" + page)])
     # SMTP delivery from outside to the home mail server for a local recipient
-    wire.tcp(mail, HOME, 52001, 25).conversation([
+    wire.tcp(mail, h.home, 52001, 25).conversation([
         (False, b"220 mail.example.net ESMTP Postfix (Debian/GNU)\r\n"),
         (True, b"EHLO mx.example.com\r\n"),
         (False, b"250-mail.example.net\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-8BITMIME\r\n"
@@ -913,7 +952,7 @@ def normal_traffic() -> Wire:
         (False, b"250 2.0.0 Ok: queued as 4Tq9Xk1Zz3\r\n"),
         (True, b"QUIT\r\n"), (False, b"221 2.0.0 Bye\r\n")])
     # SMTP to the home mail server for a local recipient who does not exist: a 550 that is not a relay refusal
-    wire.tcp("198.51.100.26", HOME, 52002, 25).conversation([
+    wire.tcp(mail2, h.home, 52002, 25).conversation([
         (False, b"220 mail.example.net ESMTP Postfix (Debian/GNU)\r\n"),
         (True, b"EHLO mx2.example.com\r\n"), (False, b"250-mail.example.net\r\n250 8BITMIME\r\n"),
         (True, b"MAIL FROM:<carol@example.com>\r\n"), (False, b"250 2.1.0 Ok\r\n"),
@@ -921,7 +960,7 @@ def normal_traffic() -> Wire:
         (False, b"550 5.1.1 <nobody@example.net>: Recipient address rejected: User unknown in local recipient "
                 b"table\r\n"),
         (True, b"QUIT\r\n"), (False, b"221 2.0.0 Bye\r\n")])
-    _home_services(wire)
+    _home_services(wire, h)
     return wire
 
 
@@ -933,12 +972,13 @@ def _resp(*words: bytes) -> bytes:
 SSDP_GROUP = "239.255.255.250"
 
 
-def _home_services(wire: Wire) -> None:
+def _home_services(wire: Wire, h: Hosts) -> None:
     """Services of a home network used as they are meant to be, from inside (issue 14): an application and its own
     Redis, memcached get/set, an admin's `docker ps` to the Docker API of a home host, SSDP announcements and a
     search on the LAN, and a chrony-style NTP sync from an ephemeral port with an outside server."""
     s = _scapy()
-    app, store = HOME_CLIENT, HOME_SERVER
+    app, store = h.client, h.server
+    time_server = h.nets.outside.format(123)
     info = b"# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\ntcp_port:6379\r\n"
     wire.tcp(app, store, 53000, 6379).conversation([
         (True, _resp(b"INFO", b"server")), (False, b"$%d\r\n%s\r\n" % (len(info), info)),
@@ -968,6 +1008,6 @@ def _home_services(wire: Wire) -> None:
              b"LOCATION: http://192.168.1.40:49152/description.xml\r\nST: upnp:rootdevice\r\n"
              b"USN: uuid:4d696e69-444c-164e-9d41-b827eb000001::upnp:rootdevice\r\n\r\n")
     sent = BASE_TIME + 2_208_988_800 + 60
-    wire.udp(app, "198.51.100.123", 41234, 123, bytes(s.NTP(version=4, mode=3, ref=0, orig=0, recv=0, sent=sent)))
-    wire.udp("198.51.100.123", app, 123, 41234, bytes(s.NTP(version=4, mode=4, stratum=2, ref=sent - 64, orig=sent,
+    wire.udp(app, time_server, 41234, 123, bytes(s.NTP(version=4, mode=3, ref=0, orig=0, recv=0, sent=sent)))
+    wire.udp(time_server, app, 123, 41234, bytes(s.NTP(version=4, mode=4, stratum=2, ref=sent - 64, orig=sent,
                                                               recv=sent + 0.02, sent=sent + 0.021)))

@@ -25,12 +25,13 @@ How it works (no engine beyond pySigma is needed, so nothing is ever skipped):
 - Each rule must also stay quiet on the look-alikes of its pattern (`lookalike_flows`, a Proof with side "quiet"),
   generated from the typed fields too: the same events from a home address (inbound), to a home address (outbound;
   for DNS query records, whose destination is the name server asked, from an outside address instead), from
-  outside (internal), to one unicast host instead of a broadcast (a home /24 host and 10.0.1.254 of a wider home
+  outside (internal), to one unicast host instead of a broadcast (a home /24 host and a .254 host of a wider home
   net), and over loopback (127.0.0.1 and ::1 at both ends, 127.255.255.255 for a broadcast, for every rule with
   address fields); and ordinary use of the service (another FTP user, another SNMP community, another DNS name or
   record type, a DHCP DISCOVER, an offer from a listed server, an SMTP local delivery and an unknown local user).
   A correlation rule stays quiet on one source making `count + 2` connections to one host (or one port), and on
   its burst from each look-alike source.
+- Home and outside addresses come from the knowledge's home set (rulegen.prove.addresses), as the captures' do.
 - Correlation (scan) rules run natively: pySigma-backend-sqlite 2.0.0 compiles `value_count` with `group-by`
   and `timespan` into one SQL query (its `default` correlation method). Each runs over the normal events plus a
   burst from one source: it must alert, for that source only, on `count` distinct values within the timespan,
@@ -46,14 +47,14 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from rulegen.model import LOOPBACK, Home, KnowledgeBase, Net, Pattern, PortRange
+from rulegen.model import KnowledgeBase, Net, Pattern, PortRange
 from rulegen.prove import Proof, captures
+from rulegen.prove.addresses import addressing
 
 TARGET = "sigma"
 NORMAL = "normal-traffic"
@@ -61,14 +62,8 @@ TABLE = "logs"  # pySigma-backend-sqlite's default table (and Zircolite's)
 EVENT_COLUMN = "rulegen_event"  # which generated event a row belongs to
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
-# Addresses the events use: a /24 inside the knowledge's home (192.168.1.0/24 where home holds it) and one outside
-# it (documentation space, RFC 5737). `addressing(kb)` picks them; host numbers go into the `{}`.
-HOME_PREFERRED = "192.168.1.0/24"
-OUTSIDE_CANDIDATES = ("203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24")
-LIMITED_BROADCAST = "255.255.255.255"
 LOOPBACKS = ("127.0.0.1", "::1")
 LOOPBACK_BROADCAST = "127.255.255.255"  # ends in .255 like a directed broadcast, and is loopback
-WIDE_UNICAST = "10.0.1.254"  # a unicast host of a home net wider than /24 (ends in .254, not .255)
 # Ordinary use of a service, for the payload patterns' look-alikes (and the normal events).
 ORDINARY = {"ftp_user": "alice", "community": "n0c-monitor", "query": "www.example.com", "qtype": "A"}
 SMTP_DELIVERED = "250 2.0.0 Ok: queued as 4Tq9Xk1Zz3"
@@ -210,38 +205,6 @@ def render(flow: Flow, logsource: tuple[str, str, str]) -> dict[str, Any] | None
         return None
     stamp = (START + timedelta(seconds=flow.seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return {"timestamp": stamp, **{k: v for k, v in record.items() if v is not None}}
-
-
-@dataclass(frozen=True)
-class Addressing:
-    """Format strings (`a.b.c.{}`) of the home and the outside /24 the events use."""
-
-    home: str
-    outside: str
-
-    @property
-    def broadcasts(self) -> tuple[str, str]:
-        """A directed broadcast of the home /24 and the limited broadcast."""
-        return self.home.format(255), LIMITED_BROADCAST
-
-
-@cache
-def _addressing(home: Home) -> Addressing:
-    """Home: 192.168.1.0/24 where home holds it, else the first /24 of home's first IPv4 network of /24 or more
-    (loopback and link-local aside). Outside: the first documentation /24 that home does not overlap."""
-    nets = [ipaddress.ip_network(a, strict=False) for a in home.addresses]
-    v4 = [n for n in nets if n.version == 4 and n.prefixlen <= 24 and not _in(str(n.network_address), LOOPBACK)
-          and not n.is_link_local]
-    preferred = ipaddress.ip_network(HOME_PREFERRED)
-    inside = preferred if any(preferred.subnet_of(n) for n in v4) else next(
-        (next(n.subnets(new_prefix=24)) for n in v4), preferred)  # no /24 in home: the proofs will say so
-    outside = next((c for c in OUTSIDE_CANDIDATES if not any(ipaddress.ip_network(c).overlaps(n) for n in nets
-                                                             if n.version == 4)), OUTSIDE_CANDIDATES[0])
-    return Addressing(str(inside.network_address).rsplit(".", 1)[0] + ".{}", outside.rsplit(".", 1)[0] + ".{}")
-
-
-def addressing(kb: KnowledgeBase) -> Addressing:
-    return _addressing(kb.home)
 
 
 def _in(address: str, networks: Iterable[str]) -> bool:
@@ -408,7 +371,7 @@ def _direction_lookalikes(pattern: Pattern, kb: KnowledgeBase,
     nets = addressing(kb)
     dst_is_far_end = logsource != ("", "dns", "")
     if dst == "broadcast" and dst_is_far_end:  # the port's unicast use, in the home /24 and in a wider home net
-        return {"unicast-home": {"dst_ip": nets.home.format(31)}, "unicast-wide": {"dst_ip": WIDE_UNICAST}}
+        return {"unicast-home": {"dst_ip": nets.home.format(31)}, "unicast-wide": {"dst_ip": nets.wide.format(254)}}
     if src == "external":
         return {"from-home": {"src_ip": nets.home.format(30)}}
     if src == "home" and (dst == "home" or not dst_is_far_end):

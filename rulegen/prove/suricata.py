@@ -131,7 +131,7 @@ def run(kb: KnowledgeBase, out_dir: Path, work_dir: Path, binary: str | None = N
                     shows[name] = tuple(shown)
             except Exception as exc:  # noqa: BLE001 - one pattern's builder must not hide the other proofs
                 failed[name] = Replay(name, pcap, error=f"no capture: {type(exc).__name__}: {exc}")
-    pcaps.append(captures.normal_traffic().write(folder / f"{NORMAL}.pcap"))
+    pcaps.append(captures.normal_traffic(kb).write(folder / f"{NORMAL}.pcap"))
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         replays = list(pool.map(lambda pcap: replay_one(binary, config, rules, pcap, work_dir / "logs" / pcap.stem),
                                 pcaps))
