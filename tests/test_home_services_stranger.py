@@ -15,10 +15,9 @@ import json
 import subprocess
 
 from conftest import need, run_rulegen
-from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.l2 import Ether
 from scapy.layers.ntp import NTP
 from scapy.utils import wrpcap
+from stranger import Capture
 
 from rulegen.knowledge import default_knowledge_dir, load_knowledge
 from rulegen.prove import suricata as prove_suricata
@@ -32,49 +31,12 @@ TIME_SERVER = "198.51.100.123"
 SSDP = "239.255.255.250"
 
 
-class Capture:
-    """Packets with a running clock; TCP sessions with real sequence numbers."""
-
-    def __init__(self) -> None:
-        self.packets: list = []
-        self.now = START
-
-    def add(self, packet, after: float = 0.003) -> None:  # noqa: ANN001
-        self.now += after
-        packet.time = self.now
-        self.packets.append(packet)
-
-    def datagram(self, src: str, dst: str, sport: int, dport: int, data: bytes) -> None:
-        self.add(Ether() / IP(src=src, dst=dst, ttl=1 if dst == SSDP else 64) / UDP(sport=sport, dport=dport) / data)
-
-    def session(self, client: str, server: str, sport: int, dport: int, talk: list[tuple[bool, bytes]]) -> None:
-        seq = {True: 7_000 + sport, False: 300_000 + dport}
-
-        def send(from_client: bool, flags: str, data: bytes = b"") -> None:
-            src, dst, sp, dp = (client, server, sport, dport) if from_client else (server, client, dport, sport)
-            segment = TCP(sport=sp, dport=dp, flags=flags, seq=seq[from_client],
-                          ack=seq[not from_client] if "A" in flags else 0, window=65160)
-            packet = Ether() / IP(src=src, dst=dst) / segment
-            self.add(packet / data if data else packet)
-            seq[from_client] += len(data) + (1 if set(flags) & {"S", "F"} else 0)
-
-        send(True, "S")
-        send(False, "SA")
-        send(True, "A")
-        for from_client, data in talk:
-            send(from_client, "PA", data)
-            send(not from_client, "A")
-        send(True, "FA")
-        send(False, "FA")
-        send(True, "A")
-
-
 def bulk(*words: str) -> bytes:
     return f"*{len(words)}\r\n".encode() + b"".join(f"${len(w)}\r\n{w}\r\n".encode() for w in words)
 
 
 def home_services() -> Capture:
-    cap = Capture()
+    cap = Capture(START)
     cap.session(APP, CACHE, 40100, 6379, [
         (True, bulk("HELLO", "3")), (False, b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.2.4\r\n"
                                             b"$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:12\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n"
@@ -102,12 +64,12 @@ def home_services() -> Capture:
         (False, b"HTTP/1.1 200 OK\r\nApi-Version: 1.44\r\nContent-Type: application/json\r\nContent-Length: "
          + str(len(listing)).encode() + b"\r\n\r\n" + listing),
     ])
-    cap.datagram(MEDIA, SSDP, 1900, 1900,
+    cap.datagram(MEDIA, SSDP, 1900, 1900, ttl=1, data=
                  b"NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nCACHE-CONTROL: max-age=1800\r\n"
                  b"LOCATION: http://10.20.0.18:8200/rootDesc.xml\r\nNT: urn:schemas-upnp-org:device:MediaServer:1\r\n"
                  b"NTS: ssdp:alive\r\nSERVER: 6.1.0 DLNADOC/1.50 UPnP/1.0 MiniDLNA/1.3.3\r\n"
                  b"USN: uuid:4d696e69-444c-164e-9d41-001132aabbcc::urn:schemas-upnp-org:device:MediaServer:1\r\n\r\n")
-    cap.datagram(LAPTOP, SSDP, 55123, 1900,
+    cap.datagram(LAPTOP, SSDP, 55123, 1900, ttl=1, data=
                  b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\n"
                  b"ST: urn:schemas-upnp-org:device:MediaServer:1\r\nUSER-AGENT: Linux/6.1 UPnP/1.1 VLC/3.0.20\r\n\r\n")
     cap.datagram(MEDIA, LAPTOP, 1900, 55123,
@@ -123,17 +85,7 @@ def home_services() -> Capture:
     return cap
 
 
-EVE = """outputs:
-  - eve-log:
-      enabled: yes
-      filetype: regular
-      filename: eve.json
-      types:
-        - alert:
-            metadata: yes
-        - http
-        - flow
-"""
+EVE = prove_suricata.EVE_OUTPUT + "        - http\n        - flow\n"
 
 
 def test_home_services_raise_nothing_above_informational_in_suricata(built, tmp_path):

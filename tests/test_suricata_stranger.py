@@ -13,12 +13,12 @@ import subprocess
 
 import pytest
 from conftest import need
-from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
+from stranger import Capture
 
 from rulegen.knowledge import default_knowledge_dir, load_knowledge
 from rulegen.model import Detect
+from rulegen.prove.suricata import EVE_OUTPUT
 from rulegen.validate.suricata import minimal_config
 
 SHIPPED = load_knowledge([default_knowledge_dir()])
@@ -30,57 +30,13 @@ OUTSIDE_MX, OUTSIDE_CLIENT, OUTSIDE_RUNNER, SCANNER = "198.51.100.25", "198.51.1
 HOME_MX, HOME_WEB, HOME_GIT = "10.1.2.25", "10.1.2.80", "10.1.2.22"
 
 
-class Capture:
-    """Packets with a running clock; TCP sessions with real sequence numbers."""
-
-    def __init__(self) -> None:
-        self.packets: list = []
-        self.now = START
-
-    def add(self, packet, after: float = 0.002) -> None:  # noqa: ANN001
-        self.now += after
-        packet.time = self.now
-        self.packets.append(packet)
-
-    def session(self, client: str, server: str, sport: int, dport: int, talk: list[tuple[bool, bytes]]) -> None:
-        """Handshake, each message acknowledged, FIN from both sides."""
-        seq = {True: 10_000 + sport * 7, False: 90_000 + sport * 3}
-
-        def send(from_client: bool, flags: str, data: bytes = b"") -> None:
-            src, dst, sp, dp = (client, server, sport, dport) if from_client else (server, client, dport, sport)
-            segment = TCP(sport=sp, dport=dp, flags=flags, seq=seq[from_client],
-                          ack=seq[not from_client] if "A" in flags else 0, window=29200)
-            packet = Ether() / IP(src=src, dst=dst) / segment
-            self.add(packet / data if data else packet)
-            seq[from_client] += len(data) + (1 if set(flags) & {"S", "F"} else 0)
-
-        send(True, "S")
-        send(False, "SA")
-        send(True, "A")
-        for from_client, data in talk:
-            send(from_client, "PA", data)
-            send(not from_client, "A")
-        send(True, "FA")
-        send(False, "FA")
-        send(True, "A")
-
-    def syn(self, client: str, server: str, sport: int, dport: int) -> None:
-        """A SYN to a closed port, answered by RST."""
-        self.add(Ether() / IP(src=client, dst=server) / TCP(sport=sport, dport=dport, flags="S", seq=7))
-        self.add(Ether() / IP(src=server, dst=client) / TCP(sport=dport, dport=sport, flags="RA", seq=0, ack=8))
-
-    def datagram(self, client: str, server: str, sport: int, dport: int, data: bytes) -> None:
-        self.add(Ether() / IP(src=client, dst=server) / UDP(sport=sport, dport=dport) / data)
-
-
 @pytest.fixture(scope="session")
 def replay(built, tmp_path_factory):
     """Replay a Capture against the built rules; returns eve's alerts as (sid, severity, src, dst) tuples."""
     binary = need("suricata")
     folder = tmp_path_factory.mktemp("stranger")
     config = folder / "suricata.yaml"
-    config.write_text(minimal_config(SHIPPED.home.addresses) + "outputs:\n  - eve-log:\n      enabled: yes\n"
-                      "      filetype: regular\n      filename: eve.json\n      types:\n        - alert\n")
+    config.write_text(minimal_config(SHIPPED.home.addresses) + EVE_OUTPUT)
     rules = built / "suricata" / "rulegen.rules"
 
     def run(capture: Capture, name: str) -> list[tuple[int, int, str, str]]:
@@ -105,7 +61,7 @@ def sids(manifest) -> dict[str, int]:
 
 def mail_deliveries() -> Capture:
     """A mail provider delivering a dozen messages to the home MX within seconds, each to a local recipient."""
-    capture = Capture()
+    capture = Capture(START)
     for n in range(12):
         capture.session(OUTSIDE_MX, HOME_MX, 41000 + n, 25, [
             (False, b"220 mx.example.net ESMTP Postfix\r\n"),
@@ -123,7 +79,7 @@ def mail_deliveries() -> Capture:
 
 def web_fetches() -> Capture:
     """A browser or crawler fetching 25 files from the home web server, one connection each."""
-    capture = Capture()
+    capture = Capture(START)
     for n in range(25):
         body = b"x" * (200 + n)
         capture.session(OUTSIDE_CLIENT, HOME_WEB, 52000 + n, 80, [
@@ -136,7 +92,7 @@ def web_fetches() -> Capture:
 
 def ssh_sessions() -> Capture:
     """A CI runner opening a dozen SSH connections to the home git server."""
-    capture = Capture()
+    capture = Capture(START)
     for n in range(12):
         capture.session(OUTSIDE_RUNNER, HOME_GIT, 33000 + n, 22, [
             (True, b"SSH-2.0-OpenSSH_9.6\r\n"), (False, b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"),
@@ -159,7 +115,7 @@ def test_busy_ordinary_peer_raises_nothing_above_informational(replay, name, tra
 @pytest.mark.parametrize("port", [22, 25])
 def test_outside_source_probing_many_home_hosts_raises_the_sweep(replay, sids, port):
     pattern = next(p for p in HOST_SWEEPS if p.dst_ports[0].low == port and p.transport == "tcp")
-    capture = Capture()
+    capture = Capture(START)
     for n in range(12):  # 12 home hosts within 60 s
         capture.syn(SCANNER, f"10.1.3.{20 + n}", 45000 + n, port)
         capture.now += 2
@@ -170,7 +126,7 @@ def test_outside_source_probing_many_home_hosts_raises_the_sweep(replay, sids, p
 def _sweep_capture(pattern, hosts: int) -> Capture:  # noqa: ANN001
     """One source reaching `hosts` distinct hosts on the pattern's port, spread over half its window, from
     the side its direction names (outside for inbound, home for internal)."""
-    capture = Capture()
+    capture = Capture(START)
     source = SCANNER if pattern.src_net.kind == "external" else "10.1.4.5"
     port = pattern.dst_ports[0].low
     for n in range(hosts):
