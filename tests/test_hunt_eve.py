@@ -6,6 +6,7 @@ must raise nothing above informational."""
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -102,3 +103,28 @@ def test_normal_traffic_raises_nothing_above_informational(built, eve_logs):
     assert alerts == []
     events = [json.loads(line) for line in eve_logs["normal-traffic"].read_text().splitlines()]
     assert {"flow", "dns"} <= {e["event_type"] for e in events}  # the normal traffic did reach the rules
+
+
+def test_siem_dns_queries_compare_the_record_type_as_suricata_writes_it(built, kb, eve_logs, tmp_path):
+    """A SIEM fed by Suricata's EVE (the Splunk TA, Filebeat's suricata module) keeps its rrtype: 7.0 writes AXFR as
+    "252". Every record type that the real Suricata wrote for a DNS type pattern's capture is in the query that
+    each backend converts from the pattern's Sigma rule."""
+    out = tmp_path / "siem"
+    result = run_rulegen("convert", "-o", str(out), str(built / "sigma"))
+    assert result.returncode == 0, result.stderr
+    rules = _sigma_rules(built)
+    typed = [p.id for p in kb.patterns if p.match is not None and p.match.dns_qtype and p.id in rules]
+    assert typed
+    for pid in typed:
+        written = {json.loads(line)["dns"]["rrtype"] for line in eve_logs[pid].read_text().splitlines()
+                   if json.loads(line)["event_type"] == "dns"}
+        assert written, pid
+        stem = Path(rules[pid]).stem
+        for backend, suffix, field in (("splunk", ".spl", "record_type"), ("lucene", ".lucene", "dns.question.type"),
+                                       ("esql", ".esql", "dns.question.type")):
+            query = (out / backend / "queries" / f"{stem}{suffix}").read_text()
+            compared = re.search(rf"{re.escape(field)}(?:(?: IN | in |:)\(([^)]*)\)|(?:==|=|:)(\"[^\"]*\"|\w+))",
+                                 query)
+            assert compared, f"{pid} {backend}: {query}"
+            values = {v.strip(' "') for v in re.split(r",| OR ", compared.group(1) or compared.group(2))}
+            assert written <= values, f"{pid} {backend}: Suricata wrote {written}, the query compares {values}"

@@ -151,18 +151,20 @@ def test_queries_in_each_schema(siem_build):
     spl, lucene, esql = (_queries(out, b) for b in ("splunk", "lucene", "esql"))
     assert spl["net_firewall_ssh_probe.yml"].startswith('tag="network" tag="communicate" transport="tcp" dest_port=22 ')
     # an inbound DNS or Zeek rule reads its direction on the record's source address, as the firewall rules do
-    assert spl["net_dns_dns_axfr.yml"].startswith('tag="network" tag="resolution" tag="dns" record_type="AXFR" '
-                                                  'NOT (src="10.0.0.0/8" OR ')
+    assert spl["net_dns_dns_axfr.yml"].startswith('tag="network" tag="resolution" tag="dns" '
+                                                  'record_type IN ("AXFR", "252") NOT (src="10.0.0.0/8" OR ')
     assert spl["zeek_dhcp_dhcp_rogue_offer.yml"].startswith('sourcetype="bro:dhcp:json" "msg_types{}"="OFFER"')
     assert lucene["net_firewall_ssh_probe.yml"].startswith("network.transport:tcp AND destination.port:22 AND ")
-    assert lucene["net_dns_dns_axfr.yml"].startswith(r"dns.question.type:AXFR AND (NOT (source.ip:10.0.0.0\/8 OR ")
+    assert lucene["net_dns_dns_axfr.yml"].startswith(
+        r"(dns.question.type:(AXFR OR 252)) AND (NOT (source.ip:10.0.0.0\/8 OR ")
     assert lucene["zeek_ftp_ftp_anonymous_login.yml"].startswith(
         r"event.dataset:zeek.ftp AND (user.name:anonymous AND (NOT (source.ip:10.0.0.0\/8 OR ")
     # ECS types destination.ip as ip, which takes no wildcard: a broadcast match goes to destination.address
     assert "destination.address:*.255" in lucene["net_firewall_chargen_udp_broadcast.yml"]
     assert 'ends_with(destination.address, ".255")' in esql["net_firewall_chargen_udp_broadcast.yml"]
-    assert esql["net_dns_dns_axfr.yml"].startswith('from logs-*,filebeat-* metadata _id, _index, _version '
-                                                   '| where dns.question.type=="AXFR" and not (cidr_match(source.ip, ')
+    assert esql["net_dns_dns_axfr.yml"].startswith(
+        'from logs-*,filebeat-* metadata _id, _index, _version '
+        '| where (dns.question.type in ("AXFR", "252")) and not (cidr_match(source.ip, ')
     assert "| stats dc(dest_port) as value_count by _time src_ip" in spl["correlations/correlation_imap_port_sweep.yml"]
     assert ("stats value_count=count_distinct(destination.port) by timebucket, source.ip"
             in esql["correlations/correlation_imap_port_sweep.yml"])
