@@ -116,8 +116,8 @@ def test_siem_dns_queries_compare_the_record_type_as_suricata_writes_it(built, k
     typed = [p.id for p in kb.patterns if p.match is not None and p.match.dns_qtype and p.id in rules]
     assert typed
     for pid in typed:
-        written = {json.loads(line)["dns"]["rrtype"] for line in eve_logs[pid].read_text().splitlines()
-                   if json.loads(line)["event_type"] == "dns"}
+        events = [json.loads(line) for line in eve_logs[pid].read_text().splitlines()]
+        written = {e["dns"]["rrtype"] for e in events if e["event_type"] == "dns"}
         assert written, pid
         stem = Path(rules[pid]).stem
         for backend, suffix, field in (("splunk", ".spl", "record_type"), ("lucene", ".lucene", "dns.question.type"),
