@@ -19,7 +19,7 @@ from rulegen import __version__, siem
 from rulegen import validate as validation
 from rulegen.errors import KnowledgeError, LockChangedError, Problem, RulegenError
 from rulegen.ids import LOCK_NAME, Lock, LockChanges, LockSet, SidChange
-from rulegen.knowledge import folder_of, is_pack, is_pack_tree, load_knowledge
+from rulegen.knowledge import folder_of, is_pack, is_pack_tree, load_knowledge, pack_folders
 from rulegen.model import KnowledgeBase, Response, site_pack
 from rulegen.output import discard, manifest, stage, swap_in, write_file_atomic
 from rulegen.render import make_environment, render_errors
@@ -86,12 +86,12 @@ def locks_for(kb: KnowledgeBase, knowledge: Sequence[Path]) -> LockSet:
                                                                    "theirs")])
     mine = last.resolve()
     pack = next((p for p in kb.packs if Path(p.folder).resolve() == mine), None) or site_pack(str(mine), mine.name)
-    upstream = []
+    upstream: dict[Path, None] = {}  # each lock once: a tree's common.yaml and its packs name the same ones
     for root in knowledge[:-1]:
         folder = folder_of(Path(root))
-        packs = [c for c in sorted(folder.iterdir()) if is_pack(c)] if is_pack_tree(folder) else [folder]
-        upstream += [f / LOCK_NAME for f in packs]
-    return LockSet([(Lock.load(last / LOCK_NAME, pack, upstream), None)])
+        upstream.update(dict.fromkeys(f / LOCK_NAME for f in (pack_folders(folder) if is_pack_tree(folder)
+                                                               else [folder])))
+    return LockSet([(Lock.load(last / LOCK_NAME, pack, list(upstream)), None)])
 
 
 def plan_all(kb: KnowledgeBase, policy: str | None = None) -> dict[str, list[Plan]]:

@@ -13,13 +13,13 @@ from collections import Counter
 from dataclasses import dataclass
 
 from rulegen.explore import EntryView, ports_text
-from rulegen.model import Entry, KnowledgeBase, Pattern, PortRange
+from rulegen.model import Entry, KnowledgeBase, Pattern, PortRange, Severity
 from rulegen.targets import TARGETS
 
 WIDTH = 1040
 CHAR = 6.7  # width of one character of the pictures' 11px monospace text
 
-SEVERITIES = ("critical", "high", "medium", "low", "informational")  # legend order
+SEVERITIES = tuple(s.value for s in reversed(Severity))  # legend order, the most severe first
 # The severities' colours, of the marks and of the report's badges; each severity also has its own shape on the
 # port map, for readers without colour.
 SEVERITY_COLOUR = {"critical": "#7a0010", "high": "#c62828", "medium": "#ef8f00", "low": "#3b7dd8",
@@ -325,11 +325,10 @@ def _cell(entry: str, target: str, state: str, x: float, y: float, title: str) -
 def heat_map(kb: KnowledgeBase, views: list[EntryView], built: list[str]) -> HeatMap:
     """Per pack a heading, then its entries in up to BLOCKS side-by-side blocks (read down, then across), each
     row an entry's label and one cell per target."""
-    pack_of = {e.id: e.pack for e in kb.entries}
     headings, columns, labels, cells = [], [], [], []
     y = 40.0
     for pack in packs_of(kb):
-        mine = [v for v in views if pack_of[v.id] == pack]
+        mine = [v for v in views if v.pack == pack]
         headings.append(Text(0, _n(y + 14), f"pack {pack}: {len(mine)} entries"))
         rows = math.ceil(len(mine) / BLOCKS)
         top = y + 24 + HEADER

@@ -167,8 +167,8 @@ class Lock:
         return {p.sid for p in self.patterns.values()} | set(self.retired.values())
 
     def _allocate(self) -> int:
-        sid = self.next_sid
-        while sid in self._used_sids():  # a SID adopted from upstream inside this range
+        sid, used = self.next_sid, self._used_sids()
+        while sid in used:  # a SID adopted from upstream inside this range
             sid += 1
         low, high = self.sids
         if sid > high:

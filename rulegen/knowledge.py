@@ -172,11 +172,16 @@ def default_knowledge_dir() -> Path:
 
 def is_pack_tree(folder: Path) -> bool:
     """A folder of packs with their common.yaml, like rulegen's own knowledge/."""
-    return (folder / COMMON_FILE).is_file() and any((child / PACK_FILE).is_file() for child in _subfolders(folder))
+    return (folder / COMMON_FILE).is_file() and bool(pack_folders(folder))
 
 
 def is_pack(folder: Path) -> bool:
     return (folder / PACK_FILE).is_file()
+
+
+def pack_folders(tree: Path) -> list[Path]:
+    """The packs of a folder: its subfolders with a pack.yaml, in name order."""
+    return [child for child in _subfolders(tree) if is_pack(child)]
 
 
 def _subfolders(folder: Path) -> list[Path]:
@@ -885,12 +890,11 @@ def read_pack(folder: Path) -> Pack:
 def shipped_packs() -> list[Pack]:
     """The packs that come with rulegen (read for their SID ranges)."""
     packs = []
-    for folder in _subfolders(default_knowledge_dir()):
-        if is_pack(folder):
-            try:
-                packs.append(read_pack(folder))
-            except _Invalid:
-                continue  # a broken shipped pack.yaml is reported when that pack is read
+    for folder in pack_folders(default_knowledge_dir()):
+        try:
+            packs.append(read_pack(folder))
+        except _Invalid:
+            continue  # a broken shipped pack.yaml is reported when that pack is read
     return packs
 
 

@@ -94,10 +94,6 @@ class ContentMatch:
     distance: int | None = None
     within: int | None = None
 
-    @property
-    def relative(self) -> bool:
-        return self.distance is not None or self.within is not None
-
 
 @dataclass(frozen=True)
 class Match:

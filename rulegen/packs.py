@@ -17,6 +17,7 @@ from rulegen.knowledge import (
     default_knowledge_dir,
     is_pack,
     is_pack_tree,
+    pack_folders,
     shipped_packs,
 )
 
@@ -105,15 +106,14 @@ def _expand(value: str, selection: Selection) -> list[Path]:
             names = ", ".join([SHIPPED, *(f"@{p}" for p in packs)])
             raise SelectionError(f"unknown pack {value!r} in {selection.source} (rulegen ships: {names})")
         return _open_tree(packs[value[1:]])
-    path = Path(value)
-    if path.is_dir() and is_pack_tree(path):
-        return _open_tree(path)
-    return _open_tree(path) if path.is_dir() and is_pack(path) else [path]
+    return _open_tree(Path(value))
 
 
 def _open_tree(folder: Path) -> list[Path]:
+    """A pack tree as its common.yaml and its packs; a shipped-style pack with its tree's common.yaml; any other
+    root as it is."""
     if is_pack_tree(folder):
-        return [folder / COMMON_FILE, *(c for c in sorted(folder.iterdir()) if c.is_dir() and is_pack(c))]
+        return [folder / COMMON_FILE, *pack_folders(folder)]
     if is_pack(folder) and is_pack_tree(folder.parent):
         return [folder.parent / COMMON_FILE, folder]
     return [folder]

@@ -40,7 +40,6 @@ def render_report(compiled: Compiled, templates_dir: Path) -> str:
     try:
         template = html_environment(templates_dir).get_template(REPORT_TEMPLATE)
         return template.render(entries=entries, targets=TARGETS, built=compiled.targets, totals=totals,
-                               pattern_count=len(patterns), generator=f"rulegen {__version__}",
-                               packs={e.id: e.pack for e in compiled.kb.entries}, **pictures)
+                               pattern_count=len(patterns), generator=f"rulegen {__version__}", **pictures)
     except (jinja2.TemplateError, TypeError, ValueError, AttributeError) as exc:
         raise render_errors(exc, templates_dir) from None

@@ -11,7 +11,7 @@ from typing import Any
 
 from rulegen import knowledge as k
 from rulegen.attack import tactics
-from rulegen.model import CATEGORIES, TRANSPORTS, Detect, Direction, Response, Severity
+from rulegen.model import CATEGORIES, NTP_REQUESTS, TRANSPORTS, Detect, Direction, Response, Severity
 from rulegen.targets.suricata import CLASSTYPES
 
 SCHEMA_FILE = Path(__file__).resolve().parent / "data" / "knowledge.schema.json"
@@ -101,10 +101,10 @@ MATCH_TYPES: dict[str, dict[str, dict]] = {
     "netbios": {"query": _enum(k.NETBIOS_QUERIES)}, "shell": {"response": TEXT},
     "smtp": {"reply": _enum(k.SMTP_REPLIES), "rcpt": _enum(k.SMTP_RCPTS)},
     "http": {"method": {"type": "string", "pattern": "^[A-Z]+$"}, "uri": TEXT,
-             "uri_match": _enum(("contains", "startswith", "equals")),
+             "uri_match": _enum(k.HTTP_URI_MATCHES),
              "header": {"type": "object", "required": ["name"], "additionalProperties": False,
                         "properties": {"name": TEXT, "value": TEXT}}},
-    "ntp": {"mode": _int(0, 7), "request": TEXT},
+    "ntp": {"mode": _int(0, 7), "request": _enum(tuple(NTP_REQUESTS))},
 }
 # Keys of which exactly one is given.
 ONE_OF = {"content item": ("text", "hex"), "sample": ("text", "hex"), "dns": ("query", "qtype"),
@@ -156,10 +156,10 @@ def generate() -> dict:
         "content_item": _object(k.CONTENT_KEYS, (), TYPES["content item"], ONE_OF["content item"]),
         "sample": _object(("text", "hex"), (), ITEM, ONE_OF["sample"]),
         "match": _match(),
-        "not_expressed": _object((*k.TARGET_NAMES, "firewall"), (), {}),
+        "not_expressed": _object((*k.TARGET_NAMES, "firewall"), (),
+                                 {t: {**TEXT, "description": f"why {t} must not express it"}
+                                  for t in (*k.TARGET_NAMES, "firewall")}),
     }
-    definitions["not_expressed"]["properties"] = {t: {**TEXT, "description": f"why {t} must not express it"}
-                                                  for t in (*k.TARGET_NAMES, "firewall")}
     file_keys = (*k.FILE_KEYS, "pack")
     return {
         "$schema": DRAFT,

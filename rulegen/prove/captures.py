@@ -464,14 +464,14 @@ def _http(match: Match, transport: str) -> list[Message]:
     return [(True, http_match_request(match)), (False, HTTP_OK)]
 
 
-def ntp_message(mode: int, code: int | None = None, version: int | None = None) -> bytes:
+def ntp_message(mode: int, code: int | None = None, version: int | None = None, sequence: int = 1) -> bytes:
     """An NTP request of `mode`: a mode 7 request (ntpdc's req_pkt: version 2, implementation XNTPD (3), request
-    `code`, 40 data bytes), a mode 6 control request (ntpq's header: opcode `code`, sequence 1), or a standard
+    `code`, 40 data bytes), a mode 6 control request (ntpq's header: opcode `code`, `sequence`), or a standard
     48-byte message (RFC 5905) of the mode."""
     if mode == 7:
         return bytes([(version or 2) << 3 | 7, 0, 3, code or 0]) + bytes(44)
     if mode == 6:
-        return bytes([(version or 2) << 3 | 6, code or 1]) + struct.pack("!HHHHH", 1, 0, 0, 0, 0)
+        return bytes([(version or 2) << 3 | 6, code or 1]) + struct.pack("!HHHHH", sequence, 0, 0, 0, 0)
     s = _scapy()
     sent = BASE_TIME + 2_208_988_800  # NTP era: seconds since 1900
     return bytes(s.NTP(version=version or 4, mode=mode, stratum=0 if mode == 3 else 2, ref=0, orig=0, recv=0,
@@ -755,8 +755,7 @@ def _ntp_variants(match: Match) -> list[tuple[str, list[Message]]]:
     mode = match.ntp_mode
     if match.ntp_request and mode == 7:
         return [("a mode 7 peer list request (code 0)", [(True, ntp_message(7, 0))]),
-                ("a mode 6 request with sequence number 42", [(True, ntp_message(6, 1)[:2] + b"\x00\x2a"
-                                                               + ntp_message(6, 1)[4:])])]
+                ("a mode 6 request with sequence number 42", [(True, ntp_message(6, 1, sequence=42))])]
     if match.ntp_request and mode == 6:
         return [("a mode 6 readstat request (opcode 1)", [(True, ntp_message(6, 1))]),
                 ("a mode 7 request whose byte 1 is 2", [(True, bytes([0x17, 2, 3, 0]) + bytes(44))])]
