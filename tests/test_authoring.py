@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_rulegen
+from conftest import copy_knowledge, run_rulegen
 
 import rulegen.knowledge
 from rulegen.errors import KnowledgeError
@@ -72,13 +71,15 @@ def test_show_in_chinese_falls_back_to_english_for_a_site_entry(tmp_path):
     result = run_rulegen("show", "my-app", "--lang", "zh", "-k", "@shipped", "-k", str(folder))
     assert result.returncode == 0, result.stderr
     assert "The port of our own application" in result.stdout
+    shipped = run_rulegen("show", "ssh", "--lang", "zh", "-k", "@shipped", "-k", str(folder))  # --lang zh is read
+    assert shipped.returncode == 0, shipped.stderr
+    assert load_knowledge([default_knowledge_dir()]).entry("ssh").description_zh[:8] in shipped.stdout
 
 
 @pytest.fixture
 def shipped_copy(tmp_path, monkeypatch):
     """A copy of the shipped knowledge that the loader takes for the shipped one."""
-    copy = tmp_path / "shipped"
-    shutil.copytree(default_knowledge_dir(), copy)
+    copy = copy_knowledge(tmp_path / "shipped")
     monkeypatch.setattr(rulegen.knowledge, "default_knowledge_dir", lambda: copy)
     return copy
 
@@ -101,7 +102,7 @@ def with_zh(text: str, zh: str) -> str:
     return text.replace('reach it."}', f'reach it.", zh: "{zh}"}}')
 
 
-def test_a_blank_chinese_description_is_refused_in_the_shipped_knowledge_only(shipped_copy, tmp_path):
+def test_a_blank_chinese_description_is_refused_and_a_sites_chinese_is_kept(shipped_copy, tmp_path):
     (shipped_copy / "article" / "zz-extra.yaml").write_text(with_zh(entry(), " "))
     with pytest.raises(KnowledgeError) as caught:
         load_knowledge([shipped_copy])

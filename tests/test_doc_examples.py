@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, run_rulegen
-from jsonschema import Draft7Validator
+from test_schema import VALIDATOR
 
-from rulegen import schema
+from rulegen.errors import KnowledgeError
 from rulegen.knowledge import MATCH_KINDS, default_knowledge_dir, load_knowledge
 from rulegen.model import Detect
 
@@ -46,13 +46,25 @@ def folder(tmp_path_factory) -> Path:
     return path
 
 
-def test_one_example_per_detect_kind_and_match_kind():
+def _kinds_of_the_docs_whole_files(tmp_path: Path) -> set[str]:
+    """The match kinds of every YAML block anywhere in the doc that loads alone as a knowledge file."""
+    kinds = set()
+    for index, block in enumerate(re.findall(r"^```yaml\n(.*?)^```", DOC.read_text(encoding="utf-8"), re.M | re.S)):
+        path = tmp_path / f"block-{index}.yaml"
+        path.write_text(block, encoding="utf-8")
+        try:
+            kinds |= {p.match.kind for p in load_knowledge([path]).patterns if p.match is not None}
+        except KnowledgeError:
+            continue  # a fragment, not a whole file
+    return kinds
+
+
+def test_one_example_per_detect_kind_and_match_kind(tmp_path):
     detects = {h.split(": ", 1)[1] for h in EXAMPLES if h.startswith("detect: ")}
     matches = {h.split(": ", 1)[1] for h in EXAMPLES if h.startswith("match: ")}
     assert detects == {d.value for d in Detect}
-    documented_elsewhere = {kind for kind in MATCH_KINDS if kind not in matches
-                            and re.search(rf"^#+ .*\b{kind}\b", DOC.read_text(), re.M | re.I)}
-    assert matches | documented_elsewhere == set(MATCH_KINDS), set(MATCH_KINDS) - matches
+    documented_elsewhere = _kinds_of_the_docs_whole_files(tmp_path) - matches
+    assert matches | documented_elsewhere == set(MATCH_KINDS), set(MATCH_KINDS) - matches - documented_elsewhere
 
 
 @pytest.mark.parametrize("heading", sorted(EXAMPLES))
@@ -62,6 +74,7 @@ def test_each_example_loads_alone_and_shows_its_kind(heading, tmp_path):
     kb = load_knowledge([path])
     assert kb.warnings == ()
     kind, name = heading.split(": ", 1)
+    assert kb.patterns
     if kind == "detect":
         assert all(p.detect.value == name for p in kb.patterns)
     else:
@@ -70,8 +83,7 @@ def test_each_example_loads_alone_and_shows_its_kind(heading, tmp_path):
 
 @pytest.mark.parametrize("heading", sorted(EXAMPLES))
 def test_each_example_passes_the_schema(heading):
-    validator = Draft7Validator(json.loads(schema.SCHEMA_FILE.read_text()))
-    assert list(validator.iter_errors(yaml.safe_load(EXAMPLES[heading]))) == []
+    assert list(VALIDATOR.iter_errors(yaml.safe_load(EXAMPLES[heading]))) == []
 
 
 def test_the_examples_build_on_top_of_the_shipped_knowledge_validated(folder, tmp_path):

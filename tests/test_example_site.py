@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, run_rulegen
-from jsonschema import Draft7Validator
+from test_schema import VALIDATOR
 
 from rulegen import schema
 
@@ -71,14 +71,13 @@ def test_the_example_site_is_proven_by_selftest(site):
 
 
 def test_every_file_of_the_example_names_and_passes_the_schema():
-    validator = Draft7Validator(json.loads(schema.SCHEMA_FILE.read_text()))
     files = sorted(EXAMPLE.glob("*.yaml"))
     assert len(files) >= 5
     for path in files:
         text = path.read_text()
         assert text.startswith("# yaml-language-server: $schema=../../rulegen/data/knowledge.schema.json\n"), path
         assert (path.parent / "../../rulegen/data/knowledge.schema.json").resolve() == schema.SCHEMA_FILE
-        assert list(validator.iter_errors(yaml.safe_load(text))) == [], path
+        assert list(VALIDATOR.iter_errors(yaml.safe_load(text))) == [], path
 
 
 def test_no_build_output_is_checked_in_with_the_example():

@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import need, run_rulegen
+from conftest import need
 from scapy.layers.ntp import NTP
 from scapy.utils import wrpcap
 from stranger import Capture
+from test_hunt_logs import _hunt
 
 from rulegen.knowledge import default_knowledge_dir, load_knowledge
 from rulegen.prove import suricata as prove_suricata
@@ -131,8 +132,6 @@ def test_home_services_raise_nothing_in_zeek_logs(built, tmp_path):
             for n, uri in ((1, "/_ping"), (2, "/v1.44/containers/json"))]
     for name, records in (("conn.log", rows), ("http.log", http)):
         (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in records))
-    result = run_rulegen("hunt", "--rules", str(built / "sigma"), "--json", "--min-level", "low",
-                         str(tmp_path / "conn.log"), str(tmp_path / "http.log"))
-    assert result.returncode == 0, result.stdout + result.stderr
-    alerts = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    code, alerts, err = _hunt(built / "sigma", tmp_path / "conn.log", tmp_path / "http.log", level="low")
+    assert code == 0, json.dumps(alerts) + err
     assert not [a["rule"]["title"] for a in alerts if a["rule"]["level"] != "informational"]

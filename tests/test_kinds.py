@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import need, run_rulegen
+from test_hunt_logs import _hunt
 
 from rulegen.build import build
 from rulegen.knowledge import load_knowledge
@@ -195,10 +196,9 @@ def test_sigma_values_are_literal_and_pass_sigmahq(tmp_path):
     rows = [{**base, "uid": "CLit", "uri": "/remote/fgt_lang?lang=/../../../dev/cmdb/sslvpn_websession"},
             {**base, "uid": "CNot", "uri": "/remote/fgt_langXlang=/../../../dev/cmdb/sslvpn_websession"}]
     (tmp_path / "http.log").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    hunt = run_rulegen("hunt", "--rules", str(out / "sigma"), "--json", str(tmp_path / "http.log"))
-    alerts = [json.loads(line) for line in hunt.stdout.splitlines() if line.strip()]
+    _, alerts, err = _hunt(out / "sigma", tmp_path / "http.log", level="low")
     hits = [a for a in alerts if "Language File" in a["rule"]["title"]]
-    assert len(hits) == 1 and "CLit" in json.dumps(hits[0]), hunt.stdout + hunt.stderr
+    assert len(hits) == 1 and "CLit" in json.dumps(hits[0]), json.dumps(alerts) + err
 
 
 @pytest.mark.parametrize("pattern_id", sorted(PATTERNS))
@@ -253,6 +253,10 @@ def _payloads(pcap: Path) -> list[bytes]:
 
 def test_samples_are_in_the_captures(replays):
     """Each fires sample is in the fires capture, each quiet sample in the quiet capture, as its own flow."""
+    entries = yaml.safe_load((FIXTURE / "kinds.yaml").read_text())["entries"]
+    written = sum(len(p.get("samples", {}).get(side, [])) for e in entries for p in e["patterns"]
+                  for side in ("fires", "quiet"))
+    assert written and sum(len(p.samples.fires) + len(p.samples.quiet) for p in KB.patterns) == written
     for pattern in KB.patterns:
         for name, samples in ((pattern.id, pattern.samples.fires),
                               (pattern.id + prove_suricata.QUIET, pattern.samples.quiet)):
@@ -479,10 +483,8 @@ def test_hunt_reads_http_and_dns_any_rows(out, tmp_path):
     ]
     for name, rows in (("http.log", http), ("dns.log", dns)):
         (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = run_rulegen("hunt", "--rules", str(out / "sigma"), "--json", "--min-level", "informational",
-                         str(tmp_path / "http.log"), str(tmp_path / "dns.log"))
-    assert result.returncode == 1, result.stderr
-    alerts = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    code, alerts, err = _hunt(out / "sigma", tmp_path / "http.log", tmp_path / "dns.log")
+    assert code == 1, err
     hits = {(Path(a["source"]["file"]).name, a["source"]["line"], a["rule"]["title"]) for a in alerts}
     assert hits == {("http.log", 1, "Docker API Container Create from Outside"),
                     ("dns.log", 1, "DNS ANY Query over UDP from Outside")}, hits

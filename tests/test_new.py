@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import run_rulegen
-from jsonschema import Draft7Validator
+from test_schema import VALIDATOR
 
 from rulegen import schema
 from rulegen.knowledge import default_knowledge_dir, load_knowledge
@@ -65,9 +65,8 @@ def test_selftest_proves_the_skeletons(site, tmp_path):
 
 
 def test_the_skeletons_pass_the_json_schema(site):
-    validator = Draft7Validator(json.loads(schema.SCHEMA_FILE.read_text()))
     for path in site.glob("*.yaml"):
-        assert list(validator.iter_errors(yaml.safe_load(path.read_text()))) == [], path
+        assert list(VALIDATOR.iter_errors(yaml.safe_load(path.read_text()))) == [], path
 
 
 def test_the_entry_skeleton_names_the_schema_and_says_zh_is_optional(site):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ODD_ENTRY_HEAD, ODD_PROBE_PATTERN, copy_knowledge, run_rulegen
+from test_explore import _json
 
 from rulegen.knowledge import default_knowledge_dir, load_knowledge, read_pack
 from rulegen.model import SITE_SIDS
@@ -26,12 +27,6 @@ def _site(folder: Path, text: str = ODD, pack: str | None = None) -> Path:
     if pack:
         (folder / "pack.yaml").write_text(pack, encoding="utf-8")
     return folder
-
-
-def _json(*args: str, **kwargs) -> list | dict:
-    result = run_rulegen(*args, "--json", **kwargs)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def _sids(out: Path) -> dict[str, int]:

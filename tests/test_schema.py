@@ -12,7 +12,8 @@ from conftest import run_rulegen
 from jsonschema import Draft7Validator
 
 from rulegen import schema
-from rulegen.knowledge import default_knowledge_dir, knowledge_files
+from rulegen.errors import KnowledgeError
+from rulegen.knowledge import default_knowledge_dir, knowledge_files, load_knowledge
 
 VALIDATOR = Draft7Validator(json.loads(schema.SCHEMA_FILE.read_text(encoding="utf-8")))
 
@@ -66,10 +67,19 @@ def with_pattern(**changes) -> dict:
     return with_entry(patterns=[pattern])
 
 
-def test_a_good_site_file_passes():
+def _load_site(document: dict, folder) -> None:
+    """The shipped knowledge with `document` as a site's one file on top."""
+    folder.mkdir()
+    (folder / "site.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+    load_knowledge([default_knowledge_dir(), folder])
+
+
+def test_a_good_site_file_passes(tmp_path):
     assert list(VALIDATOR.iter_errors(with_entry())) == []
     payload = with_pattern(detect="payload", match={"content": [{"text": "HELO", "offset": 0, "depth": 4}]})
     assert list(VALIDATOR.iter_errors(payload)) == []
+    _load_site(with_entry(), tmp_path / "plain")  # the loader takes both too
+    _load_site(payload, tmp_path / "payload")
 
 
 @pytest.mark.parametrize(("document", "why"), [
@@ -85,7 +95,10 @@ def test_a_good_site_file_passes():
     (with_pattern(dst_ports=[70000]), "port out of range"),
     (with_pattern(attack={"tactic": "discovery", "technique": "1046"}), "technique id"),
     (with_entry(description={"en": "Too short."}), "short English description"),
+    (with_pattern(detect="payload", match={"ntp": {"mode": 7, "request": "peerlist"}}), "unknown NTP request"),
     ({"entrys": []}, "unknown top-level key"),
 ])
-def test_the_schema_refuses_what_the_loader_refuses(document, why):
+def test_the_schema_refuses_what_the_loader_refuses(document, why, tmp_path):
     assert list(VALIDATOR.iter_errors(document)), why
+    with pytest.raises(KnowledgeError):
+        _load_site(document, tmp_path / "site")
