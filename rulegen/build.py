@@ -218,7 +218,6 @@ class Compiled:
     targets: list[str]
     plans: dict[str, list[Plan]]
     lock: LockSet
-    lock_changed: bool
     changes: LockChanges
     artifacts: list[Artifact]
     rows: list[dict]
@@ -250,7 +249,7 @@ def compile_rules(knowledge: Sequence[Path], templates_dir: Path, targets: Seque
         raise render_errors(exc, templates_dir) from None
     rows = coverage(plans, artifacts, lock, kb, selected)
     recorded = {"policy": policy, **deploy.record()} if set(selected) & set(FIREWALLS) else None
-    return Compiled(kb, selected, plans, lock, bool(lock.changed()), changes, artifacts, rows, env, recorded)
+    return Compiled(kb, selected, plans, lock, changes, artifacts, rows, env, recorded)
 
 
 def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets: Sequence[str],
@@ -265,11 +264,12 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
         raise siem.SiemInputError("--siem converts the Sigma rules: build the sigma target too (-t sigma)")
     compiled = compile_rules(knowledge, templates_dir, targets, targets_named, policy, deploy)
     lock, changes, artifacts = compiled.lock, compiled.changes, compiled.artifacts
-    if frozen and compiled.lock_changed:
+    changed_locks = lock.changed()
+    if frozen and changed_locks:
         detail = ", ".join(f"{len(v)} {k}" for k, v in (
             ("added", changes.added), ("adopted", changes.adopted), ("retired", changes.retired),
             ("revised", changes.revised)) if v)
-        paths = ", ".join(str(changed.path) for changed in lock.changed())
+        paths = ", ".join(str(changed.path) for changed in changed_locks)
         raise LockChangedError(f"{paths}: --frozen: the build would change the lock file ({detail or 'format'})")
     try:
         conversions, siem_files = siem.convert_artifacts(artifacts, siem_backends, compiled.env)
@@ -289,7 +289,7 @@ def build(knowledge: Sequence[Path], templates_dir: Path, out_dir: Path, targets
             if validation.problems(reports):
                 raise ValidationFailed([_relocate(r, staging, out_dir) for r in reports])
         written = []
-        for changed in lock.changed() if save_lock else []:  # reserve the IDs first: out/ never has SIDs a lock lacks
+        for changed in changed_locks if save_lock else []:  # reserve the IDs first: out/ never has SIDs a lock lacks
             try:
                 write_file_atomic(changed.path, changed.dumps())
             except OSError as exc:
