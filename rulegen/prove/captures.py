@@ -917,10 +917,7 @@ def normal_traffic(kb: KnowledgeBase) -> Wire:
     wire.tcp(h.home, web, 51001, 443).conversation([(True, _client_hello("www.example.org")),
                                                     (False, _server_hello())])
     # NTP client request and server reply
-    sent = wire.clock + 2_208_988_800  # NTP era: seconds since 1900; fixed, not the clock of the build
-    wire.udp(h.home, ntp, 123, 123, bytes(s.NTP(version=4, mode=3, orig=0, sent=sent)))
-    wire.udp(ntp, h.home, 123, 123, bytes(s.NTP(version=4, mode=4, stratum=2, ref=sent - 64,
-                                                orig=sent, recv=sent + 0.02, sent=sent + 0.021)))
+    _ntp_sync(wire, h.home, ntp, 123, wire.clock + 2_208_988_800)  # NTP era: seconds since 1900
     # outbound SSH session: banners, key exchange init, then encrypted data
     kexinit = (b"\x14" + bytes(16) + b"\x00\x00\x00\x1acurve25519-sha256,ext-info-c"
                + b"\x00\x00\x00\x0bssh-ed25519" + (b"\x00\x00\x00\x16chacha20-poly1305@openssh.com" * 2)
@@ -975,9 +972,7 @@ def _home_services(wire: Wire, h: Hosts) -> None:
     """Services of a home network used as they are meant to be, from inside (issue 14): an application and its own
     Redis, memcached get/set, an admin's `docker ps` to the Docker API of a home host, SSDP announcements and a
     search on the LAN, and a chrony-style NTP sync from an ephemeral port with an outside server."""
-    s = _scapy()
     app, store = h.client, h.server
-    time_server = h.nets.outside.format(123)
     info = b"# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\ntcp_port:6379\r\n"
     wire.tcp(app, store, 53000, 6379).conversation([
         (True, _resp(b"INFO", b"server")), (False, b"$%d\r\n%s\r\n" % (len(info), info)),
@@ -1006,7 +1001,13 @@ def _home_services(wire: Wire, h: Hosts) -> None:
              b"HTTP/1.1 200 OK\r\nCACHE-CONTROL: max-age=1800\r\nEXT:\r\n"
              b"LOCATION: http://192.168.1.40:49152/description.xml\r\nST: upnp:rootdevice\r\n"
              b"USN: uuid:4d696e69-444c-164e-9d41-b827eb000001::upnp:rootdevice\r\n\r\n")
-    sent = BASE_TIME + 2_208_988_800 + 60
-    wire.udp(app, time_server, 41234, 123, bytes(s.NTP(version=4, mode=3, ref=0, orig=0, recv=0, sent=sent)))
-    wire.udp(time_server, app, 123, 41234, bytes(s.NTP(version=4, mode=4, stratum=2, ref=sent - 64, orig=sent,
-                                                              recv=sent + 0.02, sent=sent + 0.021)))
+    _ntp_sync(wire, app, h.nets.outside.format(123), 41234, BASE_TIME + 2_208_988_800 + 60)
+
+
+def _ntp_sync(wire: Wire, client: str, server: str, sport: int, sent: float) -> None:
+    """A client's mode 3 request and the server's mode 4 reply, at `sent` (NTP era). Every timestamp is given:
+    scapy would fill a missing one with the clock of the build."""
+    s = _scapy()
+    wire.udp(client, server, sport, 123, bytes(s.NTP(version=4, mode=3, ref=0, orig=0, recv=0, sent=sent)))
+    wire.udp(server, client, 123, sport, bytes(s.NTP(version=4, mode=4, stratum=2, ref=sent - 64, orig=sent,
+                                                     recv=sent + 0.02, sent=sent + 0.021)))
