@@ -78,6 +78,7 @@ OBJECT_KEYS = {
     "correction": (("seed", "fixed", "note"), ("seed", "fixed", "note")),
     "sweep": (("distinct", "count", "seconds"), ("distinct", "count", "seconds")),
     "attack": (("tactic", "technique"), ("tactic", "technique")),
+    "pack": (("id", "title", "author", "msg_prefix", "sids"), ("id", "title", "author", "sids")),  # pack.yaml
 }
 TABLES = ("destination", "source")
 FLOWS = ("to_server", "to_client")
@@ -872,8 +873,7 @@ def read_pack(folder: Path) -> Pack:
     """The pack.yaml of a folder: `pack: {id, title, author, msg_prefix, sids}`."""
     file = str(folder / PACK_FILE)
     top = _Fields(_read_yaml(folder / PACK_FILE), 1, "pack file", ("pack",), ("pack",))
-    f = _Fields(top.data["pack"], top.line_of("pack"), "pack", ("id", "title", "author", "msg_prefix", "sids"),
-                ("id", "title", "author", "sids"))
+    f = _Fields(top.data["pack"], top.line_of("pack"), "pack", *OBJECT_KEYS["pack"])
     prefix = f.text("msg_prefix", max_len=32) if f.has("msg_prefix") else "RULEGEN"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", prefix):
         raise _Invalid(f.line_of("msg_prefix"), f"'msg_prefix' must be one word (letters, digits, '_.-'), "

@@ -150,7 +150,6 @@ def generate() -> dict:
             "en": {**TEXT, "minLength": 20, "description": "English, a sentence at least"},
             "zh": {**TEXT, "description": "Chinese; required in rulegen's shipped knowledge, optional at a site"}}},
         **{names.get(name, name): schema for name, schema in objects.items()},
-        "pack": _object(tuple(TYPES["pack"]), ("id", "title", "author", "sids"), TYPES["pack"]),
         "entry": _object(k.ENTRY_KEYS, k.ENTRY_REQUIRED, TYPES["entry"]),
         "pattern": pattern,
         "content_item": _object(k.CONTENT_KEYS, (), TYPES["content item"], ONE_OF["content item"]),
