@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 
 import pytest
@@ -197,3 +198,20 @@ def test_every_udp_reject_in_a_burst_is_answered(tmp_path):
         results = firewall.run_probes(ns, probes)
     outcomes = [results[p.key]["outcome"] for p in probes]
     assert outcomes.count("refused") == len(probes), {o: outcomes.count(o) for o in set(outcomes)}
+
+
+def test_a_probe_that_gets_the_cpu_after_its_deadline_still_reads_its_answer(monkeypatch):
+    """Hundreds of probe threads share two cores: a thread can run again only after its deadline. The port
+    unreachable already waiting for it is read, not taken for a timeout (here: a deadline that has passed
+    when the probe looks, over this machine's loopback)."""
+    need_root()  # the raw socket of a probe to port 0
+    monkeypatch.setattr(firewall, "TIMEOUT", 0.0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        sport, closed = a.getsockname()[1], b.getsockname()[1]  # two free ports, once these sockets close
+    probes = [{"key": f"late-{dport}", "family": 4, "transport": "udp", "way": "in", "sport": sport,
+               "dport": dport, "src_addr": "127.0.0.1", "dst_addr": "127.0.0.1", "broadcast": False}
+              for dport in (closed, 0)]  # a socket's datagram, and port 0's raw one
+    results = firewall._probe_main(probes)
+    assert {key: r["outcome"] for key, r in results.items()} == {f"late-{closed}": "refused", "late-0": "refused"}

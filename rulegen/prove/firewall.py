@@ -700,13 +700,20 @@ def _tcp(probe: dict) -> tuple[str, str]:
         return "answered", "connected"
 
 
+def _waits(deadline: float) -> Iterator[float]:
+    """The timeouts of a probe's reads up to its deadline: one read at least, for a thread that ran only after it."""
+    yield max(deadline - time.monotonic(), LAST_LOOK)
+    while (left := deadline - time.monotonic()) > 0:
+        yield left
+
+
 def _udp(probe: dict) -> tuple[str, str]:
     payload = _payload(probe["key"])
     with socket.socket(_family(probe), socket.SOCK_DGRAM) as s:
         if probe["way"] == "lo":  # the listener in the same namespace may hold this port (sport = dport)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((probe["src_addr"], probe["sport"]))
-        deadline, looked = time.monotonic() + TIMEOUT, False
+        deadline = time.monotonic() + TIMEOUT
         try:
             if probe["broadcast"]:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
@@ -714,9 +721,8 @@ def _udp(probe: dict) -> tuple[str, str]:
             else:
                 s.connect((probe["dst_addr"], probe["dport"]))
                 s.send(payload)
-            while time.monotonic() < deadline or not looked:  # a thread that ran late still looks once
-                looked = True
-                s.settimeout(max(deadline - time.monotonic(), LAST_LOOK))
+            for wait in _waits(deadline):
+                s.settimeout(wait)
                 if s.recv(4096) == payload:
                     return "answered", "echoed"
         except ConnectionRefusedError:
@@ -741,12 +747,11 @@ def _udp_raw(probe: dict) -> tuple[str, str]:
         if not v4:
             snd.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 6)  # the kernel fills the UDP checksum
         snd.bind((probe["src_addr"], 0))
-        deadline, looked = time.monotonic() + TIMEOUT, False
+        deadline = time.monotonic() + TIMEOUT
         try:
             snd.sendto(header + payload, (probe["dst_addr"], 0))
-            while time.monotonic() < deadline or not looked:
-                looked = True
-                rcv.settimeout(max(deadline - time.monotonic(), LAST_LOOK))
+            for wait in _waits(deadline):
+                rcv.settimeout(wait)
                 data = rcv.recv(4096)
                 icmp = data[(data[0] & 0x0F) * 4:] if v4 else data
                 if len(icmp) < 8 or (icmp[0], icmp[1]) != ((3, 3) if v4 else (1, 4)):
